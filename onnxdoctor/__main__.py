@@ -1,0 +1,3 @@
+from onnxdoctor.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""The context analyzers read: one graph's view, with the model, validation and evaluation around it."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT, Evaluation, evaluate_constants
+from onnxdoctor.findings import Finding
+from onnxdoctor.graph import GraphView
+from onnxdoctor.model import LoadedModel
+from onnxdoctor.validation import ValidationResult
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    # Evaluate constant subgraphs with ONNX Runtime (OD301 values, OD302, OD403 on computed values).
+    evaluate: bool = True
+    # Tensors above this many elements are not read or computed.
+    element_limit: int = DEFAULT_ELEMENT_LIMIT
+
+
+class GraphAnalysis:
+    """Everything known about one graph (main graph, subgraph body or function)."""
+
+    def __init__(
+        self,
+        view: GraphView,
+        model: LoadedModel,
+        validation: ValidationResult,
+        options: AnalysisOptions,
+        parent: GraphAnalysis | None = None,
+    ) -> None:
+        self.view = view
+        self.model = model
+        self.validation = validation
+        self.options = options
+        self.parent = parent
+        self.children = [GraphAnalysis(sub, model, validation, options, self) for sub in view.subviews]
+
+    def walk(self):
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    @property
+    def is_function(self) -> bool:
+        return self.view.scope.startswith("function ")
+
+    @functools.cached_property
+    def evaluation(self) -> Evaluation:
+        # Function bodies have no values to start from: their constants are found by structure only.
+        if self.is_function:
+            return Evaluation()
+        outer = self.parent.evaluation.values if self.parent else {}
+        return evaluate_constants(self.view, self.model, self.options.element_limit, outer, run=self.options.evaluate)
+
+    def value(self, tensor: str):
+        """A constant's value if known (read or evaluated), else None."""
+        return self.evaluation.values.get(tensor)
+
+    def finding(
+        self,
+        rule: str,
+        message: str,
+        *,
+        nodes: Iterable[int] = (),
+        node_names: Iterable[str] = (),
+        tensors: Iterable[str] = (),
+        **details,
+    ) -> Finding:
+        return Finding(
+            rule=rule,
+            message=message,
+            nodes=tuple(self.view.labels(nodes)) + tuple(node_names),
+            tensors=tuple(tensors),
+            graph=self.view.scope,
+            details=details,
+        )
+
+
+def describe_value(value, limit: int = 8) -> str:
+    """A constant's value in a message: '[2]', '4', 'float32[64, 3, 3, 3]' when large."""
+    if value.size > limit:
+        return f"{value.dtype}[{', '.join(map(str, value.shape))}]"
+    if value.ndim == 0:
+        return str(value.item())
+    return "[" + ", ".join(str(item) for item in value.reshape(-1).tolist()) + "]"

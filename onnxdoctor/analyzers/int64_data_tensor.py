@@ -1,0 +1,61 @@
+"""OD402 int64-data-tensor: INT64 tensors in the data path, where TensorRT works in INT32."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import onnx
+
+from onnxdoctor.analysis import GraphAnalysis
+from onnxdoctor.analyzers import analyzer
+from onnxdoctor.findings import Finding
+
+_INT64 = onnx.TensorProto.INT64
+
+
+@analyzer("OD402")
+def int64_data_tensor(graph: GraphAnalysis) -> Iterator[Finding]:
+    view = graph.view
+    shape_valued = view.shape_valued_tensors
+
+    def is_int64_data(name: str) -> bool:
+        tensor_type = view.tensor_type(name)
+        return bool(tensor_type and tensor_type.elem_type == _INT64 and name not in shape_valued)
+
+    outputs = set(view.outputs)
+    for name in view.inputs:
+        if is_int64_data(name) and view.consumers.get(name):
+            yield graph.finding("OD402", f"graph input {name} is INT64 and feeds the data path ({_readers(view, name)})", tensors=[name])
+    for name in view.outputs:
+        if is_int64_data(name):
+            yield graph.finding(
+                "OD402", f"graph output {name} is INT64: TensorRT produces it as INT32", tensors=[name],
+                nodes=view.producers.get(name, []),
+            )
+    for name in list(view.initializers):
+        if name not in view.overridable and name not in outputs and is_int64_data(name) and view.consumers.get(name):
+            yield graph.finding("OD402", f"INT64 initializer {name} feeds the data path ({_readers(view, name)})", tensors=[name])
+    # Values computed only from shapes and constants are bounded by the dims (or checked by
+    # OD403): casting them to INT32 is exact, so only data computed from data is reported.
+    bounded = view.constant_tensors | view.shape_derived_tensors
+    for index in view.topological_order:
+        node = view.nodes[index]
+        # Only where INT64 enters the data path: a node with no INT64 data input of its own.
+        if any(is_int64_data(name) for name in view.node_inputs(index)):
+            continue
+        if node.op_type != "Constant" and any(name in bounded for name in node.output if name):
+            continue
+        for name in node.output:
+            if name and name not in outputs and is_int64_data(name) and view.consumers.get(name):
+                source = "Constant" if node.op_type == "Constant" else f"{node.op_type} {view.label(index)}"
+                yield graph.finding(
+                    "OD402",
+                    f"{name} (INT64, from {source}) feeds the data path ({_readers(view, name)})",
+                    nodes=[index],
+                    tensors=[name],
+                )
+
+
+def _readers(view, name: str) -> str:
+    readers = [view.label(use.node) for use in view.consumers.get(name, ())]
+    return "read by " + ", ".join(readers[:3]) + (f" and {len(readers) - 3} more" if len(readers) > 3 else "")

@@ -1,0 +1,53 @@
+"""OD101 invalid-model: what onnx.checker and shape inference reject, and inputs nothing defines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from onnxdoctor.analysis import GraphAnalysis
+from onnxdoctor.analyzers import analyzer
+from onnxdoctor.findings import Finding, plural
+from onnxdoctor.validation import node_name_in
+
+# Checker messages that our own structural checks report better (every case, not the first).
+_STRUCTURAL_MESSAGES = ("topologically sorted", "is not output of any previous nodes", "single static assignment")
+
+
+@analyzer("OD101", whole_model=True)
+def invalid_model(graph: GraphAnalysis) -> Iterator[Finding]:
+    structural = []
+    for analysis in graph.walk():
+        view = analysis.view
+        for index, tensor in view.undefined_inputs:
+            structural.append(
+                analysis.finding(
+                    "OD101",
+                    f"{view.label(index)} reads {tensor}, which no node produces and which is neither a graph input nor an initializer",
+                    nodes=[index],
+                    tensors=[tensor],
+                )
+            )
+        for tensor, producers in view.duplicate_producers.items():
+            also = " and is also an initializer or graph input" if tensor in view.initializers or tensor in view.inputs else ""
+            structural.append(
+                analysis.finding(
+                    "OD101",
+                    f"{tensor} is written by {plural(len(producers), 'node')}{also}; ONNX graphs must assign each tensor once (SSA)",
+                    nodes=producers,
+                    tensors=[tensor],
+                )
+            )
+    yield from structural
+
+    validation = graph.validation
+    message = validation.checker_error
+    ordering_reported = any(a.view.out_of_order_uses or a.view.cycles for a in graph.walk())
+    if message and not (any(text in message for text in _STRUCTURAL_MESSAGES) and (structural or ordering_reported)):
+        yield graph.finding("OD101", f"onnx.checker: {message}", node_names=_named(message))
+    for error in validation.inference_errors:
+        yield graph.finding("OD101", f"shape inference: {error}", node_names=_named(error))
+
+
+def _named(message: str) -> list[str]:
+    name = node_name_in(message)
+    return [name] if name else []

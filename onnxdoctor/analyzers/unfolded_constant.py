@@ -1,0 +1,39 @@
+"""OD301 unfolded-constant: nodes computed only from constants, still in the graph."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from onnxdoctor.analysis import GraphAnalysis, describe_value
+from onnxdoctor.analyzers import analyzer
+from onnxdoctor.findings import Finding, plural
+
+
+@analyzer("OD301")
+def unfolded_constant(graph: GraphAnalysis) -> Iterator[Finding]:
+    view = graph.view
+    evaluation = graph.evaluation
+    cannot_fold = set(evaluation.failures) | set(evaluation.blocked)
+    foldable = [index for index in view.foldable_nodes if index not in cannot_fold]
+    for group in view.connected_groups(foldable):
+        outputs = view.group_outputs(group)
+        parts = [f"constant subgraph of {plural(len(group), 'node')} never folded: {view.chain(group)}"]
+        known = [index for index in group if index in view.known_shape_values]
+        if known:
+            described = ", ".join(
+                f"{view.label(index)} = {describe_value(view.known_shape_values[index])}" for index in known[:3]
+            )
+            parts.append(f"starting from shape values shape inference already knows ({described})")
+        results = [f"{name} = {describe_value(graph.value(name))}" for name in outputs if graph.value(name) is not None]
+        if results:
+            parts.append("evaluates to " + ", ".join(results))
+        skipped = [evaluation.skipped[index] for index in group if index in evaluation.skipped]
+        if skipped:
+            parts.append(f"not evaluated: {skipped[0]}")
+        yield graph.finding(
+            "OD301",
+            "; ".join(parts),
+            nodes=group,
+            tensors=outputs,
+            evaluated=not skipped and graph.options.evaluate,
+        )

@@ -1,0 +1,171 @@
+"""The command line: click commands that parse options, call the API, render, pick the exit code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from onnxdoctor.findings import Severity
+from onnxdoctor.model import OnnxDoctorError
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """--select OD3,OD401 --select dead-nodes → ['OD3', 'OD401', 'dead-nodes']."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _model_paths(paths: tuple[str, ...]) -> list[Path]:
+    """Files as given; folders searched for *.onnx, sorted, like ruff takes files and folders."""
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            models = sorted(p for p in path.rglob("*.onnx") if p.is_file())
+            if not models:
+                raise OnnxDoctorError(f"{path}: folder holds no .onnx file")
+            found.extend(models)
+        else:
+            found.append(path)
+    return found
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="onnxdoctor", prog_name="onnxdoctor")
+def main() -> None:
+    """Find and fix what makes an ONNX model slow or broken on TensorRT."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "sarif", "github"]), default="text",
+              show_default=True, help="Report format.")
+@click.option("--select", multiple=True, metavar="CODES",
+              help="Only these rules: codes, prefixes (OD3) or names, comma-separated.")
+@click.option("--ignore", multiple=True, metavar="CODES", help="Leave out these rules (same forms as --select).")
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="error", show_default=True,
+              help="Exit 1 when a finding is at or above this severity.")
+@click.option("--evaluate/--no-evaluate", default=True, show_default=True,
+              help="Evaluate constant subgraphs with ONNX Runtime (values, fold failures).")
+@click.option("--max-elements", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Never read or compute tensors above N elements (default 1,048,576).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the report to this file (atomically) instead of standard output.")
+def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elements, output) -> None:
+    """Analyze ONNX models (files or folders) for what hurts TensorRT."""
+    from onnxdoctor import api
+    from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
+
+    try:
+        models = _model_paths(paths)
+        options = dict(select=_split(select), ignore=_split(ignore), evaluate=evaluate,
+                       element_limit=DEFAULT_ELEMENT_LIMIT if max_elements is None else max_elements)
+        # Unknown rule codes are a usage error, before any model is read.
+        from onnxdoctor.catalog import select_rules
+
+        select_rules(options["select"], options["ignore"])
+    except OnnxDoctorError as error:
+        _fail(error)
+    reports, failures = [], {}
+    for path in models:
+        try:
+            reports.append(api.diagnose(path, **options))
+        except OnnxDoctorError as error:
+            failures[str(path)] = str(error)
+    _emit(reports, failures, output_format, output)
+    if failures:
+        for error in failures.values():
+            click.echo(f"onnxdoctor: {error}", err=True)
+        sys.exit(EXIT_UNUSABLE)
+    sys.exit(_exit_code(reports, fail_on))
+
+
+def _emit(reports, failures, output_format, output) -> None:
+    from onnxdoctor.model import write_atomically
+
+    if output_format == "text":
+        from rich.console import Console
+
+        from onnxdoctor.render import text
+
+        if output:
+            console = Console(record=True, file=open(_devnull(), "w"), width=120, color_system=None)  # noqa: SIM115
+            text.render(reports, failures, console)
+            write_atomically(console.export_text().encode(), output)
+        else:
+            text.render(reports, failures, Console(highlight=False, soft_wrap=True))
+        return
+    from onnxdoctor.render import github, json, sarif
+
+    renderer = {"json": json, "sarif": sarif, "github": github}[output_format]
+    rendered = renderer.render(reports, failures)
+    if output:
+        write_atomically(rendered.encode(), output)
+    else:
+        click.echo(rendered, nl=False)
+
+
+def _devnull() -> str:
+    import os
+
+    return os.devnull
+
+
+def _exit_code(reports, fail_on: str) -> int:
+    if fail_on == "never":
+        return EXIT_CLEAN
+    from onnxdoctor.catalog import load_catalog
+
+    threshold = Severity.parse(fail_on)
+    catalog = load_catalog()
+    worst = max((report.worst_severity(catalog) or 0 for report in reports), default=0)
+    return EXIT_FINDINGS if worst >= threshold else EXIT_CLEAN
+
+
+def _fail(error: Exception) -> None:
+    click.echo(f"onnxdoctor: {error}", err=True)
+    sys.exit(EXIT_UNUSABLE)
+
+
+@main.command("rules")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def list_rules(output_format) -> None:
+    """List every rule: code, name, severity, fix pass and title."""
+    from onnxdoctor.catalog import load_catalog
+
+    rules = list(load_catalog().values())
+    if output_format == "json":
+        import json
+
+        records = [{"code": r.code, "name": r.name, "severity": r.severity.label, "fix_pass": r.fix_pass,
+                    "title": r.title} for r in rules]
+        click.echo(json.dumps(records, indent=2))
+        return
+    width = max(len(rule.name) for rule in rules)
+    for rule in rules:
+        click.echo(f"{rule.code}  {rule.name:<{width}}  {rule.severity.label:<7}  {rule.fix_pass or '-':<14}  {rule.title}")
+
+
+@main.command()
+@click.argument("rule")
+def explain(rule) -> None:
+    """Explain one rule (by code, e.g. OD301, or name, e.g. unfolded-constant)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from onnxdoctor.catalog import find_rule
+    from onnxdoctor.render import fix_command
+
+    found = find_rule(rule)
+    if found is None:
+        _fail(OnnxDoctorError(f"no rule {rule!r} (see `onnxdoctor rules`)"))
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"[bold]{found.code} {found.name}[/bold] ({found.severity.label}): {escape(found.title)}\n")
+    for heading, body in (("What it means", found.description), ("On TensorRT", found.tensorrt),
+                          ("How to fix", found.fix), ("Example", found.example)):
+        console.print(f"[bold]{heading}[/bold]\n{escape(body)}\n")
+    command = fix_command(found)
+    console.print(f"[bold]Fix pass[/bold]\n{command or 'none: this needs a change at the source'}")

@@ -1,0 +1,162 @@
+"""Loading and saving ONNX models: the only place that touches model files.
+
+Weights stored as external data stay on disk: the loader checks that every external
+file is inside the model's folder, exists and is long enough, but reads no byte of it.
+Analyzers that need a value ask `LoadedModel.tensor_value`, which reads only that tensor.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+
+
+class OnnxDoctorError(Exception):
+    """A problem with the user's input or environment: shown as one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class ExternalData:
+    """Where the bytes of one externally stored tensor live."""
+
+    tensor: str
+    location: Path
+    offset: int
+    length: int
+
+
+@dataclass
+class LoadedModel:
+    path: Path
+    proto: onnx.ModelProto
+    external: dict[str, ExternalData] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def tensor_value(self, tensor: onnx.TensorProto) -> np.ndarray:
+        """The tensor's values, reading external data from disk if that is where they are."""
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            return numpy_helper.to_array(tensor)
+        where = self.external[tensor.name]
+        with open(where.location, "rb") as stream:
+            stream.seek(where.offset)
+            raw = stream.read(where.length)
+        loaded = onnx.TensorProto()
+        loaded.CopyFrom(tensor)
+        del loaded.external_data[:]
+        loaded.data_location = onnx.TensorProto.DEFAULT
+        loaded.raw_data = raw
+        return numpy_helper.to_array(loaded)
+
+
+def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Initializers and tensor attributes of this graph and of every subgraph inside it."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.TENSOR:
+                yield attribute.t
+            elif attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _all_tensors(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for subgraph in attribute.graphs:
+                    yield from _all_tensors(subgraph)
+
+
+def _locate_external_data(tensor: onnx.TensorProto, folder: Path) -> ExternalData:
+    """Resolve and check one tensor's external data entry without reading it.
+
+    The location must stay inside the model's folder (no absolute path, no `..`, no symlink
+    leading out): a model from elsewhere must not make us read arbitrary files
+    (the CVE-2024-27318/27319 class of ONNX path traversal).
+    """
+    entries = {entry.key: entry.value for entry in tensor.external_data}
+    location = entries.get("location", "")
+    name = tensor.name or "<unnamed tensor>"
+    if not location:
+        raise OnnxDoctorError(f"tensor {name!r} is marked as external data but names no file")
+    if os.path.isabs(location) or Path(location).drive:
+        raise OnnxDoctorError(
+            f"tensor {name!r}: external data location {location!r} is an absolute path; refusing to read outside the model's folder"
+        )
+    root = folder.resolve()
+    resolved = (folder / location).resolve()
+    if not resolved.is_relative_to(root):
+        raise OnnxDoctorError(
+            f"tensor {name!r}: external data location {location!r} leads outside the model's folder; refusing to read it"
+        )
+    if not resolved.is_file():
+        raise OnnxDoctorError(f"tensor {name!r}: external data file {location!r} is missing (looked in {folder})")
+    try:
+        offset = int(entries.get("offset", "0"))
+        length_text = entries.get("length")
+        file_size = resolved.stat().st_size
+        length = int(length_text) if length_text is not None else file_size - offset
+    except ValueError:
+        raise OnnxDoctorError(f"tensor {name!r}: external data offset or length is not a number") from None
+    if offset < 0 or length < 0 or offset + length > file_size:
+        raise OnnxDoctorError(
+            f"tensor {name!r}: external data file {location!r} is too short "
+            f"(needs bytes {offset}..{offset + length}, file has {file_size})"
+        )
+    return ExternalData(tensor=name, location=resolved, offset=offset, length=length)
+
+
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """Parse an ONNX file (external data stays on disk) or raise OnnxDoctorError saying why not."""
+    path = Path(path)
+    if not path.exists():
+        raise OnnxDoctorError(f"{path}: no such file")
+    if path.is_dir():
+        raise OnnxDoctorError(f"{path}: is a folder, not an ONNX file")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise OnnxDoctorError(f"{path}: cannot read: {error.strerror}") from None
+    if not data:
+        raise OnnxDoctorError(f"{path}: empty file, not an ONNX model")
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as error:
+        raise OnnxDoctorError(f"{path}: not an ONNX model (protobuf parse failed: {error}); is the file truncated?") from None
+    del data
+    # Random bytes and other protobuf messages often parse "successfully" into a ModelProto
+    # of unknown fields; a real model has an IR version and a graph.
+    if proto.ir_version <= 0 or not proto.HasField("graph"):
+        raise OnnxDoctorError(f"{path}: not an ONNX model (no IR version or no graph); is it another file type?")
+    external = {}
+    for tensor in _all_tensors(proto.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            located = _locate_external_data(tensor, path.parent)
+            external[located.tensor] = located
+    return LoadedModel(path=path, proto=proto, external=external)
+
+
+def write_atomically(data: bytes, path: str | os.PathLike) -> None:
+    """Write a file atomically: a temporary file in the same folder, then a rename.
+
+    A reader (or a killed process) never sees half a file, and an existing file is only
+    replaced once the new one is complete.
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,67 @@
+"""The human report: grouped by severity, one line per finding, with the nodes and the fix."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.console import Console
+from rich.markup import escape
+
+from onnxdoctor.catalog import load_catalog
+from onnxdoctor.findings import Report, Severity, plural
+from onnxdoctor.render import fix_command, rule_of
+
+_STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+_NODES_SHOWN = 6
+
+
+def render(reports: list[Report], failures: dict[str, str], console: Console) -> None:
+    for report in reports:
+        _render_report(report, console)
+    # Unreadable inputs are reported on standard error by the CLI, one line each.
+    if len(reports) + len(failures) > 1:
+        totals = sum((report.severity_counts(load_catalog()) for report in reports), Counter())
+        console.print(
+            f"[bold]{plural(len(reports) + len(failures), 'model')}:[/bold] {_counts(totals)}"
+            + (f", {plural(len(failures), 'unreadable model')}" if failures else "")
+        )
+
+
+def _counts(counts: Counter) -> str:
+    return f"{plural(counts['error'], 'error')}, {plural(counts['warning'], 'warning')}, {counts['info']} info"
+
+
+def _render_report(report: Report, console: Console) -> None:
+    stats = report.stats
+    opsets = ", ".join(f"{domain} {version}" for domain, version in stats.get("opsets", {}).items())
+    console.print(
+        f"[bold]{escape(report.model)}[/bold]  [dim]{stats.get('nodes', '?')} nodes, opset {escape(opsets)}"
+        + (f", {escape(stats['producer'])}" if stats.get("producer") else "")
+        + "[/dim]"
+    )
+    for severity in sorted(Severity, reverse=True):
+        findings = [f for f in report.findings if rule_of(f).severity == severity]
+        if not findings:
+            continue
+        style = _STYLES[severity]
+        for finding in findings:
+            rule = rule_of(finding)
+            where = "" if finding.graph == "main" else f" [dim](in {escape(finding.graph)})[/dim]"
+            console.print(
+                f"  [{style}]{severity.label:<7}[/{style}] [bold]{rule.code}[/bold] [dim]{rule.name}[/dim]{where}  "
+                f"{escape(finding.message)}",
+                soft_wrap=True,
+            )
+            if finding.nodes:
+                shown = ", ".join(finding.nodes[:_NODES_SHOWN])
+                more = f" (+{len(finding.nodes) - _NODES_SHOWN} more)" if len(finding.nodes) > _NODES_SHOWN else ""
+                console.print(f"           [dim]nodes:[/dim] {escape(shown)}{more}", soft_wrap=True)
+            command = fix_command(rule)
+            if command:
+                console.print(f"           [dim]fix:[/dim] {command}", soft_wrap=True)
+    for note in report.notes:
+        console.print(f"  [dim]note:[/dim] {escape(note)}", soft_wrap=True)
+    if report.findings:
+        console.print(f"  {_counts(report.severity_counts(load_catalog()))}\n")
+    else:
+        console.print("  [green]no findings[/green]\n")

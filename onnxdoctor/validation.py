@@ -1,0 +1,149 @@
+"""What onnx itself says about a model: checker errors and inferred tensor types.
+
+Both run on a copy of the model whose large weights are left out, so validating a model
+of several gigabytes costs what validating its structure costs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import onnx
+
+from onnxdoctor.graph import GraphView, TensorType, attribute_subgraphs
+from onnxdoctor.model import LoadedModel
+
+# Shape inference reads the values of small constants (Reshape shapes, Slice starts...):
+# external tensors up to this many bytes are read in; larger ones stay on disk.
+INLINE_EXTERNAL_BYTES = 4096
+
+_NODE_NAME_PATTERNS = (
+    re.compile(r"node name: ([^)]*)\)"),
+    re.compile(r"of node: \s*name: (.*?) OpType"),
+    re.compile(r"Name: (.*?) OpType"),
+    re.compile(r"\bnode (?:named )?'([^']+)'"),
+)
+
+
+@dataclass
+class ValidationResult:
+    checker_error: str | None = None
+    inference_errors: list[str] = field(default_factory=list)
+    # Inferred types by tensor name, for the main graph and every subgraph (names are unique
+    # across scopes in well-formed models; a clash keeps the outermost).
+    types: dict[str, TensorType] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def node_name_in(message: str) -> str | None:
+    """The node an onnx checker or shape-inference message is about, if it names one."""
+    for pattern in _NODE_NAME_PATTERNS:
+        match = pattern.search(message)
+        if match and match.group(1).strip():
+            return match.group(1).strip()
+    return None
+
+
+def _skeleton(loaded: LoadedModel) -> onnx.ModelProto:
+    """The model with small external tensors read in and large ones left on disk."""
+    skeleton = onnx.ModelProto()
+    skeleton.CopyFrom(loaded.proto)
+    for tensor in skeleton.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        where = loaded.external.get(tensor.name)
+        if where is not None and where.length <= INLINE_EXTERNAL_BYTES:
+            value = loaded.tensor_value(tensor)
+            tensor.CopyFrom(onnx.numpy_helper.from_array(value, tensor.name))
+    return skeleton
+
+
+def _collect_types(graph: onnx.GraphProto, types: dict[str, TensorType]) -> None:
+    for value_info in (*graph.input, *graph.output, *graph.value_info):
+        tensor_type = TensorType.from_type_proto(value_info.type)
+        if tensor_type is not None:
+            types.setdefault(value_info.name, tensor_type)
+    for initializer in graph.initializer:
+        types.setdefault(initializer.name, TensorType(initializer.data_type, tuple(initializer.dims)))
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                _collect_types(attribute.g, types)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for subgraph in attribute.graphs:
+                    _collect_types(subgraph, types)
+
+
+def _clean(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def validate(loaded: LoadedModel) -> ValidationResult:
+    """Run onnx.checker and strict shape inference; keep the inferred types either way."""
+    result = ValidationResult()
+    skeleton = _skeleton(loaded)
+    _sort_if_only_unsorted(skeleton.graph)
+    try:
+        # The checker looks for external data files next to the model, which it only knows
+        # when given the path; such models keep their weights outside, so reading is cheap.
+        onnx.checker.check_model(str(loaded.path) if loaded.external else skeleton)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as error:
+        result.checker_error = _clean(error)
+
+    inferred = None
+    try:
+        inferred = onnx.shape_inference.infer_shapes(skeleton, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as error:
+        message = _clean(error)
+        if "Cannot parse data from external tensors" in message:
+            result.notes.append("shape inference needed the value of a large external tensor; shapes after it are unknown")
+        else:
+            result.inference_errors = _split_inference_errors(message)
+    if inferred is None:
+        try:
+            inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
+        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as error:
+            result.notes.append(f"shape inference failed entirely; tensor types are unknown ({_clean(error)})")
+            inferred = skeleton
+    _collect_types(inferred.graph, result.types)
+    return result
+
+
+def _sort_if_only_unsorted(graph: onnx.GraphProto) -> None:
+    """Put the nodes of an unsorted (but acyclic) graph and its subgraphs in order, in place.
+
+    The checker and shape inference stop at the first node that reads a tensor not yet
+    produced; sorted, they go on to find the problems behind it. Ordering itself is
+    reported by OD201/OD202, not here.
+    """
+    structure = GraphView(
+        list(graph.node),
+        inputs=[value.name for value in graph.input],
+        outputs=[value.name for value in graph.output],
+        initializers={tensor.name: tensor for tensor in graph.initializer},
+        types={},
+    )
+    if structure.out_of_order_uses and not structure.cycles:
+        ordered = []
+        for index in structure.topological_order:
+            node = onnx.NodeProto()
+            node.CopyFrom(structure.nodes[index])
+            ordered.append(node)
+        graph.ClearField("node")
+        graph.node.extend(ordered)
+    for node in graph.node:
+        for _, subgraph in attribute_subgraphs(node):
+            _sort_if_only_unsorted(subgraph)
+
+
+def _split_inference_errors(message: str) -> list[str]:
+    """onnx joins every node's inference error into one string; split it back per node."""
+    message = message.removeprefix("[ShapeInferenceError] Inference error(s): ")
+    parts = [part.strip() for part in re.split(r"\s(?=\(op_type:)", message)]
+    # A node holding a subgraph (If, Loop) reports "Inference error(s):" around its body's errors.
+    return [
+        part
+        for part in parts
+        if part and not part.endswith("Inference error(s):") and not re.fullmatch(r"\[\w+\]", part)
+    ]

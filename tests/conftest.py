@@ -1,0 +1,38 @@
+"""Shared test fixtures: the committed planted-defect models and the YOLO exports (built once, cached)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANTED = ROOT / "fixtures" / "planted"
+sys.path.insert(0, str(ROOT / "fixtures"))
+
+
+def planted(name: str) -> Path:
+    path = PLANTED / f"{name}.onnx"
+    assert path.exists(), f"missing fixture {path}: run python fixtures/planted.py"
+    return path
+
+
+@pytest.fixture(scope="session")
+def yolo() -> dict[str, Path]:
+    """Real Ultralytics exports (yolov8n-pose static/dynamic, with and without onnxslim; yolov8n opset 12).
+
+    Exported from the yaml on first use and cached in fixtures/yolo/. They need the `torch`
+    extra; the README's set-up installs it, so a missing one is a failure, not a skip.
+    """
+    import yolo as yolo_fixtures
+
+    return yolo_fixtures.build_all()
+
+
+def rules_of(report) -> list[str]:
+    return sorted({finding.rule for finding in report.findings})
+
+
+def findings_of(report, rule: str):
+    return [finding for finding in report.findings if finding.rule == rule]

@@ -1,0 +1,37 @@
+from conftest import findings_of, planted, rules_of
+
+from onnxdoctor import diagnose
+
+
+def test_type_clash_names_the_node():
+    report = diagnose(planted("od101_type_mismatch"))
+    assert rules_of(report) == ["OD101"]
+    (finding,) = findings_of(report, "OD101")
+    assert finding.nodes == ("add_mixed_types",)
+    assert "inconsistent type" in finding.message
+
+
+def test_undefined_input_names_node_and_tensor():
+    report = diagnose(planted("od101_undefined_input"))
+    assert rules_of(report) == ["OD101"]
+    (finding,) = findings_of(report, "OD101")
+    assert finding.nodes == ("reads_ghost",)
+    assert finding.tensors == ("ghost",)
+
+
+def test_duplicate_producers_are_reported_once_with_both_writers():
+    report = diagnose(planted("od101_duplicate_producer"))
+    assert rules_of(report) == ["OD101"]
+    (finding,) = findings_of(report, "OD101")
+    assert finding.nodes == ("write_first", "write_second")
+    assert finding.tensors == ("twice",)
+
+
+def test_unsorted_graph_is_not_called_invalid():
+    # The checker stops at "must be topologically sorted": that is OD201's job, not OD101's.
+    assert "OD101" not in rules_of(diagnose(planted("od201_unsorted")))
+
+
+def test_silent_on_clean_models():
+    assert rules_of(diagnose(planted("clean"))) == []
+    assert rules_of(diagnose(planted("external_data"))) == []
