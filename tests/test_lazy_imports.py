@@ -1,0 +1,37 @@
+"""diagnose must start fast and work without the heavy optional packages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import planted
+
+HEAVY = ("torch", "ultralytics", "tensorrt", "tensorrt_rtx")
+
+
+def test_diagnose_imports_no_heavy_package():
+    script = (
+        "import sys, runpy\n"
+        f"sys.argv = ['onnxdoctor', 'diagnose', {str(planted('od301_unfolded_constant'))!r}, '--format', 'json']\n"
+        "try:\n"
+        "    runpy.run_module('onnxdoctor', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(__import__('json').dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout.splitlines()[-1]) == []
+    assert '"OD301"' in result.stdout
+
+
+def test_diagnose_works_with_heavy_packages_unimportable(tmp_path):
+    # A stub path that makes every heavy package fail to import, as on a machine without them.
+    for name in HEAVY:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("raise ImportError('not installed here')\n")
+    result = subprocess.run([sys.executable, "-m", "onnxdoctor", "diagnose", str(planted("od202_cycle"))],
+                            capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path), "PATH": ""})
+    assert result.returncode == 1, result.stderr
+    assert "OD202" in result.stdout
