@@ -90,7 +90,7 @@ def measure_all(models: dict[str, Path], repeat: int, work: Path) -> list[dict]:
             codes = sorted({code for _, _, code, _ in runs})
             rows.append({"model": name, "tool": tool, "wall": statistics.median(run[0] for run in runs),
                          "peak": max(run[1] for run in runs), "codes": codes,
-                         "error": next((run[3] for run in runs if run[2] != 0), "")})
+                         "error": next((run[3] or "nothing on stderr" for run in runs if run[2] != 0), "")})
     return rows
 
 
@@ -113,7 +113,8 @@ def print_table(rows: list[dict], repeat: int) -> None:
     print("| --- | --- | ---: | ---: | --- |")
     for row in rows:
         codes = ", ".join(str(code) for code in row["codes"])
-        print(f"| {row['model']} | {row['tool']} | {row['wall']:.2f} | {row['peak']:.0f} | {codes} |")
+        wall, peak = ("-", "-") if row["wall"] != row["wall"] else (f"{row['wall']:.2f}", f"{row['peak']:.0f}")
+        print(f"| {row['model']} | {row['tool']} | {wall} | {peak} | {codes} |")
     failures = [row for row in rows if row["error"]]
     if failures:
         print()

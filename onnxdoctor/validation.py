@@ -30,6 +30,8 @@ _NODE_NAME_PATTERNS = (
 class ValidationResult:
     checker_error: str | None = None
     inference_errors: list[str] = field(default_factory=list)
+    # Opsets newer than any onnx release this onnx knows: the checker lets them pass.
+    unknown_opsets: list[str] = field(default_factory=list)
     # Inferred types by tensor name, for the main graph and every subgraph (names are unique
     # across scopes in well-formed models; a clash keeps the outermost).
     types: dict[str, TensorType] = field(default_factory=dict)
@@ -81,7 +83,7 @@ def _clean(message: str) -> str:
 
 def validate(loaded: LoadedModel) -> ValidationResult:
     """Run onnx.checker and strict shape inference; keep the inferred types either way."""
-    result = ValidationResult()
+    result = ValidationResult(unknown_opsets=_unknown_opsets(loaded.proto))
     skeleton = _skeleton(loaded)
     _sort_if_only_unsorted(skeleton.graph)
     try:
@@ -108,6 +110,17 @@ def validate(loaded: LoadedModel) -> ValidationResult:
             inferred = skeleton
     _collect_types(inferred.graph, result.types)
     return result
+
+
+def _unknown_opsets(model: onnx.ModelProto) -> list[str]:
+    _, _, newest_onnx, newest_ml, *_ = onnx.helper.VERSION_TABLE[-1]
+    newest = {"": newest_onnx, "ai.onnx": newest_onnx, "ai.onnx.ml": newest_ml}
+    return [
+        f"opset {opset.domain or 'ai.onnx'} {opset.version} is newer than any ONNX release "
+        f"(onnx {onnx.__version__} knows up to {newest[opset.domain]})"
+        for opset in model.opset_import
+        if opset.domain in newest and opset.version > newest[opset.domain]
+    ]
 
 
 def _sort_if_only_unsorted(graph: onnx.GraphProto) -> None:

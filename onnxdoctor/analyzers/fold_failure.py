@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 
 import onnx
@@ -18,18 +19,32 @@ def fold_failure(graph: GraphAnalysis) -> Iterator[Finding]:
     view = graph.view
     evaluation = graph.evaluation
     functions = {(function.domain, function.name) for function in graph.model.proto.functions}
+    # One finding per distinct reason: when the evaluator rejects the whole model (an IR
+    # version or opset it does not support), every constant group fails the same way.
+    by_reason: dict[str, list[int]] = defaultdict(list)
     for index, reason in sorted(evaluation.failures.items()):
-        node = view.nodes[index]
-        kind = _kind_of_failure(node, reason, functions)
-        waiting = [other for other, blocker in evaluation.blocked.items() if blocker == index]
-        tail = f"; {plural(len(waiting), 'node')} after it cannot fold either: {', '.join(view.labels(waiting[:4]))}" if waiting else ""
-        inputs = ", ".join(name for name in view.node_inputs(index))
+        by_reason[reason].append(index)
+    for reason, failing in by_reason.items():
+        waiting = [other for other, blocker in evaluation.blocked.items() if blocker in failing]
+        tail = (
+            f"; {plural(len(waiting), 'node')} after it cannot fold either: {', '.join(view.labels(waiting[:4]))}"
+            + (" …" if len(waiting) > 4 else "")
+            if waiting
+            else ""
+        )
+        first = view.nodes[failing[0]]
+        kind = _kind_of_failure(first, reason, functions)
+        if len(failing) == 1:
+            inputs = ", ".join(view.node_inputs(failing[0]))
+            subject = f"{view.label(failing[0])} ({first.op_type}) has only constant inputs ({inputs}) but"
+        else:
+            shown = ", ".join(view.labels(failing[:4])) + (" …" if len(failing) > 4 else "")
+            subject = f"{plural(len(failing), 'node')} with only constant inputs ({shown}) fail the same way:"
         yield graph.finding(
             "OD302",
-            f"{view.label(index)} ({node.op_type}) has only constant inputs ({inputs}) but {evaluation.evaluator} "
-            f"cannot evaluate it: {kind}{reason}{tail}",
-            nodes=[index, *waiting],
-            tensors=[name for name in node.output if name],
+            f"{subject} {evaluation.evaluator} cannot evaluate it: {kind}{reason}{tail}",
+            nodes=[*failing, *waiting],
+            tensors=[name for index in failing for name in view.nodes[index].output if name],
             reason=reason,
             evaluator=evaluation.evaluator,
         )

@@ -35,3 +35,13 @@ def test_unsorted_graph_is_not_called_invalid():
 def test_silent_on_clean_models():
     assert rules_of(diagnose(planted("clean"))) == []
     assert rules_of(diagnose(planted("external_data"))) == []
+
+
+def test_opset_from_the_future(tmp_path):
+    import onnx
+
+    model = onnx.load(planted("clean"))
+    model.opset_import[0].version = 40
+    onnx.save(model, tmp_path / "future.onnx")
+    (finding,) = findings_of(diagnose(tmp_path / "future.onnx"), "OD101")
+    assert "opset ai.onnx 40 is newer than any ONNX release" in finding.message
