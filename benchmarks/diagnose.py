@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -113,7 +114,8 @@ def print_table(rows: list[dict], repeat: int) -> None:
     print("| --- | --- | ---: | ---: | --- |")
     for row in rows:
         codes = ", ".join(str(code) for code in row["codes"])
-        wall, peak = ("-", "-") if row["wall"] != row["wall"] else (f"{row['wall']:.2f}", f"{row['peak']:.0f}")
+        # NaN: the tool is not installed, there is nothing to show.
+        wall, peak = ("-", "-") if math.isnan(row["wall"]) else (f"{row['wall']:.2f}", f"{row['peak']:.0f}")
         print(f"| {row['model']} | {row['tool']} | {wall} | {peak} | {codes} |")
     failures = [row for row in rows if row["error"]]
     if failures:
