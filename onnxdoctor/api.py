@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from onnxdoctor.analysis import AnalysisOptions, GraphAnalysis
 from onnxdoctor.analyzers import run_analyzers
@@ -11,8 +13,13 @@ from onnxdoctor.catalog import load_catalog, select_rules
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
 from onnxdoctor.findings import Report
 from onnxdoctor.graph import build_views
-from onnxdoctor.model import load_model
+from onnxdoctor.model import LoadedModel, OnnxDoctorError, load_full_model, load_model, save_model
+from onnxdoctor.passes import Pass, PassOptions, all_passes
+from onnxdoctor.passes.static_shapes import set_static_shape
+from onnxdoctor.passes.toposort import Toposort
+from onnxdoctor.pipeline import Step, run_passes
 from onnxdoctor.validation import validate
+from onnxdoctor.verify import Verifier, default_tolerance, make_inputs
 
 
 def diagnose(
@@ -32,7 +39,13 @@ def diagnose(
     Raises OnnxDoctorError when the file is not a usable ONNX model.
     """
     codes = select_rules(list(select or []), list(ignore or []))
-    loaded = load_model(path)
+    return diagnose_model(load_model(path), codes, evaluate=evaluate, element_limit=element_limit)
+
+
+def diagnose_model(
+    loaded: LoadedModel, codes: set[str], *, evaluate: bool = True, element_limit: int = DEFAULT_ELEMENT_LIMIT
+) -> Report:
+    """Run the analyzers for `codes` on a model already loaded (from a file, or rewritten by fix)."""
     validation = validate(loaded)
     root = GraphAnalysis(
         build_views(loaded.proto, validation.types),
@@ -48,7 +61,7 @@ def diagnose(
     evaluators = {g.evaluation.evaluator for g in graphs if g.evaluation.evaluator}
     proto = loaded.proto
     return Report(
-        model=str(path),
+        model=str(loaded.path),
         findings=findings,
         notes=list(validation.notes),
         stats={
@@ -61,3 +74,117 @@ def diagnose(
             "evaluator": ", ".join(sorted(evaluators)) or None,
         },
     )
+
+
+@dataclass
+class FixReport:
+    """What `fix` did: the diagnosis before and after, each pass's step, and where it wrote."""
+
+    model: str
+    output: str | None
+    before: Report
+    after: Report
+    steps: list[Step]
+    tolerance: tuple[float, float]
+    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def fix(
+    path: str | os.PathLike,
+    output: str | os.PathLike | None,
+    *,
+    passes: Iterable[str | Pass] | None = None,
+    skip: Iterable[str] | None = None,
+    static_shapes: dict[str, tuple[int, ...]] | None = None,
+    inputs: str | os.PathLike | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    in_place: bool = False,
+    unverified: bool = False,
+    element_limit: int = DEFAULT_ELEMENT_LIMIT,
+) -> FixReport:
+    """Rewrite a model pass by pass, verifying each pass on real inputs; write the result.
+
+    Passes run in the fixed order of `onnxdoctor.passes.all_passes()`; `passes` picks some
+    (by name, or Pass objects), `skip` leaves some out. After each pass the model runs in ONNX
+    Runtime on the same inputs as the original (`inputs`: an .npz file, else seeded random
+    inputs at `static_shapes` or the declared shapes); a pass that changes any output beyond
+    `rtol`/`atol` is rolled back. `output` None is a dry run: nothing is written.
+    A model ONNX Runtime cannot run (a custom op, say) cannot be verified: fix refuses it
+    unless `unverified`, which applies the passes and marks each one unverified.
+    Raises OnnxDoctorError for unusable input, a bad option, or an output that would
+    overwrite the input without `in_place`.
+    """
+    source = Path(path)
+    if output is not None and not in_place and Path(output).resolve() == source.resolve():
+        raise OnnxDoctorError(f"{output}: refusing to overwrite the input; pass --in-place to do that")
+    options = PassOptions(static_shapes=dict(static_shapes or {}), element_limit=element_limit)
+    chosen = _choose_passes(passes, skip)
+    codes = select_rules([], [])
+    loaded = load_model(source)
+    before = diagnose_model(loaded, codes, element_limit=element_limit)
+    cycles = [finding for finding in before.findings if finding.rule == "OD202"]
+    if cycles:
+        # Nothing can run a cycle, so no pass could be verified: refuse before rewriting anything.
+        raise OnnxDoctorError(f"cannot fix a graph with a cycle ({cycles[0].graph}): {cycles[0].message}")
+    model = load_full_model(loaded)
+    if options.static_shapes:
+        # Reject a bad --static-shape before anything runs.
+        for name, shape in options.static_shapes.items():
+            set_static_shape({value.name: _copy(value) for value in model.graph.input}, name, shape)
+    feeds = make_inputs(model, options.static_shapes, inputs)
+    tolerance = default_tolerance(model)
+    tolerance = (tolerance[0] if rtol is None else rtol, tolerance[1] if atol is None else atol)
+    verifier = _make_verifier(model, feeds, tolerance, before, unverified)
+    fixed, steps = run_passes(model, chosen, options, verifier)
+    target = Path(output) if output is not None else source
+    after = diagnose_model(LoadedModel(path=target, proto=fixed), codes, element_limit=element_limit)
+    if output is not None:
+        save_model(fixed, target)
+    return FixReport(
+        model=str(source),
+        output=str(target) if output is not None else None,
+        before=before,
+        after=after,
+        steps=steps,
+        tolerance=tolerance,
+        inputs={name: tuple(value.shape) for name, value in feeds.items()},
+    )
+
+
+def _make_verifier(model, feeds, tolerance, before: Report, unverified: bool) -> Verifier | None:
+    """The verifier, with the original model as reference; None if it cannot run and the user
+    said `unverified`."""
+    try:
+        return Verifier(model, feeds, *tolerance)
+    except OnnxDoctorError:
+        unsorted = any(finding.rule == "OD201" for finding in before.findings)
+        if unsorted:
+            # ONNX Runtime sorts a main graph itself but rejects unsorted subgraph bodies. Node
+            # order is no part of what a graph computes, so the sorted model is the reference.
+            try:
+                return Verifier(Toposort().run(model, PassOptions()).model, feeds, *tolerance)
+            except OnnxDoctorError:
+                pass
+        if not unverified:
+            raise
+        return None
+
+
+def _copy(value):
+    copied = type(value)()
+    copied.CopyFrom(value)
+    return copied
+
+
+def _choose_passes(passes, skip) -> list[Pass]:
+    available = all_passes()
+    by_name = {rewrite.name: rewrite for rewrite in available}
+    wanted = list(passes) if passes is not None else [rewrite.name for rewrite in available]
+    for name in [*(w for w in wanted if isinstance(w, str)), *(skip or [])]:
+        if name not in by_name:
+            raise OnnxDoctorError(f"no pass {name!r} (passes: {', '.join(by_name)})")
+    skipped = set(skip or [])
+    custom = [w for w in wanted if isinstance(w, Pass)]
+    ordered = [rewrite for rewrite in available if rewrite.name in wanted and rewrite.name not in skipped]
+    return ordered + custom

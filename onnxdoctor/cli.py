@@ -130,6 +130,73 @@ def _fail(error: Exception) -> None:
     sys.exit(EXIT_UNUSABLE)
 
 
+def _parse_static_shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """images:4x3x640x640 → {"images": (4, 3, 640, 640)}."""
+    shapes = {}
+    for value in values:
+        name, _, dims = value.rpartition(":")
+        try:
+            shape = tuple(int(dim) for dim in dims.lower().split("x"))
+        except ValueError:
+            shape = ()
+        if not name or not shape or any(dim <= 0 for dim in shape):
+            raise OnnxDoctorError(f"--static-shape {value!r}: expected NAME:DxDxD, e.g. images:4x3x640x640")
+        shapes[name] = shape
+    return shapes
+
+
+@main.command()
+@click.argument("path")
+@click.option("-o", "--output", default=None, help="Where to write the fixed model (required unless --dry-run or --in-place).")
+@click.option("--passes", "pass_names", multiple=True, metavar="NAMES", help="Only these passes, comma-separated.")
+@click.option("--skip", multiple=True, metavar="NAMES", help="Leave out these passes, comma-separated.")
+@click.option("--static-shape", "static_shapes", multiple=True, metavar="NAME:DxD...",
+              help="Fix an input's shape (e.g. images:4x3x640x640), then fold what becomes constant.")
+@click.option("--inputs", type=click.Path(dir_okay=False), default=None,
+              help="Verify on these inputs (.npz with one array per model input) instead of random ones.")
+@click.option("--rtol", type=float, default=None, help="Relative tolerance (default 1e-4; 1e-2 for fp16 models).")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance (default 1e-5; 1e-3 for fp16 models).")
+@click.option("--dry-run", is_flag=True, help="Run and verify every pass, write nothing.")
+@click.option("--in-place", is_flag=True, help="Overwrite the input model (written atomically).")
+@click.option("--unverified", is_flag=True,
+              help="Apply passes to a model ONNX Runtime cannot run (custom ops), without verification.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="error", show_default=True,
+              help="Exit 1 when a finding after the fix is at or above this severity.")
+def fix(path, output, pass_names, skip, static_shapes, inputs, rtol, atol, dry_run, in_place, unverified,
+        output_format, fail_on) -> None:
+    """Fix a model pass by pass, verifying each pass on real inputs; roll back any that changes an output.
+
+    Passes run in this order: toposort, cleanup, static-shapes, fold-constants, remove-identity, int64-to-int32.
+    """
+    from onnxdoctor import api
+
+    try:
+        if dry_run and (output or in_place):
+            raise OnnxDoctorError("--dry-run writes nothing: leave out -o/--in-place")
+        if not dry_run and not output and not in_place:
+            raise OnnxDoctorError("say where to write: -o OUT.onnx, --in-place, or --dry-run")
+        target = path if in_place else output
+        report = api.fix(
+            path, None if dry_run else target, passes=_split(pass_names) or None, skip=_split(skip),
+            static_shapes=_parse_static_shapes(static_shapes), inputs=inputs, rtol=rtol, atol=atol, in_place=in_place,
+            unverified=unverified,
+        )
+    except OnnxDoctorError as error:
+        _fail(error)
+    if output_format == "json":
+        from onnxdoctor.render.json import render_fix
+
+        click.echo(render_fix(report), nl=False)
+    else:
+        from rich.console import Console
+
+        from onnxdoctor.render import fix_text
+
+        fix_text.render(report, Console(highlight=False, soft_wrap=True))
+    sys.exit(_exit_code([report.after], fail_on))
+
+
 @main.command("rules")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def list_rules(output_format) -> None:

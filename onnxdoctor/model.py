@@ -143,6 +143,38 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     return LoadedModel(path=path, proto=proto, external=external)
 
 
+# Protobuf cannot serialize a message of 2 GiB or more: larger models keep weights outside.
+PROTOBUF_LIMIT = 2**31 - 1
+# Tensors at least this large go to the external data file when a model must be split.
+EXTERNAL_THRESHOLD = 1024
+
+
+def load_full_model(loaded: LoadedModel) -> onnx.ModelProto:
+    """A copy of the model with every external tensor read in, for running and rewriting it."""
+    model = onnx.ModelProto()
+    model.CopyFrom(loaded.proto)
+    if loaded.external:
+        onnx.external_data_helper.load_external_data_for_model(model, str(loaded.folder))
+    return model
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Write a model atomically; over protobuf's 2 GiB limit, with its weights in PATH.data."""
+    path = Path(path)
+    if model.ByteSize() < PROTOBUF_LIMIT:
+        write_atomically(model.SerializeToString(), path)
+        return
+    data_name = f"{path.name}.data"
+    # Both files are written in a temporary folder beside the target, then renamed into place,
+    # data first: a reader never finds the new model without its data.
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as staging:
+        staged = Path(staging) / path.name
+        onnx.save_model(model, staged, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data_name, size_threshold=EXTERNAL_THRESHOLD)
+        os.replace(Path(staging) / data_name, path.parent / data_name)
+        os.replace(staged, path)
+
+
 def write_atomically(data: bytes, path: str | os.PathLike) -> None:
     """Write a file atomically: a temporary file in the same folder, then a rename.
 

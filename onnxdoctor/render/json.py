@@ -50,3 +50,56 @@ def render(reports: list[Report], failures: dict[str, str]) -> str:
     models = [report_record(report) for report in reports]
     models += [{"model": path, "error": error} for path, error in failures.items()]
     return json.dumps({"schema_version": SCHEMA_VERSION, "models": models}, indent=2, ensure_ascii=False) + "\n"
+
+
+def fix_record(report) -> dict:
+    """The JSON form of a FixReport: each pass's step, and the diagnosis before and after."""
+    steps = []
+    for step in report.steps:
+        result, verification = step.result, step.verification
+        steps.append(
+            {
+                "pass": step.name,
+                "resolves": list(step.resolves),
+                "status": step.status,
+                "summary": step.summary,
+                "nodes_removed": result.nodes_removed if result else [],
+                "nodes_added": result.nodes_added if result else [],
+                "tensors_changed": result.tensors_changed if result else [],
+                "verification": None
+                if verification is None
+                else {
+                    "passed": verification.passed,
+                    "error": verification.error,
+                    "outputs": [
+                        {"name": o.name, "max_absolute": o.max_absolute, "max_relative": o.max_relative, "passed": o.passed}
+                        for o in verification.outputs
+                    ],
+                },
+            }
+        )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": report.model,
+        "output": report.output,
+        "inputs": {name: list(shape) for name, shape in report.inputs.items()},
+        "tolerance": {"rtol": report.tolerance[0], "atol": report.tolerance[1]},
+        "passes": steps,
+        "findings_before_after": {
+            code: list(counts) for code, counts in rule_counts_before_after(report).items()
+        },
+        "before": report_record(report.before),
+        "after": report_record(report.after),
+    }
+
+
+def rule_counts_before_after(report) -> dict[str, tuple[int, int]]:
+    from collections import Counter
+
+    before = Counter(finding.rule for finding in report.before.findings)
+    after = Counter(finding.rule for finding in report.after.findings)
+    return {code: (before[code], after[code]) for code in sorted(set(before) | set(after))}
+
+
+def render_fix(report) -> str:
+    return json.dumps(fix_record(report), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,116 @@
+"""Rewrite passes: each takes a model and returns a new one with what it changed.
+
+A pass never verifies itself; the pipeline (onnxdoctor.pipeline) runs the model before and
+after every pass and rolls the pass back if any output differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import onnx
+
+from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    # input name → static shape to fix it to (--static-shape images:4x3x640x640)
+    static_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # Never fold tensors above this many elements.
+    element_limit: int = DEFAULT_ELEMENT_LIMIT
+
+
+@dataclass
+class PassResult:
+    model: onnx.ModelProto
+    changed: bool
+    summary: str
+    nodes_removed: list[str] = field(default_factory=list)
+    nodes_added: list[str] = field(default_factory=list)
+    tensors_changed: list[str] = field(default_factory=list)
+
+
+class PassRefused(Exception):
+    """The pass cannot run on this model (a cycle for toposort, say); the message says why."""
+
+
+class Pass:
+    name: str = ""
+    resolves: tuple[str, ...] = ()
+    description: str = ""
+
+    def applies(self, options: PassOptions) -> bool:
+        """Whether the pass has anything to do with these options (static-shapes needs shapes)."""
+        return True
+
+    def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
+        raise NotImplementedError
+
+
+def node_key(node: onnx.NodeProto) -> str:
+    return node.name or f"{node.op_type}→{next((o for o in node.output if o), '?')}"
+
+
+def compare_models(before: onnx.ModelProto, after: onnx.ModelProto, summary: str) -> PassResult:
+    """A PassResult from what differs between two models: nodes by name, initializers by name
+    and content. Node order alone is no change (graphsurgeon re-sorts whatever it touches)."""
+    before_nodes = {node_key(node): node for node in before.graph.node}
+    after_nodes = {node_key(node): node for node in after.graph.node}
+    removed = [name for name in before_nodes if name not in after_nodes]
+    added = [name for name in after_nodes if name not in before_nodes]
+    before_tensors = {t.name: t for t in before.graph.initializer}
+    after_tensors = {t.name: t for t in after.graph.initializer}
+    # Values count too (a protobuf comparison, no copy): a pass that rewrites weights changed the model.
+    changed_tensors = sorted(
+        name
+        for name in set(before_tensors) | set(after_tensors)
+        if name not in before_tensors or name not in after_tensors or before_tensors[name] != after_tensors[name]
+    )
+    changed = bool(removed or added or changed_tensors)
+    # An unchanged model is handed on as it came, not as a re-export of itself.
+    return PassResult(after if changed else before, changed, summary, removed, added, changed_tensors)
+
+
+def edit_with_graphsurgeon(
+    model: onnx.ModelProto, edit: Callable, *, infer_shapes: bool = False
+) -> onnx.ModelProto:
+    """Apply an onnx-graphsurgeon edit and export, keeping what graphsurgeon's export drops
+    (metadata, producer, documentation, IR version)."""
+    import onnx_graphsurgeon as gs
+
+    source = onnx.shape_inference.infer_shapes(model, data_prop=True) if infer_shapes else model
+    graph = gs.import_onnx(source)
+    edit(graph)
+    exported = gs.export_onnx(graph)
+    for field_name in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(exported, field_name, getattr(model, field_name))
+    del exported.metadata_props[:]
+    exported.metadata_props.extend(model.metadata_props)
+    # Inputs and outputs keep their declared types and dims (dynamic axes stay as named).
+    for declared, written in ((model.graph.input, exported.graph.input), (model.graph.output, exported.graph.output)):
+        by_name = {value.name: value for value in declared}
+        for value in written:
+            if value.name in by_name:
+                value.CopyFrom(by_name[value.name])
+    if not infer_shapes:
+        return exported
+    # Shapes inferred for folding stay out of the output: the model keeps its own value_info.
+    kept = {value.name for value in model.graph.value_info}
+    remaining = [value for value in exported.graph.value_info if value.name in kept]
+    del exported.graph.value_info[:]
+    exported.graph.value_info.extend(remaining)
+    return exported
+
+
+def all_passes() -> list[Pass]:
+    """Every pass, in the fixed order the pipeline runs them."""
+    from onnxdoctor.passes.cleanup import Cleanup
+    from onnxdoctor.passes.fold_constants import FoldConstants
+    from onnxdoctor.passes.int64_to_int32 import Int64ToInt32
+    from onnxdoctor.passes.remove_identity import RemoveIdentity
+    from onnxdoctor.passes.static_shapes import StaticShapes
+    from onnxdoctor.passes.toposort import Toposort
+
+    return [Toposort(), Cleanup(), StaticShapes(), FoldConstants(), RemoveIdentity(), Int64ToInt32()]

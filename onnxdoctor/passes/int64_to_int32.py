@@ -1,0 +1,90 @@
+"""int64-to-int32 (OD402): store INT64 initializers as INT32 where that changes nothing.
+
+An initializer is cast only when every value fits INT32 (OD403 values never change) and every
+node reading it accepts INT32 there by its ONNX schema, together with every other input bound
+to the same type variable (Slice's starts/ends/axes/steps change together or not at all).
+Inputs bound to a type that also types an output are left alone: casting them would change
+the type of data downstream.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models
+
+_INT32 = np.iinfo(np.int32)
+
+
+class Int64ToInt32(Pass):
+    name = "int64-to-int32"
+    resolves = ("OD402",)
+    description = "cast INT64 initializers to INT32 where values fit and consumers accept INT32"
+
+    def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
+        graph = model.graph
+        opsets = {opset.domain or "": opset.version for opset in model.opset_import}
+        declared = {value.name for value in (*graph.input, *graph.output)}
+        candidates = {
+            tensor.name
+            for tensor in graph.initializer
+            if tensor.data_type == onnx.TensorProto.INT64
+            and tensor.name not in declared
+            and _fits_int32(tensor)
+        }
+        readers = {}
+        for node in graph.node:
+            for slot, name in enumerate(node.input):
+                if name in candidates:
+                    readers.setdefault(name, []).append((node, slot))
+        # Drop candidates until every reader accepts the whole set it shares a type variable with.
+        changed = True
+        while changed:
+            changed = False
+            for name in sorted(candidates):
+                if not all(_accepts_int32(node, slot, candidates, opsets) for node, slot in readers.get(name, [])):
+                    candidates.discard(name)
+                    changed = True
+        if not any(readers.get(name) for name in candidates):
+            return PassResult(model, False, "no INT64 initializer can be cast safely")
+        cast = onnx.ModelProto()
+        cast.CopyFrom(model)
+        for tensor in cast.graph.initializer:
+            if tensor.name in candidates and readers.get(tensor.name):
+                tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.int32), tensor.name))
+        result = compare_models(model, cast, "")
+        result.summary = f"cast {len(result.tensors_changed)} INT64 initializers to INT32"
+        return result
+
+
+def _fits_int32(tensor: onnx.TensorProto) -> bool:
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        return False
+    values = numpy_helper.to_array(tensor)
+    return values.size == 0 or bool((values >= _INT32.min).all() and (values <= _INT32.max).all())
+
+
+def _accepts_int32(node: onnx.NodeProto, slot: int, candidates: set[str], opsets: dict[str, int]) -> bool:
+    """Whether the input can become INT32, given which other inputs would change with it."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opsets.get(node.domain or "", 1), node.domain or "")
+    except onnx.defs.SchemaError:
+        return False
+    formals = list(schema.inputs)
+    if not formals:
+        return False
+    # Variadic last inputs share the last formal parameter.
+    formal = formals[min(slot, len(formals) - 1)]
+    variable = formal.type_str
+    constraint = next((c for c in schema.type_constraints if c.type_param_str == variable), None)
+    if constraint is None or "tensor(int32)" not in constraint.allowed_type_strs:
+        return False
+    if any(output.type_str == variable for output in schema.outputs):
+        return False
+    for other_slot, name in enumerate(node.input):
+        other = formals[min(other_slot, len(formals) - 1)]
+        if name and other.type_str == variable and name not in candidates:
+            return False
+    return True

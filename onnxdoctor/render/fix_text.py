@@ -1,0 +1,50 @@
+"""The human report of `onnxdoctor fix`: one line per pass, then findings before → after."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+
+from onnxdoctor.catalog import load_catalog
+from onnxdoctor.pipeline import APPLIED, REFUSED, ROLLED_BACK, UNVERIFIED
+from onnxdoctor.render.json import rule_counts_before_after
+
+_STATUS_STYLES = {APPLIED: "green", ROLLED_BACK: "bold red", REFUSED: "yellow", UNVERIFIED: "yellow"}
+
+
+def _error_columns(step) -> str:
+    verification = step.verification
+    if verification is None:
+        return ""
+    if verification.error:
+        return f"  [red]{escape(verification.error)}[/red]"
+    worst_absolute = max((o.max_absolute for o in verification.outputs), default=0.0)
+    worst_relative = max((o.max_relative for o in verification.outputs), default=0.0)
+    failed = [o.name for o in verification.outputs if not o.passed]
+    text = f"  max abs {worst_absolute:.3g}, max rel {worst_relative:.3g}"
+    return text + (f" [red](differs: {escape(', '.join(failed))})[/red]" if failed else "")
+
+
+def render(report, console: Console) -> None:
+    target = f" → {report.output}" if report.output else " (dry run, nothing written)"
+    console.print(f"[bold]{escape(report.model)}[/bold]{escape(target)}")
+    inputs = ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in report.inputs.items())
+    console.print(f"  [dim]verified on {escape(inputs)}; rtol {report.tolerance[0]:g}, atol {report.tolerance[1]:g}[/dim]")
+    width = max(len(step.name) for step in report.steps) if report.steps else 0
+    for step in report.steps:
+        style = _STATUS_STYLES.get(step.status, "dim")
+        resolves = ",".join(step.resolves) or "-"
+        console.print(
+            f"  {step.name:<{width}}  {resolves:<6}  [{style}]{step.status:<14}[/{style}] {escape(step.summary)}"
+            + _error_columns(step),
+            soft_wrap=True,
+        )
+    catalog = load_catalog()
+    counts = rule_counts_before_after(report)
+    if counts:
+        console.print("  [bold]findings before → after[/bold]")
+        for code, (before, after) in counts.items():
+            style = "green" if after < before else ("red" if after > before else "dim")
+            console.print(f"    {code} {catalog[code].name:<26} {before} → [{style}]{after}[/{style}]")
+    else:
+        console.print("  [green]no findings before or after[/green]")

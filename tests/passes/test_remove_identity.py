@@ -1,0 +1,13 @@
+import onnx
+from conftest import planted
+
+from onnxdoctor import api
+
+
+def test_removes_no_op_nodes_and_keeps_the_output_name(tmp_path):
+    report = api.fix(planted("noop_nodes"), tmp_path / "fixed.onnx", passes=["remove-identity"])
+    (step,) = report.steps
+    assert step.status == "applied" and step.verification.passed
+    model = onnx.load(tmp_path / "fixed.onnx")
+    assert [node.name for node in model.graph.node] == ["relu", "output_identity"]
+    assert [value.name for value in model.graph.output] == ["y"]
