@@ -9,27 +9,14 @@ for a user. Prints a markdown table, the onnxdoctor/Polygraphy time ratios and t
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import os
-import platform
-import shutil
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
-from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_MODELS = ("yolov8n-pose-dynamic", "yolov8n-pose-static")
+from measure import describe_machine, measure_all, parse_arguments, print_table, resolve_models, verdict
+
 TARGET_MODEL = "yolov8n-pose-dynamic"
 TARGET_SECONDS, TARGET_MIB, TARGET_RATIO = 1.0, 300.0, 1 / 3
 VERSIONED = ("onnxdoctor", "polygraphy", "onnxslim", "onnxruntime", "onnx")
-NOT_INSTALLED = 127  # the shell's code for a command it cannot find
 
 
 def commands(model: Path, work: Path) -> dict[str, list[str]]:
@@ -40,94 +27,7 @@ def commands(model: Path, work: Path) -> dict[str, list[str]]:
     }
 
 
-def build_fixtures() -> dict[str, Path]:
-    # In a child process: fixtures/yolo.py imports torch, and a child's max RSS starts at its parent's
-    # RSS (Linux records the parent's pages at exec), so this process must stay small.
-    code = ("import json, sys; sys.path.insert(0, 'fixtures'); import yolo; "
-            "print(json.dumps({name: str(path) for name, path in yolo.build_all().items()}))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    return {name: Path(path) for name, path in json.loads(done.stdout.splitlines()[-1]).items()}
-
-
-def resolve_models(requested: list[str]) -> dict[str, Path]:
-    paths = [Path(item) for item in requested if item.endswith(".onnx")]
-    names = [item for item in requested if not item.endswith(".onnx")]
-    fixtures = build_fixtures() if names else {}
-    unknown = set(names) - set(fixtures) - {"all"}
-    if unknown:
-        sys.exit(f"unknown models {sorted(unknown)}; fixtures are {sorted(fixtures)}, or give .onnx paths")
-    chosen = fixtures if "all" in names else {name: fixtures[name] for name in names}
-    return chosen | {path.stem: path.resolve() for path in paths}
-
-
-def locate(tool: str) -> str | None:
-    # Prefer the tools beside this interpreter (the venv), whose versions the header reports.
-    beside = Path(sys.executable).parent / tool
-    return str(beside) if beside.exists() else shutil.which(tool)
-
-
-def measure(command: list[str], work: Path) -> tuple[float, float, int, str]:
-    """Wall seconds, peak MiB, exit code and the last line of standard error of one run."""
-    executable = locate(command[0])
-    if executable is None:
-        return float("nan"), float("nan"), NOT_INSTALLED, f"{command[0]}: not installed"
-    errors = work / "stderr.txt"
-    with errors.open("wb") as stderr:
-        start = time.perf_counter()
-        # cwd in the tempdir: whatever a tool writes beside itself stays out of the repo.
-        child = subprocess.Popen([executable, *command[1:]], cwd=work, stdout=subprocess.DEVNULL, stderr=stderr)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait for it again
-    lines = errors.read_text(errors="replace").strip().splitlines()
-    return wall, usage.ru_maxrss / 1024, child.returncode, lines[-1] if lines else ""
-
-
-def measure_all(models: dict[str, Path], repeat: int, work: Path) -> list[dict]:
-    rows = []
-    for name, path in models.items():
-        for tool, command in commands(path, work).items():
-            runs = [measure(command, work) for _ in range(repeat)]
-            codes = sorted({code for _, _, code, _ in runs})
-            rows.append({"model": name, "tool": tool, "wall": statistics.median(run[0] for run in runs),
-                         "peak": max(run[1] for run in runs), "codes": codes,
-                         "error": next((run[3] or "nothing on stderr" for run in runs if run[2] != 0), "")})
-    return rows
-
-
-def describe_machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine())
-    versions = []
-    for package in VERSIONED:
-        try:
-            versions.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{package} not installed")
-    return (f"{datetime.now():%Y-%m-%d %H:%M} | {cpu}, {os.cpu_count()} cores | "
-            f"Python {platform.python_version()} | " + ", ".join(versions))
-
-
-def print_table(rows: list[dict], repeat: int) -> None:
-    print(f"\nmedian wall time and max peak RSS of {repeat} runs each\n")
-    print("| model | tool | wall s (median) | peak MiB | exit code |")
-    print("| --- | --- | ---: | ---: | --- |")
-    for row in rows:
-        codes = ", ".join(str(code) for code in row["codes"])
-        # NaN: the tool is not installed, there is nothing to show.
-        wall, peak = ("-", "-") if math.isnan(row["wall"]) else (f"{row['wall']:.2f}", f"{row['peak']:.0f}")
-        print(f"| {row['model']} | {row['tool']} | {wall} | {peak} | {codes} |")
-    failures = [row for row in rows if row["error"]]
-    if failures:
-        print()
-    for row in failures:
-        print(f"- {row['model']} / {row['tool']} exited {row['codes']}: {row['error']}")
-
-
 def print_targets(rows: list[dict]) -> None:
-    def verdict(holds: bool) -> str:
-        return "holds" if holds else "MISSED"
-
     # onnxdoctor's exit code 1 only means findings at or above --fail-on; 2 and up is a failed run.
     by_key = {(row["model"], row["tool"]): row for row in rows}
     print()
@@ -150,15 +50,12 @@ def print_targets(rows: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
-                        help="fixture names, 'all', or .onnx paths (default: %(default)s)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per command (default: %(default)s)")
-    arguments = parser.parse_args()
+    arguments = parse_arguments(__doc__.splitlines()[0])
     models = resolve_models(arguments.models)
-    print(describe_machine())
+    print(describe_machine(VERSIONED))
     with tempfile.TemporaryDirectory(prefix="onnxdoctor-bench-") as work:
-        rows = measure_all(models, max(1, arguments.repeat), Path(work))
+        plan = {name: commands(path, Path(work)) for name, path in models.items()}
+        rows = measure_all(plan, arguments.repeat, Path(work))
     print_table(rows, arguments.repeat)
     print_targets(rows)
 

@@ -8,6 +8,7 @@ those tools, we keep the error text and name the node.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -113,11 +114,13 @@ def _source_values(view: GraphView, model: LoadedModel, element_limit: int, oute
     for name, tensor in view.initializers.items():
         if name in view.overridable or not view.consumers.get(name):
             continue
-        elements = int(np.prod(tensor.dims, dtype=np.int64))
+        elements = math.prod(tensor.dims)
         if elements > element_limit:
             too_large[name] = elements
-        else:
-            values[name] = model.tensor_value(tensor)
+            continue
+        value = model.tensor_value(tensor)
+        if value is not None:  # malformed data is OD101's business
+            values[name] = value
     for index in view.constant_op_nodes:
         value = constant_node_value(view.nodes[index])
         if value is not None:

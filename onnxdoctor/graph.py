@@ -9,6 +9,7 @@ each tensor (shape/index value or data). Analyzers only read it.
 from __future__ import annotations
 
 import functools
+import math
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,10 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 import onnx
+
+from onnxdoctor.model import read_tensor
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 # Ops whose output changes from run to run: never constant, even with constant inputs.
@@ -54,6 +59,7 @@ SHAPE_INPUT_SLOTS: dict[str, frozenset[int]] = {
     "NonMaxSuppression": frozenset({2}),
     "RoiAlign": frozenset({2}),
     "Trilu": frozenset({1}),
+    "Loop": frozenset({0}),  # the trip count
     "CenterCropPad": frozenset({1, 2}),
     "Col2Im": frozenset({1, 2}),
     "AffineGrid": frozenset({1}),
@@ -154,7 +160,7 @@ def constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:
     for attribute in node.attribute:
         name = attribute.name
         if name == "value":
-            return onnx.numpy_helper.to_array(attribute.t)
+            return read_tensor(attribute.t)
         if name == "value_float":
             return np.array(attribute.f, dtype=np.float32)
         if name == "value_floats":
@@ -263,12 +269,16 @@ class GraphView:
 
     @functools.cached_property
     def undefined_inputs(self) -> list[tuple[int, str]]:
-        """(node, tensor) pairs where the tensor has no producer, is no input and no initializer."""
+        """(node, tensor) pairs where the tensor has no producer, is no input and no initializer.
+
+        Only explicit inputs: what a subgraph reads from outside is checked in its own view,
+        at the node that reads it.
+        """
         return [
             (index, name)
-            for index in range(len(self.nodes))
-            for name in self.node_inputs(index)
-            if name not in self.producers and not self.is_defined_outside_nodes(name)
+            for index, node in enumerate(self.nodes)
+            for name in dict.fromkeys(node.input)
+            if name and name not in self.producers and not self.is_defined_outside_nodes(name)
         ]
 
     @functools.cached_property
@@ -374,7 +384,7 @@ class GraphView:
         tensor = self.initializers.get(name)
         if tensor is None or name in self.overridable or tensor.data_location == onnx.TensorProto.EXTERNAL:
             return None
-        return onnx.numpy_helper.to_array(tensor)
+        return read_tensor(tensor)
 
     def _shape_elements(self, index: int) -> list[int | str | None] | None:
         """The dims a Shape node returns, as shape inference knows each one (None: rank unknown)."""
@@ -464,8 +474,8 @@ class GraphView:
                     if node.op_type == "Shape":
                         elements[outputs[0]] = shape
                         element_dims[outputs[0]] = per_element
-                    if all(isinstance(dim, int) for dim in shape):
-                        value = np.array(shape if node.op_type == "Shape" else int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
+                    if all(isinstance(dim, int) for dim in shape) and math.prod(shape) <= _INT64_MAX:
+                        value = np.array(shape if node.op_type == "Shape" else math.prod(shape), dtype=np.int64)
                     else:
                         dims = frozenset().union(*per_element)
             elif inputs and inputs[0] in elements and all(name in constant for name in inputs[1:]):

@@ -23,6 +23,20 @@ class OnnxDoctorError(Exception):
     """A problem with the user's input or environment: shown as one line, exit code 2."""
 
 
+def read_tensor(tensor: onnx.TensorProto) -> np.ndarray | None:
+    """A tensor's values, or None when its data does not match its dims and type.
+
+    Models from elsewhere may declare dims their data does not have; such a tensor is
+    reported (OD101), never a crash.
+    """
+    if any(dim < 0 for dim in tensor.dims):
+        return None
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError, RuntimeError):
+        return None
+
+
 @dataclass(frozen=True)
 class ExternalData:
     """Where the bytes of one externally stored tensor live."""
@@ -43,10 +57,11 @@ class LoadedModel:
     def folder(self) -> Path:
         return self.path.parent
 
-    def tensor_value(self, tensor: onnx.TensorProto) -> np.ndarray:
-        """The tensor's values, reading external data from disk if that is where they are."""
+    def tensor_value(self, tensor: onnx.TensorProto) -> np.ndarray | None:
+        """The tensor's values, reading external data from disk if that is where they are;
+        None if its data does not match its dims and type."""
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            return numpy_helper.to_array(tensor)
+            return read_tensor(tensor)
         where = self.external[tensor.name]
         with open(where.location, "rb") as stream:
             stream.seek(where.offset)
@@ -56,10 +71,10 @@ class LoadedModel:
         del loaded.external_data[:]
         loaded.data_location = onnx.TensorProto.DEFAULT
         loaded.raw_data = raw
-        return numpy_helper.to_array(loaded)
+        return read_tensor(loaded)
 
 
-def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+def all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
     """Initializers and tensor attributes of this graph and of every subgraph inside it."""
     yield from graph.initializer
     for node in graph.node:
@@ -67,10 +82,10 @@ def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
             if attribute.type == onnx.AttributeProto.TENSOR:
                 yield attribute.t
             elif attribute.type == onnx.AttributeProto.GRAPH:
-                yield from _all_tensors(attribute.g)
+                yield from all_tensors(attribute.g)
             elif attribute.type == onnx.AttributeProto.GRAPHS:
                 for subgraph in attribute.graphs:
-                    yield from _all_tensors(subgraph)
+                    yield from all_tensors(subgraph)
 
 
 def _locate_external_data(tensor: onnx.TensorProto, folder: Path) -> ExternalData:
@@ -136,7 +151,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     if proto.ir_version <= 0 or not proto.HasField("graph"):
         raise OnnxDoctorError(f"{path}: not an ONNX model (no IR version or no graph); is it another file type?")
     external = {}
-    for tensor in _all_tensors(proto.graph):
+    for tensor in all_tensors(proto.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             located = _locate_external_data(tensor, path.parent)
             external[located.tensor] = located

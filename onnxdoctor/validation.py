@@ -6,13 +6,14 @@ of several gigabytes costs what validating its structure costs.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
 import onnx
 
 from onnxdoctor.graph import GraphView, TensorType, attribute_subgraphs
-from onnxdoctor.model import LoadedModel
+from onnxdoctor.model import LoadedModel, all_tensors
 
 # Shape inference reads the values of small constants (Reshape shapes, Slice starts...):
 # external tensors up to this many bytes are read in; larger ones stay on disk.
@@ -32,6 +33,8 @@ class ValidationResult:
     inference_errors: list[str] = field(default_factory=list)
     # Opsets newer than any onnx release this onnx knows: the checker lets them pass.
     unknown_opsets: list[str] = field(default_factory=list)
+    # Tensors whose data does not match their dims and type: (tensor name, what is wrong).
+    malformed_tensors: list[tuple[str, str]] = field(default_factory=list)
     # Inferred types by tensor name, for the main graph and every subgraph (names are unique
     # across scopes in well-formed models; a clash keeps the outermost).
     types: dict[str, TensorType] = field(default_factory=dict)
@@ -57,7 +60,8 @@ def _skeleton(loaded: LoadedModel) -> onnx.ModelProto:
         where = loaded.external.get(tensor.name)
         if where is not None and where.length <= INLINE_EXTERNAL_BYTES:
             value = loaded.tensor_value(tensor)
-            tensor.CopyFrom(onnx.numpy_helper.from_array(value, tensor.name))
+            if value is not None:
+                tensor.CopyFrom(onnx.numpy_helper.from_array(value, tensor.name))
     return skeleton
 
 
@@ -83,7 +87,10 @@ def _clean(message: str) -> str:
 
 def validate(loaded: LoadedModel) -> ValidationResult:
     """Run onnx.checker and strict shape inference; keep the inferred types either way."""
-    result = ValidationResult(unknown_opsets=_unknown_opsets(loaded.proto))
+    result = ValidationResult(
+        unknown_opsets=_unknown_opsets(loaded.proto),
+        malformed_tensors=[found for found in map(_malformed, all_tensors(loaded.proto.graph)) if found],
+    )
     skeleton = _skeleton(loaded)
     _sort_if_only_unsorted(skeleton.graph)
     try:
@@ -110,6 +117,39 @@ def validate(loaded: LoadedModel) -> ValidationResult:
             inferred = skeleton
     _collect_types(inferred.graph, result.types)
     return result
+
+
+# Field holding the values of a tensor stored without raw_data, by element type.
+_TYPED_FIELDS = {
+    onnx.TensorProto.FLOAT: "float_data", onnx.TensorProto.DOUBLE: "double_data", onnx.TensorProto.INT64: "int64_data",
+    onnx.TensorProto.INT32: "int32_data", onnx.TensorProto.STRING: "string_data", onnx.TensorProto.UINT64: "uint64_data",
+}
+
+
+def _malformed(tensor: onnx.TensorProto) -> tuple[str, str] | None:
+    """What is wrong with a tensor's stored data, checked by length alone (no values read)."""
+    name = tensor.name or "<unnamed tensor>"
+    if any(dim < 0 for dim in tensor.dims):
+        return name, f"negative dim in {list(tensor.dims)}"
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        return None  # checked by the loader against the file
+    elements = math.prod(tensor.dims)
+    if tensor.HasField("raw_data"):
+        try:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        except (KeyError, ValueError, TypeError):
+            return None  # packed or exotic types: left to the checker
+        if tensor.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+            return None
+        if len(tensor.raw_data) != elements * itemsize:
+            return name, f"declares {elements:,} elements ({list(tensor.dims)}) but stores {len(tensor.raw_data):,} bytes"
+        return None
+    typed = _TYPED_FIELDS.get(tensor.data_type)
+    if typed is not None:
+        stored = len(getattr(tensor, typed))
+        if stored and stored != elements:
+            return name, f"declares {elements:,} elements ({list(tensor.dims)}) but stores {stored:,}"
+    return None
 
 
 def _unknown_opsets(model: onnx.ModelProto) -> list[str]:

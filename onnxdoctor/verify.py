@@ -8,6 +8,7 @@ models run in ONNX Runtime (CUDA when present, else CPU) and every output is com
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,9 @@ FP32_TOLERANCE = (1e-4, 1e-5)  # rtol, atol
 FP16_TOLERANCE = (1e-2, 1e-3)
 # Dynamic dims without a value from --static-shape: 1 for the first (batch) axis, this elsewhere.
 DEFAULT_DYNAMIC_DIM = 64
+# Largest random input generated (elements): a model declaring dims in the billions is refused
+# with a message, not answered with an allocation that takes the machine down.
+MAX_GENERATED_ELEMENTS = 1 << 28
 
 _NUMPY_TYPES = {
     onnx.TensorProto.FLOAT: np.float32,
@@ -75,6 +79,11 @@ def make_inputs(
             dim.dim_value if dim.HasField("dim_value") else (1 if axis == 0 else DEFAULT_DYNAMIC_DIM)
             for axis, dim in enumerate(tensor_type.shape.dim)
         )
+        if math.prod(shape) > MAX_GENERATED_ELEMENTS or any(dim < 0 for dim in shape):
+            raise OnnxDoctorError(
+                f"input {value.name!r} of shape {'x'.join(map(str, shape))} is too large to generate for verification; "
+                "give a smaller --static-shape or --inputs"
+            )
         if dtype == np.bool_:
             feeds[value.name] = generator.random(shape) < 0.5
         elif np.issubdtype(dtype, np.integer):

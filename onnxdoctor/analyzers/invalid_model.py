@@ -44,6 +44,8 @@ def invalid_model(graph: GraphAnalysis) -> Iterator[Finding]:
     ordering_reported = any(a.view.out_of_order_uses or a.view.cycles for a in graph.walk())
     if message and not (any(text in message for text in _STRUCTURAL_MESSAGES) and (structural or ordering_reported)):
         yield graph.finding("OD101", f"onnx.checker: {message}", node_names=_named(message))
+    for tensor, problem in validation.malformed_tensors:
+        yield graph.finding("OD101", f"tensor {tensor} {problem}", tensors=[tensor])
     for message in validation.unknown_opsets:
         yield graph.finding("OD101", message)
     for error in validation.inference_errors:

@@ -45,3 +45,14 @@ def test_opset_from_the_future(tmp_path):
     onnx.save(model, tmp_path / "future.onnx")
     (finding,) = findings_of(diagnose(tmp_path / "future.onnx"), "OD101")
     assert "opset ai.onnx 40 is newer than any ONNX release" in finding.message
+
+
+def test_tensor_data_that_does_not_match_its_dims(tmp_path):
+    import onnx
+
+    model = onnx.load(planted("od301_unfolded_constant"))
+    model.graph.initializer[0].dims[:] = [1_000_000_000, 1_000_000_000]  # data is 8x4 floats
+    onnx.save(model, tmp_path / "lying_dims.onnx")
+    report = diagnose(tmp_path / "lying_dims.onnx")
+    (finding,) = [f for f in findings_of(report, "OD101") if f.tensors == ("fc.weight",)]
+    assert "declares 1,000,000,000,000,000,000 elements" in finding.message

@@ -1,0 +1,132 @@
+"""What the benchmark scripts share: fixture lookup, whole-process measurement, the machine line, the table.
+
+Each command runs as its own process, timed from spawn to exit; peak memory is the child's max RSS
+as the kernel reports it at exit (os.wait4), so imports and interpreter start-up count, as they do
+for a user. A child's max RSS starts at its parent's RSS (Linux records the parent's pages at exec),
+so the scripts importing this module stay small: whatever needs torch or onnx runs in a child
+(`child_json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS = ("yolov8n-pose-dynamic", "yolov8n-pose-static")
+NOT_INSTALLED = 127  # the shell's code for a command it cannot find
+
+
+def child_json(code: str, *arguments: str):
+    """Run Python `code` in a child process from the repo root; its last line of output, parsed as JSON."""
+    done = subprocess.run([sys.executable, "-c", code, *arguments], cwd=REPO, capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def build_fixtures() -> dict[str, Path]:
+    # In a child process: fixtures/yolo.py imports torch (see the module docstring).
+    code = ("import json, sys; sys.path.insert(0, 'fixtures'); import yolo; "
+            "print(json.dumps({name: str(path) for name, path in yolo.build_all().items()}))")
+    return {name: Path(path) for name, path in child_json(code).items()}
+
+
+def resolve_models(requested: list[str]) -> dict[str, Path]:
+    paths = [Path(item) for item in requested if item.endswith(".onnx")]
+    names = [item for item in requested if not item.endswith(".onnx")]
+    fixtures = build_fixtures() if names else {}
+    unknown = set(names) - set(fixtures) - {"all"}
+    if unknown:
+        sys.exit(f"unknown models {sorted(unknown)}; fixtures are {sorted(fixtures)}, or give .onnx paths")
+    chosen = fixtures if "all" in names else {name: fixtures[name] for name in names}
+    return chosen | {path.stem: path.resolve() for path in paths}
+
+
+def parse_arguments(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
+                        help="fixture names, 'all', or .onnx paths (default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per command (default: %(default)s)")
+    arguments = parser.parse_args()
+    arguments.repeat = max(1, arguments.repeat)
+    return arguments
+
+
+def locate(tool: str) -> str | None:
+    # Prefer the tools beside this interpreter (the venv), whose versions the header reports.
+    beside = Path(sys.executable).parent / tool
+    return str(beside) if beside.exists() else shutil.which(tool)
+
+
+def measure(command: list[str], work: Path) -> tuple[float, float, int, str]:
+    """Wall seconds, peak MiB, exit code and the last line of standard error of one run."""
+    executable = locate(command[0])
+    if executable is None:
+        return float("nan"), float("nan"), NOT_INSTALLED, f"{command[0]}: not installed"
+    errors = work / "stderr.txt"
+    with errors.open("wb") as stderr:
+        start = time.perf_counter()
+        # cwd in the tempdir: whatever a tool writes beside itself stays out of the repo.
+        child = subprocess.Popen([executable, *command[1:]], cwd=work, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait for it again
+    lines = errors.read_text(errors="replace").strip().splitlines()
+    return wall, usage.ru_maxrss / 1024, child.returncode, lines[-1] if lines else ""
+
+
+def measure_all(plan: dict[str, dict[str, list[str]]], repeat: int, work: Path) -> list[dict]:
+    """Run each command of plan (model name → tool → command) `repeat` times; one row per model and tool."""
+    rows = []
+    for name, commands in plan.items():
+        for tool, command in commands.items():
+            runs = [measure(command, work) for _ in range(repeat)]
+            codes = sorted({code for _, _, code, _ in runs})
+            rows.append({"model": name, "tool": tool, "wall": statistics.median(run[0] for run in runs),
+                         "peak": max(run[1] for run in runs), "codes": codes,
+                         "error": next((run[3] or "nothing on stderr" for run in runs if run[2] != 0), "")})
+    return rows
+
+
+def describe_machine(packages: tuple[str, ...]) -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine())
+    versions = []
+    for package in packages:
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} not installed")
+    return (f"{datetime.now():%Y-%m-%d %H:%M} | {cpu}, {os.cpu_count()} cores | "
+            f"Python {platform.python_version()} | " + ", ".join(versions))
+
+
+def print_table(rows: list[dict], repeat: int) -> None:
+    print(f"\nmedian wall time and max peak RSS of {repeat} runs each\n")
+    print("| model | tool | wall s (median) | peak MiB | exit code |")
+    print("| --- | --- | ---: | ---: | --- |")
+    for row in rows:
+        codes = ", ".join(str(code) for code in row["codes"])
+        # NaN: the tool is not installed, there is nothing to show.
+        wall, peak = ("-", "-") if math.isnan(row["wall"]) else (f"{row['wall']:.2f}", f"{row['peak']:.0f}")
+        print(f"| {row['model']} | {row['tool']} | {wall} | {peak} | {codes} |")
+    failures = [row for row in rows if row["error"]]
+    if failures:
+        print()
+    for row in failures:
+        print(f"- {row['model']} / {row['tool']} exited {row['codes']}: {row['error']}")
+
+
+def verdict(holds: bool) -> str:
+    return "holds" if holds else "MISSED"
