@@ -13,13 +13,13 @@ from onnxdoctor.catalog import load_catalog, select_rules
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
 from onnxdoctor.findings import Report
 from onnxdoctor.graph import build_views
-from onnxdoctor.model import LoadedModel, OnnxDoctorError, load_full_model, load_model, save_model
+from onnxdoctor.model import LoadedModel, OnnxDoctorError, check_writable, load_full_model, load_model, save_model
 from onnxdoctor.passes import Pass, PassOptions, all_passes
 from onnxdoctor.passes.static_shapes import set_static_shape
 from onnxdoctor.passes.toposort import Toposort
 from onnxdoctor.pipeline import Step, run_passes
 from onnxdoctor.validation import validate
-from onnxdoctor.verify import Verifier, default_tolerance, make_inputs
+from onnxdoctor.verify import ModelDoesNotRun, Verifier, default_tolerance, make_inputs
 
 
 def diagnose(
@@ -87,6 +87,8 @@ class FixReport:
     steps: list[Step]
     tolerance: tuple[float, float]
     inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # Why nothing was verified (a model ONNX Runtime cannot run, fixed with unverified=True).
+    unverified_reason: str | None = None
 
 
 def fix(
@@ -116,8 +118,10 @@ def fix(
     overwrite the input without `in_place`.
     """
     source = Path(path)
-    if output is not None and not in_place and Path(output).resolve() == source.resolve():
-        raise OnnxDoctorError(f"{output}: refusing to overwrite the input; pass --in-place to do that")
+    if output is not None:
+        check_writable(output)
+        if not in_place and Path(output).resolve() == source.resolve():
+            raise OnnxDoctorError(f"{output}: refusing to overwrite the input; pass --in-place to do that")
     options = PassOptions(static_shapes=dict(static_shapes or {}), element_limit=element_limit)
     chosen = _choose_passes(passes, skip)
     codes = select_rules([], [])
@@ -135,12 +139,13 @@ def fix(
     feeds = make_inputs(model, options.static_shapes, inputs)
     tolerance = default_tolerance(model)
     tolerance = (tolerance[0] if rtol is None else rtol, tolerance[1] if atol is None else atol)
-    verifier = _make_verifier(model, feeds, tolerance, before, unverified)
+    verifier, unverified_reason = _make_verifier(model, feeds, tolerance, before, unverified)
     fixed, steps = run_passes(model, chosen, options, verifier)
     target = Path(output) if output is not None else source
     after = diagnose_model(LoadedModel(path=target, proto=fixed), codes, element_limit=element_limit)
     if output is not None:
-        save_model(fixed, target)
+        # Weights that were outside stay outside (a model split on purpose stays split).
+        save_model(fixed, target, external_data=bool(loaded.external))
     return FixReport(
         model=str(source),
         output=str(target) if output is not None else None,
@@ -149,26 +154,27 @@ def fix(
         steps=steps,
         tolerance=tolerance,
         inputs={name: tuple(value.shape) for name, value in feeds.items()},
+        unverified_reason=unverified_reason,
     )
 
 
-def _make_verifier(model, feeds, tolerance, before: Report, unverified: bool) -> Verifier | None:
-    """The verifier, with the original model as reference; None if it cannot run and the user
-    said `unverified`."""
+def _make_verifier(model, feeds, tolerance, before: Report, unverified: bool) -> tuple[Verifier | None, str | None]:
+    """The verifier, with the original model as reference; or None and the reason, if the
+    model cannot run and the user said `unverified`."""
     try:
-        return Verifier(model, feeds, *tolerance)
-    except OnnxDoctorError:
+        return Verifier(model, feeds, *tolerance), None
+    except ModelDoesNotRun as error:
         unsorted = any(finding.rule == "OD201" for finding in before.findings)
         if unsorted:
             # ONNX Runtime sorts a main graph itself but rejects unsorted subgraph bodies. Node
             # order is no part of what a graph computes, so the sorted model is the reference.
             try:
-                return Verifier(Toposort().run(model, PassOptions()).model, feeds, *tolerance)
-            except OnnxDoctorError:
+                return Verifier(Toposort().run(model, PassOptions()).model, feeds, *tolerance), None
+            except ModelDoesNotRun:
                 pass
         if not unverified:
             raise
-        return None
+        return None, f"the model does not run in ONNX Runtime ({error.reason})"
 
 
 def _copy(value):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 import click
 
 from onnxdoctor.findings import Severity
-from onnxdoctor.model import OnnxDoctorError
+from onnxdoctor.model import OnnxDoctorError, check_writable
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
 
@@ -37,6 +38,9 @@ def _model_paths(paths: tuple[str, ...]) -> list[Path]:
 @click.version_option(package_name="onnxdoctor", prog_name="onnxdoctor")
 def main() -> None:
     """Find and fix what makes an ONNX model slow or broken on TensorRT."""
+    # A terminated run unwinds like an interrupted one, so half-written temporary files are
+    # removed (the output itself only ever appears complete, by rename).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 @main.command()
@@ -60,6 +64,8 @@ def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elemen
     from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
 
     try:
+        if output:
+            check_writable(output)
         models = _model_paths(paths)
         options = dict(select=_split(select), ignore=_split(ignore), evaluate=evaluate,
                        element_limit=DEFAULT_ELEMENT_LIMIT if max_elements is None else max_elements)
@@ -160,11 +166,13 @@ def _parse_static_shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
 @click.option("--in-place", is_flag=True, help="Overwrite the input model (written atomically).")
 @click.option("--unverified", is_flag=True,
               help="Apply passes to a model ONNX Runtime cannot run (custom ops), without verification.")
+@click.option("--max-elements", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Never fold or evaluate tensors above N elements (default 1,048,576).")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="error", show_default=True,
               help="Exit 1 when a finding after the fix is at or above this severity.")
 def fix(path, output, pass_names, skip, static_shapes, inputs, rtol, atol, dry_run, in_place, unverified,
-        output_format, fail_on) -> None:
+        max_elements, output_format, fail_on) -> None:
     """Fix a model pass by pass, verifying each pass on real inputs; roll back any that changes an output.
 
     Passes run in this order: toposort, cleanup, static-shapes, fold-constants, remove-identity, int64-to-int32.
@@ -180,7 +188,7 @@ def fix(path, output, pass_names, skip, static_shapes, inputs, rtol, atol, dry_r
         report = api.fix(
             path, None if dry_run else target, passes=_split(pass_names) or None, skip=_split(skip),
             static_shapes=_parse_static_shapes(static_shapes), inputs=inputs, rtol=rtol, atol=atol, in_place=in_place,
-            unverified=unverified,
+            unverified=unverified, **({} if max_elements is None else {"element_limit": max_elements}),
         )
     except OnnxDoctorError as error:
         _fail(error)

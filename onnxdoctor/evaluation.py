@@ -108,11 +108,16 @@ def _to_tensor(value: np.ndarray, name: str) -> onnx.TensorProto:
 
 
 def _source_values(view: GraphView, model: LoadedModel, element_limit: int, outer_values: dict) -> tuple[dict, dict]:
-    """Values of the graph's constant sources; and sources too large to read, with their size."""
+    """Values of the constant sources that something will read: inputs of foldable nodes,
+    and INT64 initializers (their range matters, OD403). Weights nothing folds stay on disk.
+    Also returns the sources too large to read, with their size."""
     values: dict[str, np.ndarray] = {name: outer_values[name] for name in view.outer_names if name in outer_values}
     too_large: dict[str, int] = {}
+    needed = {name for index in view.foldable_nodes for name in view.node_inputs(index)}
     for name, tensor in view.initializers.items():
         if name in view.overridable or not view.consumers.get(name):
+            continue
+        if name not in needed and tensor.data_type != onnx.TensorProto.INT64:
             continue
         elements = math.prod(tensor.dims)
         if elements > element_limit:

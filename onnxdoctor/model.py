@@ -127,6 +127,31 @@ def _locate_external_data(tensor: onnx.TensorProto, folder: Path) -> ExternalDat
     return ExternalData(tensor=name, location=resolved, offset=offset, length=length)
 
 
+def _invalid_text(message) -> str | None:
+    """The first string field (a name, an op type) that is not valid UTF-8, if any.
+
+    ONNX strings are UTF-8; protobuf hands undecodable ones back as bytes, which every tool
+    downstream (onnx, graphsurgeon, our reports) would trip over.
+    """
+    if isinstance(message, onnx.TensorProto):
+        # Never touch the data fields: reading raw_data copies the weights.
+        fields = [(message.DESCRIPTOR.fields_by_name[name], getattr(message, name)) for name in ("name", "doc_string")]
+        fields.append((message.DESCRIPTOR.fields_by_name["external_data"], message.external_data))
+    else:
+        fields = message.ListFields()
+    for descriptor, value in fields:
+        values = value if descriptor.is_repeated else [value]
+        if descriptor.type == descriptor.TYPE_STRING:
+            if any(not isinstance(item, str) for item in values):
+                return f"a {descriptor.containing_type.name}.{descriptor.name}"
+        elif descriptor.type == descriptor.TYPE_MESSAGE:
+            for item in values:
+                found = _invalid_text(item)
+                if found:
+                    return found
+    return None
+
+
 def load_model(path: str | os.PathLike) -> LoadedModel:
     """Parse an ONNX file (external data stays on disk) or raise OnnxDoctorError saying why not."""
     path = Path(path)
@@ -150,6 +175,9 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     # of unknown fields; a real model has an IR version and a graph.
     if proto.ir_version <= 0 or not proto.HasField("graph"):
         raise OnnxDoctorError(f"{path}: not an ONNX model (no IR version or no graph); is it another file type?")
+    broken_text = _invalid_text(proto)
+    if broken_text:
+        raise OnnxDoctorError(f"{path}: not a valid ONNX model ({broken_text} is not valid UTF-8); is the file damaged?")
     external = {}
     for tensor in all_tensors(proto.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -173,10 +201,70 @@ def load_full_model(loaded: LoadedModel) -> onnx.ModelProto:
     return model
 
 
-def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
-    """Write a model atomically; over protobuf's 2 GiB limit, with its weights in PATH.data."""
+def _copy_field(target, descriptor, value) -> None:
+    if descriptor.is_repeated:
+        getattr(target, descriptor.name).extend(value)
+    elif descriptor.type == descriptor.TYPE_MESSAGE:
+        getattr(target, descriptor.name).CopyFrom(value)
+    else:
+        setattr(target, descriptor.name, value)
+
+
+def split_weights(model: onnx.ModelProto, threshold: int = EXTERNAL_THRESHOLD) -> tuple[onnx.ModelProto, list]:
+    """A copy of the model without the bytes of its large initializers, and those initializers.
+
+    The copy keeps each large initializer as a stub (name, type, dims, marked external) so
+    shape inference and ONNX Runtime see the same graph; the originals are returned as they
+    are, not copied. This is how models above protobuf's 2 GiB limit are inferred and run.
+    """
+    skeleton = onnx.ModelProto()
+    for descriptor, value in model.ListFields():
+        if descriptor.name != "graph":
+            _copy_field(skeleton, descriptor, value)
+    for descriptor, value in model.graph.ListFields():
+        if descriptor.name != "initializer":
+            _copy_field(skeleton.graph, descriptor, value)
+    graph = model.graph
+    large = []
+    for tensor in graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.ByteSize() < threshold:
+            skeleton.graph.initializer.add().CopyFrom(tensor)
+            continue
+        stub = skeleton.graph.initializer.add()
+        stub.name, stub.data_type = tensor.name, tensor.data_type
+        stub.dims.extend(tensor.dims)
+        stub.data_location = onnx.TensorProto.EXTERNAL
+        entry = stub.external_data.add()
+        entry.key, entry.value = "location", "in-memory"
+        large.append(tensor)
+    return skeleton, large
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """The output path, if its folder exists and can be written to; else a one-line error."""
     path = Path(path)
-    if model.ByteSize() < PROTOBUF_LIMIT:
+    folder = path.parent
+    if not folder.is_dir():
+        raise OnnxDoctorError(f"{path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OnnxDoctorError(f"{path}: folder {folder} is not writable")
+    if path.is_dir():
+        raise OnnxDoctorError(f"{path}: is a folder")
+    return path
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data: bool = False) -> None:
+    """Write a model atomically; with its weights in PATH.data when asked or when it exceeds
+    protobuf's 2 GiB limit. Writing external data moves the weights out of `model`."""
+    path = check_writable(path)
+    try:
+        _save_model(model, path, external_data)
+    except OSError as error:
+        raise OnnxDoctorError(f"{path}: cannot write: {error.strerror or error}") from None
+
+
+def _save_model(model: onnx.ModelProto, path: Path, external_data: bool) -> None:
+    if not external_data and model.ByteSize() < PROTOBUF_LIMIT:
         write_atomically(model.SerializeToString(), path)
         return
     data_name = f"{path.name}.data"
@@ -186,8 +274,21 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
         staged = Path(staging) / path.name
         onnx.save_model(model, staged, save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data_name, size_threshold=EXTERNAL_THRESHOLD)
-        os.replace(Path(staging) / data_name, path.parent / data_name)
-        os.replace(staged, path)
+        _publish(Path(staging) / data_name, path.parent / data_name)
+        _publish(staged, path)
+
+
+def _publish(temporary: Path, path: Path) -> None:
+    """Give a finished temporary file the permissions a new file gets (or the replaced file
+    had), then rename it into place: the only moment the output path changes."""
+    if path.exists():
+        mode = path.stat().st_mode & 0o7777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)
 
 
 def write_atomically(data: bytes, path: str | os.PathLike) -> None:
@@ -203,7 +304,7 @@ def write_atomically(data: bytes, path: str | os.PathLike) -> None:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temporary, path)
+        _publish(Path(temporary), path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

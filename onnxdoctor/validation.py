@@ -19,6 +19,13 @@ from onnxdoctor.model import LoadedModel, all_tensors
 # external tensors up to this many bytes are read in; larger ones stay on disk.
 INLINE_EXTERNAL_BYTES = 4096
 
+# What onnx's C++ checker and shape inference raise on a broken model, its own errors and the
+# C++ exceptions pybind translates (std::length_error → ValueError, std::bad_alloc → MemoryError).
+ONNX_ERRORS = (
+    onnx.checker.ValidationError, onnx.shape_inference.InferenceError, RuntimeError, ValueError, MemoryError,
+    OverflowError, IndexError,
+)
+
 _NODE_NAME_PATTERNS = (
     re.compile(r"node name: ([^)]*)\)"),
     re.compile(r"of node: \s*name: (.*?) OpType"),
@@ -97,22 +104,25 @@ def validate(loaded: LoadedModel) -> ValidationResult:
         # The checker looks for external data files next to the model, which it only knows
         # when given the path; such models keep their weights outside, so reading is cheap.
         onnx.checker.check_model(str(loaded.path) if loaded.external else skeleton)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as error:
+    except ONNX_ERRORS as error:
         result.checker_error = _clean(error)
 
     inferred = None
     try:
         inferred = onnx.shape_inference.infer_shapes(skeleton, check_type=True, strict_mode=True, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as error:
+    except ONNX_ERRORS as error:
         message = _clean(error)
         if "Cannot parse data from external tensors" in message:
             result.notes.append("shape inference needed the value of a large external tensor; shapes after it are unknown")
-        else:
+        elif isinstance(error, (onnx.shape_inference.InferenceError, onnx.checker.ValidationError)):
             result.inference_errors = _split_inference_errors(message)
+        else:
+            # A C++ failure inside onnx (std::length_error and the like) on absurd sizes.
+            result.inference_errors = [f"onnx failed inside shape inference ({type(error).__name__}: {message})"]
     if inferred is None:
         try:
             inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
-        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as error:
+        except ONNX_ERRORS as error:
             result.notes.append(f"shape inference failed entirely; tensor types are unknown ({_clean(error)})")
             inferred = skeleton
     _collect_types(inferred.graph, result.types)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from onnxdoctor.model import OnnxDoctorError
+from onnxdoctor.model import PROTOBUF_LIMIT, OnnxDoctorError, split_weights
 
 # Tolerances: fp32 outputs by default, looser when the model computes in fp16.
 FP32_TOLERANCE = (1e-4, 1e-5)  # rtol, atol
@@ -36,6 +36,17 @@ _NUMPY_TYPES = {
     onnx.TensorProto.UINT8: np.uint8,
     onnx.TensorProto.BOOL: np.bool_,
 }
+
+
+class ModelDoesNotRun(OnnxDoctorError):
+    """The original model fails in ONNX Runtime, so nothing can be compared with it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"the model does not run in ONNX Runtime, so no rewrite can be verified ({reason}); "
+            "--unverified applies the passes without verification"
+        )
 
 
 @dataclass(frozen=True)
@@ -128,15 +139,18 @@ class Verifier:
         try:
             self.reference = self._run(reference)
         except Exception as error:  # noqa: BLE001 - the user's model cannot run: nothing can be verified
-            raise OnnxDoctorError(
-                f"the model does not run in ONNX Runtime, so no rewrite can be verified ({_first_line(error)}); "
-                "--unverified applies the passes without verification"
-            ) from None
+            raise ModelDoesNotRun(_first_line(error)) from None
 
     def _run(self, model: onnx.ModelProto) -> dict[str, np.ndarray]:
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(model.SerializeToString(), providers=list(_providers()))
+        options = onnxruntime.SessionOptions()
+        if model.ByteSize() >= PROTOBUF_LIMIT:
+            # Over 2 GiB the model cannot be serialized: large weights go to ONNX Runtime from memory.
+            model, large = split_weights(model)
+            values = [onnxruntime.OrtValue.ortvalue_from_numpy(onnx.numpy_helper.to_array(t)) for t in large]
+            options.add_external_initializers([tensor.name for tensor in large], values)
+        session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=list(_providers()))
         return dict(zip(self.output_names, session.run(self.output_names, self.feeds), strict=True))
 
     def check(self, candidate: onnx.ModelProto) -> Verification:
@@ -156,7 +170,8 @@ class Verifier:
         if expected.size == 0:
             return OutputDifference(name, 0.0, 0.0, True)
         if expected.dtype.kind in "fc":
-            wide_expected, wide_actual = expected.astype(np.float64), actual.astype(np.float64)
+            wide_expected = np.atleast_1d(expected).astype(np.float64)
+            wide_actual = np.atleast_1d(actual).astype(np.float64)
             difference = np.abs(wide_actual - wide_expected)
             difference[np.isnan(wide_actual) & np.isnan(wide_expected)] = 0.0
             relative = difference / np.maximum(np.abs(wide_expected), np.finfo(np.float64).tiny)

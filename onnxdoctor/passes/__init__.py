@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import onnx
 
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
+from onnxdoctor.model import split_weights
+from onnxdoctor.validation import ONNX_ERRORS
 
 
 @dataclass(frozen=True)
@@ -73,17 +75,39 @@ def compare_models(before: onnx.ModelProto, after: onnx.ModelProto, summary: str
     return PassResult(after if changed else before, changed, summary, removed, added, changed_tensors)
 
 
+def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model's types and shapes as inference sees them, on a copy without the large
+    weights (so models over 2 GiB work too); where inference rejects the model, the types it
+    declares (a broken model still gets the passes that need no shapes)."""
+    skeleton, _ = split_weights(model)
+    try:
+        return onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
+    except ONNX_ERRORS:
+        return skeleton
+
+
 def edit_with_graphsurgeon(
-    model: onnx.ModelProto, edit: Callable, *, infer_shapes: bool = False
+    model: onnx.ModelProto, edit: Callable, *, with_shapes: bool = False
 ) -> onnx.ModelProto:
     """Apply an onnx-graphsurgeon edit and export, keeping what graphsurgeon's export drops
     (metadata, producer, documentation, IR version)."""
     import onnx_graphsurgeon as gs
+    from onnx_graphsurgeon.logger import G_LOGGER
 
-    source = onnx.shape_inference.infer_shapes(model, data_prop=True) if infer_shapes else model
-    graph = gs.import_onnx(source)
-    edit(graph)
-    exported = gs.export_onnx(graph)
+    # Inferred shapes join the model's value_info while graphsurgeon imports it, then leave.
+    declared = {value.name for value in model.graph.value_info}
+    inferred = [value for value in infer_shapes(model).graph.value_info if value.name not in declared] if with_shapes else []
+    # graphsurgeon logs to standard output (duplicate node names, each partition it cannot
+    # fold): our report says what matters, once, and OD302 gives the evaluator's reasons.
+    previous, G_LOGGER.severity = G_LOGGER.severity, G_LOGGER.CRITICAL
+    model.graph.value_info.extend(inferred)
+    try:
+        graph = gs.import_onnx(model)
+        edit(graph)
+        exported = gs.export_onnx(graph)
+    finally:
+        G_LOGGER.severity = previous
+        del model.graph.value_info[len(model.graph.value_info) - len(inferred):]
     for field_name in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
         setattr(exported, field_name, getattr(model, field_name))
     del exported.metadata_props[:]
@@ -94,7 +118,7 @@ def edit_with_graphsurgeon(
         for value in written:
             if value.name in by_name:
                 value.CopyFrom(by_name[value.name])
-    if not infer_shapes:
+    if not with_shapes:
         return exported
     # Shapes inferred for folding stay out of the output: the model keeps its own value_info.
     kept = {value.name for value in model.graph.value_info}

@@ -37,8 +37,6 @@ def describe_folding(model: onnx.ModelProto, result: PassResult) -> str:
 
 
 def fold(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
-    from onnx_graphsurgeon.logger import G_LOGGER
-
     def edit(graph) -> None:
         graph.toposort(recurse_subgraphs=True)
         graph.fold_constants(
@@ -49,11 +47,4 @@ def fold(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
         )
         graph.cleanup(remove_unused_graph_inputs=False, recurse_subgraphs=True)
 
-    # graphsurgeon warns on every partition it cannot evaluate; the final diagnosis reports
-    # those nodes (OD302) with the evaluator's reason, once.
-    previous = G_LOGGER.severity
-    G_LOGGER.severity = G_LOGGER.ERROR
-    try:
-        return edit_with_graphsurgeon(model, edit, infer_shapes=True)
-    finally:
-        G_LOGGER.severity = previous
+    return edit_with_graphsurgeon(model, edit, with_shapes=True)

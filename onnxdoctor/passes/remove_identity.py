@@ -6,7 +6,7 @@ from __future__ import annotations
 import onnx
 
 from onnxdoctor.graph import TensorType
-from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon
+from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_shapes
 
 
 class RemoveIdentity(Pass):
@@ -15,7 +15,7 @@ class RemoveIdentity(Pass):
     description = "remove Identity, no-op Cast and no-op Reshape nodes"
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        inferred = infer_shapes(model)
         types = {
             value.name: TensorType.from_type_proto(value.type)
             for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import onnx
 
 from onnxdoctor.model import OnnxDoctorError
-from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models
+from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, infer_shapes
 from onnxdoctor.passes.fold_constants import describe_folding, fold
 
 
@@ -53,7 +53,7 @@ def set_static_shape(inputs: dict, name: str, shape: tuple[int, ...]) -> None:
 
 def _set_inferred_output_shapes(model: onnx.ModelProto) -> None:
     """Output shapes that inference now knows statically replace their symbolic dims."""
-    inferred = onnx.shape_inference.infer_shapes(model)
+    inferred = infer_shapes(model)
     known = {value.name: value for value in (*inferred.graph.value_info, *inferred.graph.output)}
     for output in model.graph.output:
         found = known.get(output.name)

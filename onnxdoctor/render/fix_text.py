@@ -29,7 +29,10 @@ def render(report, console: Console) -> None:
     target = f" → {report.output}" if report.output else " (dry run, nothing written)"
     console.print(f"[bold]{escape(report.model)}[/bold]{escape(target)}")
     inputs = ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in report.inputs.items())
-    console.print(f"  [dim]verified on {escape(inputs)}; rtol {report.tolerance[0]:g}, atol {report.tolerance[1]:g}[/dim]")
+    if report.unverified_reason:
+        console.print(f"  [yellow]not verified: {escape(report.unverified_reason)}[/yellow]", soft_wrap=True)
+    else:
+        console.print(f"  [dim]verified on {escape(inputs)}; rtol {report.tolerance[0]:g}, atol {report.tolerance[1]:g}[/dim]")
     width = max(len(step.name) for step in report.steps) if report.steps else 0
     for step in report.steps:
         style = _STATUS_STYLES.get(step.status, "dim")

@@ -84,6 +84,7 @@ def fix_record(report) -> dict:
         "output": report.output,
         "inputs": {name: list(shape) for name, shape in report.inputs.items()},
         "tolerance": {"rtol": report.tolerance[0], "atol": report.tolerance[1]},
+        "unverified_reason": report.unverified_reason,
         "passes": steps,
         "findings_before_after": {
             code: list(counts) for code, counts in rule_counts_before_after(report).items()
