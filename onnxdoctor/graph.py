@@ -478,10 +478,14 @@ class GraphView:
                         value = np.array(shape if node.op_type == "Shape" else math.prod(shape), dtype=np.int64)
                     else:
                         dims = frozenset().union(*per_element)
+            elif inputs and all(name in constant for name in inputs):
+                computed.add(index)
+                constant.update(outputs)
+                continue
             elif inputs and inputs[0] in elements and all(name in constant for name in inputs[1:]):
                 picked = self._picked_positions(index, len(elements[inputs[0]]))
                 if picked is None:
-                    dims = depends[inputs[0]]
+                    dims = depends.get(inputs[0], frozenset())
                 else:
                     positions, scalar = picked
                     chosen = [elements[inputs[0]][k] for k in positions]
@@ -492,10 +496,6 @@ class GraphView:
                         if node.op_type == "Slice" or not scalar:
                             elements[outputs[0]] = chosen
                             element_dims[outputs[0]] = [element_dims[inputs[0]][k] for k in positions]
-            elif inputs and all(name in constant for name in inputs):
-                computed.add(index)
-                constant.update(outputs)
-                continue
             elif inputs and all(name in constant or name in depends for name in inputs):
                 dims = frozenset().union(*(depends.get(name, frozenset()) for name in inputs))
             else:

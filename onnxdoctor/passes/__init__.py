@@ -100,11 +100,16 @@ def edit_with_graphsurgeon(
     # graphsurgeon logs to standard output (duplicate node names, each partition it cannot
     # fold): our report says what matters, once, and OD302 gives the evaluator's reasons.
     previous, G_LOGGER.severity = G_LOGGER.severity, G_LOGGER.CRITICAL
+    from onnx_graphsurgeon.util.exception import OnnxGraphSurgeonException
+
     model.graph.value_info.extend(inferred)
     try:
         graph = gs.import_onnx(model)
         edit(graph)
         exported = gs.export_onnx(graph)
+    except OnnxGraphSurgeonException as error:
+        # graphsurgeon's own verdict on a model it cannot represent (a tensor of undefined type).
+        raise PassRefused(f"onnx-graphsurgeon cannot handle this model: {error}") from None
     finally:
         G_LOGGER.severity = previous
         del model.graph.value_info[len(model.graph.value_info) - len(inferred):]
