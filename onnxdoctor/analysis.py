@@ -60,6 +60,16 @@ class GraphAnalysis:
         """A constant's value if known (read or evaluated), else None."""
         return self.evaluation.values.get(tensor)
 
+    def describe_result(self, tensor: str) -> str | None:
+        """What evaluating a tensor gave: its value when small, else its type and shape."""
+        value = self.value(tensor)
+        if value is not None:
+            return describe_value(value)
+        if tensor in self.evaluation.shapes:
+            dtype, shape = self.evaluation.shapes[tensor]
+            return f"{dtype}[{', '.join(map(str, shape))}]"
+        return None
+
     def finding(
         self,
         rule: str,

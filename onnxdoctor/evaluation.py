@@ -46,6 +46,8 @@ class Evaluation:
     blocked: dict[int, int] = field(default_factory=dict)
     # node → why it was not evaluated (size limit, unknown size): foldable by structure only
     skipped: dict[int, str] = field(default_factory=dict)
+    # tensor → (dtype, shape) of everything evaluated, kept values or not
+    shapes: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
     evaluator: str = ""
 
 
@@ -183,6 +185,10 @@ def evaluate_constants(
         name: value
         for name, value in pending.items()
         if value is not None and (value.dtype.kind in "iub" or value.size <= _KEPT_ELEMENTS)
+    }
+    # Large float results are dropped, but what they were is still worth saying.
+    evaluation.shapes = {
+        name: (str(value.dtype), tuple(value.shape)) for name, value in pending.items() if value is not None
     }
     return evaluation
 

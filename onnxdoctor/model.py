@@ -7,6 +7,7 @@ Analyzers that need a value ask `LoadedModel.tensor_value`, which reads only tha
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, EncodeError
 from onnx import numpy_helper
 
 
@@ -192,6 +193,27 @@ PROTOBUF_LIMIT = 2**31 - 1
 EXTERNAL_THRESHOLD = 1024
 
 
+def data_bytes(tensor: onnx.TensorProto) -> int:
+    """The size of a tensor's data from its dims and type, without touching the data."""
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, ValueError, TypeError):
+        itemsize = 8  # strings and exotic types: a generous guess
+    return math.prod(tensor.dims) * itemsize
+
+
+def exceeds_protobuf_limit(model: onnx.ModelProto) -> bool:
+    """Whether the model is too large to serialize as one protobuf message (2 GiB)."""
+    # Weights first, from their dims: asking a message over the limit for its size makes
+    # protobuf encode it before giving up (seconds per gigabyte).
+    if sum(map(data_bytes, model.graph.initializer)) >= PROTOBUF_LIMIT:
+        return True
+    try:
+        return model.ByteSize() >= PROTOBUF_LIMIT
+    except EncodeError:  # protobuf cannot even count past its limit
+        return True
+
+
 def load_full_model(loaded: LoadedModel) -> onnx.ModelProto:
     """A copy of the model with every external tensor read in, for running and rewriting it."""
     model = onnx.ModelProto()
@@ -227,7 +249,7 @@ def split_weights(model: onnx.ModelProto, threshold: int = EXTERNAL_THRESHOLD) -
     graph = model.graph
     large = []
     for tensor in graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.ByteSize() < threshold:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or data_bytes(tensor) < threshold:
             skeleton.graph.initializer.add().CopyFrom(tensor)
             continue
         stub = skeleton.graph.initializer.add()
@@ -264,7 +286,7 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data
 
 
 def _save_model(model: onnx.ModelProto, path: Path, external_data: bool) -> None:
-    if not external_data and model.ByteSize() < PROTOBUF_LIMIT:
+    if not external_data and not exceeds_protobuf_limit(model):
         write_atomically(model.SerializeToString(), path)
         return
     data_name = f"{path.name}.data"

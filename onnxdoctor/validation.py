@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from onnxdoctor.graph import GraphView, TensorType, attribute_subgraphs
-from onnxdoctor.model import LoadedModel, all_tensors
+from onnxdoctor.model import LoadedModel, all_tensors, split_weights
 
 # Shape inference reads the values of small constants (Reshape shapes, Slice starts...):
 # external tensors up to this many bytes are read in; larger ones stay on disk.
@@ -58,17 +58,27 @@ def node_name_in(message: str) -> str | None:
 
 
 def _skeleton(loaded: LoadedModel) -> onnx.ModelProto:
-    """The model with small external tensors read in and large ones left on disk."""
-    skeleton = onnx.ModelProto()
-    skeleton.CopyFrom(loaded.proto)
+    """The model the checker and shape inference see: large weights become graph inputs of
+    the same type and shape (their bytes are never read or copied), small external tensors
+    are read in (inference needs the values of shapes and axes).
+
+    The checker then needs no data file (the loader has checked those) and no 2 GiB message.
+    """
+    skeleton, _ = split_weights(loaded.proto, threshold=INLINE_EXTERNAL_BYTES)
+    declared = {value.name for value in skeleton.graph.input}
+    kept = []
     for tensor in skeleton.graph.initializer:
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            kept.append(tensor)
             continue
         where = loaded.external.get(tensor.name)
-        if where is not None and where.length <= INLINE_EXTERNAL_BYTES:
-            value = loaded.tensor_value(tensor)
-            if value is not None:
-                tensor.CopyFrom(onnx.numpy_helper.from_array(value, tensor.name))
+        value = loaded.tensor_value(tensor) if where is not None and where.length <= INLINE_EXTERNAL_BYTES else None
+        if value is not None:
+            kept.append(onnx.numpy_helper.from_array(value, tensor.name))
+        elif tensor.name not in declared:
+            skeleton.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+    del skeleton.graph.initializer[:]
+    skeleton.graph.initializer.extend(kept)
     return skeleton
 
 
@@ -101,9 +111,7 @@ def validate(loaded: LoadedModel) -> ValidationResult:
     skeleton = _skeleton(loaded)
     _sort_if_only_unsorted(skeleton.graph)
     try:
-        # The checker looks for external data files next to the model, which it only knows
-        # when given the path; such models keep their weights outside, so reading is cheap.
-        onnx.checker.check_model(str(loaded.path) if loaded.external else skeleton)
+        onnx.checker.check_model(skeleton)
     except ONNX_ERRORS as error:
         result.checker_error = _clean(error)
 

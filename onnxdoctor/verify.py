@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from onnxdoctor.model import PROTOBUF_LIMIT, OnnxDoctorError, split_weights
+from onnxdoctor.model import OnnxDoctorError, exceeds_protobuf_limit, split_weights
 
 # Tolerances: fp32 outputs by default, looser when the model computes in fp16.
 FP32_TOLERANCE = (1e-4, 1e-5)  # rtol, atol
@@ -145,7 +145,7 @@ class Verifier:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        if model.ByteSize() >= PROTOBUF_LIMIT:
+        if exceeds_protobuf_limit(model):
             # Over 2 GiB the model cannot be serialized: large weights go to ONNX Runtime from memory.
             model, large = split_weights(model)
             values = [onnxruntime.OrtValue.ortvalue_from_numpy(onnx.numpy_helper.to_array(t)) for t in large]

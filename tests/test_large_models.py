@@ -84,7 +84,7 @@ def test_a_model_over_the_protobuf_limit_is_verified(transformer, monkeypatch):
 
     # The real code path for models over 2 GiB (weights handed to ONNX Runtime from memory),
     # with the limit lowered to this model's size.
-    monkeypatch.setattr(onnxdoctor.verify, "PROTOBUF_LIMIT", 100_000)
+    monkeypatch.setattr(onnxdoctor.model, "PROTOBUF_LIMIT", 100_000)
     handed_over = []
     split = onnxdoctor.verify.split_weights
     monkeypatch.setattr(onnxdoctor.verify, "split_weights", lambda model: handed_over.append(1) or split(model))

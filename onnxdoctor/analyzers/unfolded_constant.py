@@ -24,7 +24,7 @@ def unfolded_constant(graph: GraphAnalysis) -> Iterator[Finding]:
                 f"{view.label(index)} = {describe_value(view.known_shape_values[index])}" for index in known[:3]
             )
             parts.append(f"starting from shape values shape inference already knows ({described})")
-        results = [f"{name} = {describe_value(graph.value(name))}" for name in outputs if graph.value(name) is not None]
+        results = [f"{name} = {graph.describe_result(name)}" for name in outputs if graph.describe_result(name)]
         if results:
             parts.append("evaluates to " + ", ".join(results))
         skipped = [evaluation.skipped[index] for index in group if index in evaluation.skipped]

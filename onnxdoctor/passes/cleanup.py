@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import onnx
 
+from onnxdoctor.graph import build_views
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon
 
 
@@ -14,15 +15,21 @@ class Cleanup(Pass):
     description = "remove nodes and initializers no output uses (onnx-graphsurgeon cleanup)"
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
+        views = list(build_views(model, {}).walk())
+        if not any(view.dead_nodes or view.unused_initializers for view in views):
+            # Nothing dead: no graphsurgeon round trip (a copy of every weight) for nothing.
+            return PassResult(model, False, "nothing dead" + _unused_inputs_note(model))
         cleaned = edit_with_graphsurgeon(
             model, lambda graph: graph.cleanup(remove_unused_graph_inputs=False, recurse_subgraphs=True)
         )
         result = compare_models(model, cleaned, "")
-        read = {name for node in cleaned.graph.node for name in node.input}
-        initializers = {tensor.name for tensor in cleaned.graph.initializer}
-        unused_inputs = [value.name for value in cleaned.graph.input if value.name not in read and value.name not in initializers]
-        parts = [f"removed {len(result.nodes_removed)} nodes and {len(result.tensors_changed)} initializers"]
-        if unused_inputs:
-            parts.append(f"graph inputs no node reads (kept): {', '.join(unused_inputs)}")
-        result.summary = "; ".join(parts) if result.changed or unused_inputs else "nothing dead"
+        removed = f"removed {len(result.nodes_removed)} nodes and {len(result.tensors_changed)} initializers"
+        result.summary = (removed if result.changed else "nothing dead") + _unused_inputs_note(cleaned)
         return result
+
+
+def _unused_inputs_note(model: onnx.ModelProto) -> str:
+    read = {name for node in model.graph.node for name in node.input}
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    unused = [value.name for value in model.graph.input if value.name not in read and value.name not in initializers]
+    return f"; graph inputs no node reads (kept): {', '.join(unused)}" if unused else ""

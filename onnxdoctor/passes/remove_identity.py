@@ -5,8 +5,18 @@ from __future__ import annotations
 
 import onnx
 
-from onnxdoctor.graph import TensorType
+from onnxdoctor.graph import TensorType, attribute_subgraphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_shapes
+
+
+_CANDIDATES = frozenset({"Identity", "Cast", "Reshape"})
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for _, subgraph in attribute_subgraphs(node):
+            yield from _all_nodes(subgraph)
 
 
 class RemoveIdentity(Pass):
@@ -15,6 +25,8 @@ class RemoveIdentity(Pass):
     description = "remove Identity, no-op Cast and no-op Reshape nodes"
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
+        if not any(node.op_type in _CANDIDATES for node in _all_nodes(model.graph)):
+            return PassResult(model, False, "no no-op nodes")
         inferred = infer_shapes(model)
         types = {
             value.name: TensorType.from_type_proto(value.type)
