@@ -1,10 +1,12 @@
-"""int64-to-int32 (OD402): store INT64 initializers as INT32 where that changes nothing.
+"""int64-to-int32 (OD402): store INT64 data-path initializers as INT32 where that changes nothing.
 
-An initializer is cast only when every value fits INT32 (OD403 values never change) and every
-node reading it accepts INT32 there by its ONNX schema, together with every other input bound
-to the same type variable (Slice's starts/ends/axes/steps change together or not at all).
-Inputs bound to a type that also types an output are left alone: casting them would change
-the type of data downstream.
+An initializer is cast only when it is data (OD402), not a shape, axis or index value (OD401:
+TensorRT takes those as INT64 shape tensors, and TensorRT-RTX 1.7 was seen here to reject a
+Slice whose starts/ends/axes were cast to INT32: "Slice steps length 3 does not equal starts
+length 1"); when every value fits INT32 (OD403 values never change); and when every node
+reading it accepts INT32 there by its ONNX schema, together with every other input bound to
+the same type variable. Inputs bound to a type that also types an output are left alone:
+casting them would change the type of data downstream.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from onnxdoctor.graph import build_views
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models
 
 _INT32 = np.iinfo(np.int32)
@@ -27,11 +30,13 @@ class Int64ToInt32(Pass):
         graph = model.graph
         opsets = {opset.domain or "": opset.version for opset in model.opset_import}
         declared = {value.name for value in (*graph.input, *graph.output)}
+        shape_valued = build_views(model, {}).shape_valued_tensors
         candidates = {
             tensor.name
             for tensor in graph.initializer
             if tensor.data_type == onnx.TensorProto.INT64
             and tensor.name not in declared
+            and tensor.name not in shape_valued
             and _fits_int32(tensor)
         }
         readers = {}

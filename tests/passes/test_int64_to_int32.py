@@ -5,19 +5,23 @@ from conftest import findings_of, planted
 from onnxdoctor import api
 
 
-def test_slice_parameters_become_int32_together_and_shapes_stay_int64(yolo, tmp_path):
+def test_shape_values_stay_int64(yolo, tmp_path):
+    # OD401 constants are TensorRT shape tensors: nothing to gain, and TensorRT-RTX rejected a
+    # Slice whose parameters were cast (tests/engines checks the fixed model builds).
     report = api.fix(yolo["yolov8n-pose-static"], tmp_path / "fixed.onnx")
     step = next(s for s in report.steps if s.name == "int64-to-int32")
-    assert step.status == "applied" and step.verification.passed
+    assert step.status == "unchanged"
     model = onnx.load(tmp_path / "fixed.onnx")
-    types = {tensor.name: tensor.data_type for tensor in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Slice":
-            # starts/ends/axes/steps share one type variable: all INT32 or all INT64.
-            assert len({types[name] for name in node.input[1:] if name in types}) == 1
-        if node.op_type == "Reshape" and node.input[1] in types:
-            assert types[node.input[1]] == onnx.TensorProto.INT64  # Reshape takes INT64 only
-    assert onnx.TensorProto.INT32 in types.values()
+    assert onnx.TensorProto.INT32 not in {tensor.data_type for tensor in model.graph.initializer}
+
+
+def test_data_path_initializer_read_by_a_cast_becomes_int32(tmp_path):
+    report = api.fix(planted("od402_int64_cast_table"), tmp_path / "fixed.onnx", passes=["int64-to-int32"])
+    (step,) = report.steps
+    assert step.status == "applied" and step.verification.passed
+    assert step.result.tensors_changed == ["bucket_sizes"]
+    types = {t.name: t.data_type for t in onnx.load(tmp_path / "fixed.onnx").graph.initializer}
+    assert types["bucket_sizes"] == onnx.TensorProto.INT32
 
 
 def test_out_of_range_values_stay_int64(tmp_path):
