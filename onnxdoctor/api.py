@@ -48,7 +48,7 @@ def diagnose_model(
     """Run the analyzers for `codes` on a model already loaded (from a file, or rewritten by fix)."""
     validation = validate(loaded)
     root = GraphAnalysis(
-        build_views(loaded.proto, validation.types),
+        build_views(loaded.proto, validation.types, validation.probed_dims),
         loaded,
         validation,
         AnalysisOptions(evaluate=evaluate, element_limit=element_limit),

@@ -217,6 +217,8 @@ class GraphView:
         self.parent = parent
         self.outer_names = outer_names
         self.subviews: list[GraphView] = []
+        # tensor → for each axis, the (input, axis) pairs it changes with (main graph only).
+        self.probed_dims: dict[str, list[frozenset[tuple[str, int]]]] = {}
 
         self._implicit_inputs = {
             index: frozenset().union(*(outer_scope_names(subgraph) for _, subgraph in attribute_subgraphs(node)))
@@ -386,14 +388,15 @@ class GraphView:
             return None
         return read_tensor(tensor)
 
-    def _shape_elements(self, index: int) -> list[int | str | None] | None:
-        """The dims a Shape node returns, as shape inference knows each one (None: rank unknown)."""
+    def _shape_elements(self, index: int) -> tuple[int, list[int | str | None]] | None:
+        """The first axis and the dims a Shape node returns, as shape inference knows each one
+        (None: rank unknown)."""
         node = self.nodes[index]
         tensor_type = self.tensor_type(node.input[0]) if node.input else None
         if tensor_type is None or tensor_type.shape is None:
             return None
         start, end = shape_slice(node, len(tensor_type.shape))
-        return list(tensor_type.shape[start:end])
+        return start, list(tensor_type.shape[start:end])
 
     def _picked_positions(self, index: int, length: int) -> tuple[list[int], bool] | None:
         """Which elements of a 1-D shape value a Gather(axis 0) or Slice with constant
@@ -463,14 +466,14 @@ class GraphView:
                 constant.update(outputs)
                 continue
             if node.op_type in ("Shape", "Size") and inputs:
-                shape = self._shape_elements(index) if node.op_type == "Shape" else None
+                first, shape = self._shape_elements(index) or (0, None) if node.op_type == "Shape" else (0, None)
                 source_type = self.tensor_type(inputs[0])
                 if node.op_type == "Size" and source_type is not None and source_type.shape is not None:
                     shape = list(source_type.shape)
                 if shape is None:
                     dims = self._reaching_dims.get(inputs[0], frozenset())
                 else:
-                    per_element = [self._dims_of_dim(inputs[0], dim) for dim in shape]
+                    per_element = [self._dims_of_dim(inputs[0], first + axis, dim) for axis, dim in enumerate(shape)]
                     if node.op_type == "Shape":
                         elements[outputs[0]] = shape
                         element_dims[outputs[0]] = per_element
@@ -566,12 +569,17 @@ class GraphView:
                     reach[name] = upstream
         return reach
 
-    def _dims_of_dim(self, tensor: str, dim: int | str | None) -> frozenset[DynamicDim]:
+    def _dims_of_dim(self, tensor: str, axis: int, dim: int | str | None) -> frozenset[DynamicDim]:
         """The input dims one dim of `tensor` depends on."""
         if isinstance(dim, int):
             return frozenset()
         if isinstance(dim, str) and dim in self._dims_by_param:
             return frozenset({self._dims_by_param[dim]})
+        probed = self.probed_dims.get(tensor)
+        if probed is not None and axis < len(probed):
+            # Measured by shape inference at concrete input shapes (validation.probe_dims).
+            by_place = {(dim.tensor, dim.axis): dim for dims in self.input_dynamic_dims.values() for dim in dims}
+            return frozenset(by_place[place] for place in probed[axis] if place in by_place)
         # A dim inference could not name: it depends on some dynamic dim upstream.
         return self._reaching_dims.get(tensor, frozenset())
 
@@ -686,9 +694,12 @@ def shape_slice(node: onnx.NodeProto, rank: int) -> tuple[int, int]:
     return start, max(start, end)
 
 
-def build_views(model: onnx.ModelProto, types: dict[str, TensorType]) -> GraphView:
+def build_views(
+    model: onnx.ModelProto, types: dict[str, TensorType], probed_dims: dict | None = None
+) -> GraphView:
     """The main graph's view, with views of every subgraph and model-local function below it."""
     main = _view_of_graph(model.graph, types, scope="main", parent=None, outer=frozenset())
+    main.probed_dims = probed_dims or {}
     for function in model.functions:
         view = GraphView(
             list(function.node),

@@ -26,6 +26,33 @@ ONNX_ERRORS = (
     OverflowError, IndexError,
 )
 
+# Dims above this are not real (ONNX Runtime and TensorRT index with 32-bit dims in places);
+# onnx's data propagation allocates one element per dim of a 1-D tensor, so a declared dim of
+# 2**34 would take 100+ GiB. Before inference such dims are made symbolic ("huge").
+LARGEST_DIM = 2**31 - 1
+
+
+def infer_shapes(model: onnx.ModelProto, **options) -> onnx.ModelProto:
+    """onnx shape inference on a model whose absurd declared dims are made symbolic first
+    (raises one of ONNX_ERRORS on a broken model)."""
+    return onnx.shape_inference.infer_shapes(_without_absurd_dims(model), **options)
+
+
+def _without_absurd_dims(model: onnx.ModelProto) -> onnx.ModelProto:
+    graph = model.graph
+    declared = [*graph.input, *graph.output, *graph.value_info]
+    if not any(dim.dim_value > LARGEST_DIM for value in declared for dim in value.type.tensor_type.shape.dim):
+        return model
+    tamed = onnx.ModelProto()
+    tamed.CopyFrom(model)
+    for value in (*tamed.graph.input, *tamed.graph.output, *tamed.graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_value > LARGEST_DIM:
+                dim.Clear()
+                dim.dim_param = "huge"
+    return tamed
+
+
 _NODE_NAME_PATTERNS = (
     re.compile(r"node name: ([^)]*)\)"),
     re.compile(r"of node: \s*name: (.*?) OpType"),
@@ -42,6 +69,9 @@ class ValidationResult:
     unknown_opsets: list[str] = field(default_factory=list)
     # Tensors whose data does not match their dims and type: (tensor name, what is wrong).
     malformed_tensors: list[tuple[str, str]] = field(default_factory=list)
+    # For tensors read by Shape/Size whose dims inference cannot name: per axis, the dynamic
+    # input dims (input, axis) it changes with, measured at concrete shapes (probe_dims).
+    probed_dims: dict[str, list[frozenset[tuple[str, int]]]] = field(default_factory=dict)
     # Inferred types by tensor name, for the main graph and every subgraph (names are unique
     # across scopes in well-formed models; a clash keeps the outermost).
     types: dict[str, TensorType] = field(default_factory=dict)
@@ -117,7 +147,7 @@ def validate(loaded: LoadedModel) -> ValidationResult:
 
     inferred = None
     try:
-        inferred = onnx.shape_inference.infer_shapes(skeleton, check_type=True, strict_mode=True, data_prop=True)
+        inferred = infer_shapes(skeleton, check_type=True, strict_mode=True, data_prop=True)
     except ONNX_ERRORS as error:
         message = _clean(error)
         if "Cannot parse data from external tensors" in message:
@@ -129,12 +159,84 @@ def validate(loaded: LoadedModel) -> ValidationResult:
             result.inference_errors = [f"onnx failed inside shape inference ({type(error).__name__}: {message})"]
     if inferred is None:
         try:
-            inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
+            inferred = infer_shapes(skeleton, strict_mode=False, data_prop=True)
         except ONNX_ERRORS as error:
             result.notes.append(f"shape inference failed entirely; tensor types are unknown ({_clean(error)})")
             inferred = skeleton
     _collect_types(inferred.graph, result.types)
+    result.probed_dims = probe_dims(skeleton, result.types)
     return result
+
+
+# Concrete values the probe gives dynamic dims, and the second value it tries for each: a batch
+# axis 2 → 3, other axes 64 → 128, so strides and downsampling by 2 to 64 still divide evenly.
+_PROBE_VALUES = {True: (2, 3), False: (64, 128)}
+
+
+def probe_dims(skeleton: onnx.ModelProto, types: dict[str, TensorType]) -> dict[str, list[frozenset]]:
+    """Which dynamic input dims each unnamed dim of a Shape/Size source depends on.
+
+    Shape inference names few dims past a Resize or a Reshape ('unk__83'), so we ask it
+    concretely: infer once with every dynamic dim at a base value, then once per dim with that
+    dim changed; a source dim that changes depends on it. Main graph only; {} when the model
+    has no dynamic inputs or inference fails at the base values.
+    """
+    initializers = {tensor.name for tensor in skeleton.graph.initializer}
+    dynamic = [
+        (value.name, axis)
+        for value in skeleton.graph.input
+        if value.name not in initializers
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim)
+        if not dim.HasField("dim_value")
+    ]
+    sources = {
+        node.input[0]
+        for node in skeleton.graph.node
+        if node.op_type in ("Shape", "Size") and node.input
+        and not (types.get(node.input[0]) and types[node.input[0]].is_static)
+    }
+    if not dynamic or not sources:
+        return {}
+    template = onnx.ModelProto()
+    template.CopyFrom(skeleton)
+    del template.graph.value_info[:]
+    base = {place: _PROBE_VALUES[place[1] == 0][0] for place in dynamic}
+    measured = _infer_at(template, base, sources)
+    if measured is None:
+        return {}
+    found = {tensor: [set() for _ in shape] for tensor, shape in measured.items() if shape is not None}
+    for place in dynamic:
+        changed = _infer_at(template, {**base, place: _PROBE_VALUES[place[1] == 0][1]}, sources)
+        if changed is None:
+            return {}
+        for tensor, per_axis in found.items():
+            before, after = measured[tensor], changed.get(tensor)
+            for axis, sink in enumerate(per_axis):
+                if after is None or len(after) != len(before) or before[axis] != after[axis] or before[axis] is None:
+                    sink.add(place)
+    return {tensor: [frozenset(places) for places in per_axis] for tensor, per_axis in found.items()}
+
+
+def _infer_at(template: onnx.ModelProto, values: dict, sources: set[str]) -> dict | None:
+    """Shapes of `sources` with the dynamic input dims set to `values`; None if inference fails."""
+    model = onnx.ModelProto()
+    model.CopyFrom(template)
+    for value in model.graph.input:
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if (value.name, axis) in values:
+                dim.Clear()
+                dim.dim_value = values[value.name, axis]
+    try:
+        inferred = infer_shapes(model, data_prop=True)
+    except ONNX_ERRORS:
+        return None
+    shapes = {}
+    for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        if value.name in sources and value.type.tensor_type.HasField("shape"):
+            shapes[value.name] = tuple(
+                dim.dim_value if dim.HasField("dim_value") else None for dim in value.type.tensor_type.shape.dim
+            )
+    return shapes
 
 
 # Field holding the values of a tensor stored without raw_data, by element type.

@@ -13,7 +13,7 @@ import onnx
 
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
 from onnxdoctor.model import split_weights
-from onnxdoctor.validation import ONNX_ERRORS
+from onnxdoctor import validation
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,8 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     declares (a broken model still gets the passes that need no shapes)."""
     skeleton, _ = split_weights(model)
     try:
-        return onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
-    except ONNX_ERRORS:
+        return validation.infer_shapes(skeleton, data_prop=True)
+    except validation.ONNX_ERRORS:
         return skeleton
 
 
