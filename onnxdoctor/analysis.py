@@ -78,6 +78,7 @@ class GraphAnalysis:
         nodes: Iterable[int] = (),
         node_names: Iterable[str] = (),
         tensors: Iterable[str] = (),
+        fix: str | None = None,
         **details,
     ) -> Finding:
         return Finding(
@@ -87,6 +88,7 @@ class GraphAnalysis:
             tensors=tuple(tensors),
             graph=self.view.scope,
             details=details,
+            fix=fix,
         )
 
 

@@ -14,7 +14,7 @@ from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
 from onnxdoctor.findings import Report
 from onnxdoctor.graph import build_views
 from onnxdoctor.model import LoadedModel, OnnxDoctorError, check_writable, load_full_model, load_model, save_model
-from onnxdoctor.passes import Pass, PassOptions, all_passes
+from onnxdoctor.passes import Pass, PassOptions, PassRefused, all_passes
 from onnxdoctor.passes.static_shapes import set_static_shape
 from onnxdoctor.passes.toposort import Toposort
 from onnxdoctor.pipeline import Step, run_passes
@@ -126,6 +126,8 @@ def fix(
     chosen = _choose_passes(passes, skip)
     codes = select_rules([], [])
     loaded = load_model(source)
+    if output is not None and any(Path(output).resolve() == where.location for where in loaded.external.values()):
+        raise OnnxDoctorError(f"{output}: is an external data file of the input; refusing to overwrite it")
     before = diagnose_model(loaded, codes, element_limit=element_limit)
     cycles = [finding for finding in before.findings if finding.rule == "OD202"]
     if cycles:
@@ -170,7 +172,7 @@ def _make_verifier(model, feeds, tolerance, before: Report, unverified: bool) ->
             # order is no part of what a graph computes, so the sorted model is the reference.
             try:
                 return Verifier(Toposort().run(model, PassOptions()).model, feeds, *tolerance), None
-            except ModelDoesNotRun:
+            except (ModelDoesNotRun, PassRefused):
                 pass
         if not unverified:
             raise

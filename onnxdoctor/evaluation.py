@@ -100,7 +100,9 @@ def _run_nodes(
         functions=list(template.functions),
     )
     session = ort.InferenceSession(model.SerializeToString(), _session_options(), providers=["CPUExecutionProvider"])
-    return dict(zip(outputs, session.run(outputs, {}), strict=True))
+    results = dict(zip(outputs, session.run(outputs, {}), strict=True))
+    # Sequences and optionals come back as lists or None: not tensor values we can report on.
+    return {name: value for name, value in results.items() if isinstance(value, np.ndarray)}
 
 
 def _to_tensor(value: np.ndarray, name: str) -> onnx.TensorProto:
@@ -115,7 +117,7 @@ def _source_values(view: GraphView, model: LoadedModel, element_limit: int, oute
     Also returns the sources too large to read, with their size."""
     values: dict[str, np.ndarray] = {name: outer_values[name] for name in view.outer_names if name in outer_values}
     too_large: dict[str, int] = {}
-    needed = {name for index in view.foldable_nodes for name in view.node_inputs(index)}
+    needed = view.constant_reads
     for name, tensor in view.initializers.items():
         if name in view.overridable or not view.consumers.get(name):
             continue

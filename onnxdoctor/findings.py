@@ -37,6 +37,9 @@ class Finding:
     graph: str = "main"
     # Rule-specific facts for machine readers (values, dims, counts); kept JSON-friendly.
     details: dict = field(default_factory=dict, compare=False, hash=False)
+    # The command that fixes this finding: None means the rule's fix pass applies as it is;
+    # "" means no pass can (a custom op, a value only a re-export changes).
+    fix: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))

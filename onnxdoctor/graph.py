@@ -18,7 +18,7 @@ import networkx as nx
 import numpy as np
 import onnx
 
-from onnxdoctor.model import read_tensor
+from onnxdoctor.model import attribute_subgraphs, read_tensor
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 
@@ -71,7 +71,7 @@ SHAPE_INPUT_SLOTS: dict[str, frozenset[int]] = {
 # Slice starts/ends/steps clamp to the dimension: INT64_MAX there means "to the end", and
 # so does INT32_MAX after a cast-down, as long as dims fit INT32. These ops pass such
 # sentinel values through unchanged on their way to a Slice.
-CLAMPED_SLOTS = {"Slice": frozenset({1, 2, 3})}
+CLAMPED_SLOTS = {"Slice": frozenset({1, 2, 4})}  # starts, ends, steps (3 is axes)
 ELEMENT_PRESERVING_OPS = frozenset({"Concat", "Unsqueeze", "Squeeze", "Reshape", "Identity", "Gather", "Flatten"})
 
 
@@ -132,15 +132,6 @@ class Use:
 
     node: int
     slot: int
-
-
-def attribute_subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
-    for attribute in node.attribute:
-        if attribute.type == onnx.AttributeProto.GRAPH:
-            yield attribute.name, attribute.g
-        elif attribute.type == onnx.AttributeProto.GRAPHS:
-            for index, subgraph in enumerate(attribute.graphs):
-                yield f"{attribute.name}[{index}]", subgraph
 
 
 def outer_scope_names(graph: onnx.GraphProto) -> set[str]:
@@ -204,6 +195,7 @@ class GraphView:
         scope: str = "main",
         parent: GraphView | None = None,
         outer_names: frozenset[str] = frozenset(),
+        sparse_initializers: frozenset[str] = frozenset(),
     ) -> None:
         self.nodes = nodes
         self.inputs = [name for name in inputs if name not in initializers]
@@ -212,11 +204,15 @@ class GraphView:
         self.overridable = {name for name in inputs if name in initializers}
         self.outputs = outputs
         self.initializers = initializers
+        # Sparse initializers are constants too; their values are not expanded.
+        self.sparse_initializers = sparse_initializers
         self.types = types
         self.scope = scope
         self.parent = parent
         self.outer_names = outer_names
         self.subviews: list[GraphView] = []
+        # node index → the views of the bodies it holds
+        self.subviews_of: dict[int, list[GraphView]] = defaultdict(list)
         # tensor → for each axis, the (input, axis) pairs it changes with (main graph only).
         self.probed_dims: dict[str, list[frozenset[tuple[str, int]]]] = {}
 
@@ -267,7 +263,13 @@ class GraphView:
         return [name for name in self.nodes[index].input if name] + sorted(self.implicit_inputs(index))
 
     def is_defined_outside_nodes(self, name: str) -> bool:
-        return name in self.initializers or name in self.inputs or name in self.overridable or name in self.outer_names
+        return (
+            name in self.initializers
+            or name in self.sparse_initializers
+            or name in self.inputs
+            or name in self.overridable
+            or name in self.outer_names
+        )
 
     @functools.cached_property
     def undefined_inputs(self) -> list[tuple[int, str]]:
@@ -445,6 +447,7 @@ class GraphView:
         """
         outer_constants = self.parent.constant_tensors if self.parent else frozenset()
         constant: set[str] = {name for name in self.initializers if name not in self.overridable}
+        constant |= self.sparse_initializers - set(self.inputs)
         constant |= outer_constants & self.outer_names
         computed: set[int] = set()
         constant_ops: set[int] = set()
@@ -525,6 +528,15 @@ class GraphView:
     @property
     def constant_op_nodes(self) -> frozenset[int]:
         return self._constness[2]
+
+    @functools.cached_property
+    def constant_reads(self) -> frozenset[str]:
+        """Tensors foldable nodes read, here and in the bodies below (whose outer reads come
+        from this graph's initializers)."""
+        reads = {name for index in self.foldable_nodes for name in self.node_inputs(index)}
+        for body in self.subviews:
+            reads |= body.constant_reads
+        return frozenset(reads)
 
     @property
     def known_shape_values(self) -> dict[int, np.ndarray]:
@@ -614,16 +626,20 @@ class GraphView:
                 if name in shape_valued or name in outputs:
                     continue
                 uses = self.consumers.get(name, [])
-                if uses and all(self._is_shape_use(use, shape_valued) for use in uses):
+                if uses and all(self._is_shape_use(use, shape_valued, name) for use in uses):
                     shape_valued.add(name)
         return frozenset(shape_valued)
 
-    def _is_shape_use(self, use: Use, shape_valued: set[str]) -> bool:
+    def _is_shape_use(self, use: Use, shape_valued: set[str], name: str = "") -> bool:
         node = self.nodes[use.node]
         if use.slot in SHAPE_INPUT_SLOTS.get(node.op_type, ()):
             return True
-        outputs = [name for name in node.output if name]
-        return use.slot >= 0 and bool(outputs) and all(name in shape_valued for name in outputs)
+        if use.slot < 0:
+            # Read inside an If/Loop body: a shape use if every body reading it reads it as one.
+            bodies = [sub for sub in self.subviews_of.get(use.node, ()) if sub.consumers.get(name)]
+            return bool(bodies) and all(name in sub.shape_valued_tensors for sub in bodies)
+        outputs = [output for output in node.output if output]
+        return bool(outputs) and all(output in shape_valued for output in outputs)
 
     def only_clamped_uses(self, name: str, _seen: frozenset[str] = frozenset()) -> bool:
         """Whether every use of a tensor is a Slice start/end/step, possibly through
@@ -724,6 +740,7 @@ def _view_of_graph(graph, types, *, scope, parent, outer) -> GraphView:
         scope=scope,
         parent=parent,
         outer_names=outer,
+        sparse_initializers=frozenset(sparse.values.name for sparse in graph.sparse_initializer),
     )
     _add_subviews(view, types)
     return view
@@ -734,11 +751,12 @@ def _add_subviews(view: GraphView, types) -> None:
         view.outer_names
         | set(view.inputs)
         | set(view.initializers)
+        | view.sparse_initializers
         | {name for node in view.nodes for name in node.output if name}
     )
     for index, node in enumerate(view.nodes):
         for attribute_name, subgraph in attribute_subgraphs(node):
             scope = f"{view.scope} / {view.label(index)}.{attribute_name}"
-            view.subviews.append(
-                _view_of_graph(subgraph, types, scope=scope, parent=view, outer=frozenset(visible))
-            )
+            body = _view_of_graph(subgraph, types, scope=scope, parent=view, outer=frozenset(visible))
+            view.subviews.append(body)
+            view.subviews_of[index].append(body)

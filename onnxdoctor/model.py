@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -75,18 +76,30 @@ class LoadedModel:
         return read_tensor(loaded)
 
 
+def attribute_subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
+    """The bodies a node holds (If's branches, Loop's and Scan's body), named by attribute."""
+    for attribute in node.attribute:
+        if attribute.type == onnx.AttributeProto.GRAPH:
+            yield attribute.name, attribute.g
+        elif attribute.type == onnx.AttributeProto.GRAPHS:
+            for index, subgraph in enumerate(attribute.graphs):
+                yield f"{attribute.name}[{index}]", subgraph
+
+
+def walk_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """This graph and every graph nested in its nodes, outermost first."""
+    yield graph
+    for node in graph.node:
+        for _, subgraph in attribute_subgraphs(node):
+            yield from walk_graphs(subgraph)
+
+
 def all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
     """Initializers and tensor attributes of this graph and of every subgraph inside it."""
-    yield from graph.initializer
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.TENSOR:
-                yield attribute.t
-            elif attribute.type == onnx.AttributeProto.GRAPH:
-                yield from all_tensors(attribute.g)
-            elif attribute.type == onnx.AttributeProto.GRAPHS:
-                for subgraph in attribute.graphs:
-                    yield from all_tensors(subgraph)
+    for inner in walk_graphs(graph):
+        yield from inner.initializer
+        for node in inner.node:
+            yield from (attribute.t for attribute in node.attribute if attribute.type == onnx.AttributeProto.TENSOR)
 
 
 def _locate_external_data(tensor: onnx.TensorProto, folder: Path) -> ExternalData:
@@ -290,6 +303,10 @@ def _save_model(model: onnx.ModelProto, path: Path, external_data: bool) -> None
         write_atomically(model.SerializeToString(), path)
         return
     data_name = f"{path.name}.data"
+    if (path.parent / data_name).exists():
+        # Never rename over a data file in use (the input's, when fixing in place): the old
+        # model would point at new data if we were stopped between the two renames.
+        data_name = f"{path.name}.{secrets.token_hex(4)}.data"
     # Both files are written in a temporary folder beside the target, then renamed into place,
     # data first: a reader never finds the new model without its data.
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as staging:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult
+from onnxdoctor.validation import checker_error
 from onnxdoctor.verify import Verification, Verifier
 
 # What happened to a pass.
@@ -32,6 +33,7 @@ def run_passes(
     """Each pass sees the model the previous accepted pass left. With `verifier` None (a model
     ONNX Runtime cannot run, and the user said --unverified) passes apply as UNVERIFIED."""
     steps = []
+    valid_before = checker_error(model) is None
     for rewrite in passes:
         step = Step(rewrite.name, rewrite.resolves, NOT_APPLICABLE, "")
         steps.append(step)
@@ -48,11 +50,19 @@ def run_passes(
             step.status = UNCHANGED
             continue
         _keep_interface(model, result.model, options)
+        broken = checker_error(result.model) if valid_before else None
+        if broken:
+            # Same outputs or not, a pass must not leave a model the ONNX checker rejects.
+            step.status, step.notes = ROLLED_BACK, [f"onnx.checker rejects the result: {broken}"]
+            continue
         if verifier is None:
             step.status, model = UNVERIFIED, result.model
             continue
         step.verification = verifier.check(result.model)
-        if step.verification.passed:
+        if step.verification.vacuous:
+            step.status, model = UNVERIFIED, result.model
+            step.notes.append("every output was empty on these inputs, so nothing was compared; give --inputs")
+        elif step.verification.passed:
             step.status, model = APPLIED, result.model
         else:
             step.status = ROLLED_BACK

@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import onnx
 
 from onnxdoctor.graph import GraphView, TensorType, attribute_subgraphs
-from onnxdoctor.model import LoadedModel, all_tensors, split_weights
+from onnxdoctor.model import LoadedModel, all_tensors, split_weights, walk_graphs
 
 # Shape inference reads the values of small constants (Reshape shapes, Slice starts...):
 # external tensors up to this many bytes are read in; larger ones stay on disk.
@@ -109,23 +110,34 @@ def _skeleton(loaded: LoadedModel) -> onnx.ModelProto:
             skeleton.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
     del skeleton.graph.initializer[:]
     skeleton.graph.initializer.extend(kept)
+    # onnx's inference types a sparse initializer as sparse_tensor, which no op accepts, while
+    # runtimes densify it: it is checked as the dense tensor it becomes.
+    for sparse in skeleton.graph.sparse_initializer:
+        if sparse.values.name not in declared:
+            skeleton.graph.input.append(
+                onnx.helper.make_tensor_value_info(sparse.values.name, sparse.values.data_type, sparse.dims)
+            )
+    del skeleton.graph.sparse_initializer[:]
     return skeleton
 
 
+def checker_error(model: onnx.ModelProto) -> str | None:
+    """What onnx.checker says against a model held in memory (None: nothing), weights unread."""
+    try:
+        onnx.checker.check_model(_skeleton(LoadedModel(path=Path("."), proto=model)))
+    except ONNX_ERRORS as error:
+        return _clean(error)
+    return None
+
+
 def _collect_types(graph: onnx.GraphProto, types: dict[str, TensorType]) -> None:
-    for value_info in (*graph.input, *graph.output, *graph.value_info):
-        tensor_type = TensorType.from_type_proto(value_info.type)
-        if tensor_type is not None:
-            types.setdefault(value_info.name, tensor_type)
-    for initializer in graph.initializer:
-        types.setdefault(initializer.name, TensorType(initializer.data_type, tuple(initializer.dims)))
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                _collect_types(attribute.g, types)
-            elif attribute.type == onnx.AttributeProto.GRAPHS:
-                for subgraph in attribute.graphs:
-                    _collect_types(subgraph, types)
+    for inner in walk_graphs(graph):
+        for value_info in (*inner.input, *inner.output, *inner.value_info):
+            tensor_type = TensorType.from_type_proto(value_info.type)
+            if tensor_type is not None:
+                types.setdefault(value_info.name, tensor_type)
+        for initializer in inner.initializer:
+            types.setdefault(initializer.name, TensorType(initializer.data_type, tuple(initializer.dims)))
 
 
 def _clean(message: str) -> str:
@@ -285,6 +297,7 @@ def _unknown_opsets(model: onnx.ModelProto) -> list[str]:
 
 def _sort_if_only_unsorted(graph: onnx.GraphProto) -> None:
     """Put the nodes of an unsorted (but acyclic) graph and its subgraphs in order, in place.
+    (Each graph on its own: a subgraph sorted first keeps its place in its parent's node.)
 
     The checker and shape inference stop at the first node that reads a tensor not yet
     produced; sorted, they go on to find the problems behind it. Ordering itself is

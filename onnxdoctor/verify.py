@@ -45,6 +45,7 @@ class ModelDoesNotRun(OnnxDoctorError):
         self.reason = reason
         super().__init__(
             f"the model does not run in ONNX Runtime, so no rewrite can be verified ({reason}); "
+            "if it needs particular inputs, give them with --inputs (or sizes with --static-shape); "
             "--unverified applies the passes without verification"
         )
 
@@ -55,6 +56,8 @@ class OutputDifference:
     max_absolute: float
     max_relative: float
     passed: bool
+    # False when the output was empty on these inputs: it passed, but proves nothing.
+    compared: bool = True
 
 
 @dataclass
@@ -63,6 +66,11 @@ class Verification:
     outputs: list[OutputDifference] = field(default_factory=list)
     # Set when the rewritten model could not run at all.
     error: str | None = None
+
+    @property
+    def vacuous(self) -> bool:
+        """Passed without comparing a single value (every output empty on these inputs)."""
+        return self.passed and not any(output.compared for output in self.outputs)
 
 
 def default_tolerance(model: onnx.ModelProto) -> tuple[float, float]:
@@ -96,12 +104,14 @@ def make_inputs(
                 "give a smaller --static-shape or --inputs"
             )
         if dtype == np.bool_:
-            feeds[value.name] = generator.random(shape) < 0.5
+            feed = generator.random(shape) < 0.5
         elif np.issubdtype(dtype, np.integer):
             # Small non-negative values: valid as indices and token ids for most models.
-            feeds[value.name] = generator.integers(0, 8, size=shape).astype(dtype)
+            feed = generator.integers(0, 8, size=shape)
         else:
-            feeds[value.name] = generator.random(shape, dtype=np.float32).astype(dtype)
+            feed = generator.random(shape, dtype=np.float32)
+        # asarray: a scalar input (an If condition) must be a 0-d array, not a numpy scalar.
+        feeds[value.name] = np.asarray(feed).astype(dtype)
     return feeds
 
 
@@ -168,7 +178,7 @@ class Verifier:
         if expected.shape != actual.shape or expected.dtype != actual.dtype:
             return OutputDifference(name, float("inf"), float("inf"), False)
         if expected.size == 0:
-            return OutputDifference(name, 0.0, 0.0, True)
+            return OutputDifference(name, 0.0, 0.0, True, compared=False)
         if expected.dtype.kind in "fc":
             wide_expected = np.atleast_1d(expected).astype(np.float64)
             wide_actual = np.atleast_1d(actual).astype(np.float64)

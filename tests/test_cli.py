@@ -52,7 +52,8 @@ def test_json_report_follows_the_schema():
     first = report["findings"][0]
     assert (first["rule"], first["name"], first["severity"]) == ("OD302", "fold-failure", "warning")
     assert first["nodes"] == ["divide_by_zero", "scale_quotient"]
-    assert first["fix"]["pass"] == "fold-constants"
+    # Folding hits the same division by zero: no pass fixes this one, whatever the rule's pass.
+    assert first["fix"]["pass"] is None and first["fix"]["command"] is None
 
 
 def test_several_paths_and_folders(tmp_path):
@@ -94,6 +95,14 @@ def test_unknown_rule_is_a_usage_error():
     result = onnxdoctor("diagnose", planted("clean"), "--select", "OD999")
     assert result.returncode == 2
     assert result.stderr.strip() == "onnxdoctor: no rule matches 'OD999' (see `onnxdoctor rules`)"
+
+
+def test_fix_hint_is_the_command_for_this_finding():
+    report = json.loads(onnxdoctor("diagnose", planted("od303_shape_dependent"), "--format", "json").stdout)
+    (shape,) = [f for f in report["findings"] if f["rule"] == "OD303"]
+    assert shape["fix"]["command"] == "onnxdoctor fix MODEL -o OUT --static-shape images:<batch>x3x4x4"
+    text = onnxdoctor("diagnose", planted("od302_custom_op")).stdout
+    assert "fix: no automatic fix; see onnxdoctor explain OD302" in text
 
 
 def test_sarif_lists_rules_and_results():

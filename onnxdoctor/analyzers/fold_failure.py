@@ -47,6 +47,7 @@ def fold_failure(graph: GraphAnalysis) -> Iterator[Finding]:
             tensors=[name for index in failing for name in view.nodes[index].output if name],
             reason=reason,
             evaluator=evaluation.evaluator,
+            fix="",  # folding hits the same error; the reason says what must change
         )
 
 

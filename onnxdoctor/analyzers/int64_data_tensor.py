@@ -11,6 +11,8 @@ from onnxdoctor.analyzers import analyzer
 from onnxdoctor.findings import Finding
 
 _INT64 = onnx.TensorProto.INT64
+# The model's interface and what its ops compute are the exporter's choice: no pass changes them.
+_REEXPORT = ""
 
 
 @analyzer("OD402")
@@ -23,14 +25,19 @@ def int64_data_tensor(graph: GraphAnalysis) -> Iterator[Finding]:
         return bool(tensor_type and tensor_type.elem_type == _INT64 and name not in shape_valued)
 
     outputs = set(view.outputs)
-    for name in view.inputs:
+    # A body's inputs and outputs (Loop counters, carried values) are no model interface.
+    interface = view.parent is None and not graph.is_function
+    for name in view.inputs if interface else ():
         if is_int64_data(name) and view.consumers.get(name):
-            yield graph.finding("OD402", f"graph input {name} is INT64 and feeds the data path ({_readers(view, name)})", tensors=[name])
-    for name in view.outputs:
+            yield graph.finding("OD402", f"graph input {name} is INT64 and feeds the data path ({_readers(view, name)})",
+                                tensors=[name], fix=_REEXPORT)
+    for name in view.outputs if interface else ():
         if is_int64_data(name):
             yield graph.finding(
-                "OD402", f"graph output {name} is INT64: TensorRT produces it as INT32", tensors=[name],
+                "OD402", f"graph output {name} is INT64: TensorRT 8 returns it as INT32 (TensorRT 10 keeps INT64)",
+                tensors=[name],
                 nodes=view.producers.get(name, []),
+                fix=_REEXPORT,
             )
     for name in list(view.initializers):
         if name not in view.overridable and name not in outputs and is_int64_data(name) and view.consumers.get(name):
@@ -53,6 +60,7 @@ def int64_data_tensor(graph: GraphAnalysis) -> Iterator[Finding]:
                     f"{name} (INT64, from {source}) feeds the data path ({_readers(view, name)})",
                     nodes=[index],
                     tensors=[name],
+                    fix=None if node.op_type == "Constant" else _REEXPORT,
                 )
 
 

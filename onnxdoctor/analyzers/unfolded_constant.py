@@ -36,4 +36,6 @@ def unfolded_constant(graph: GraphAnalysis) -> Iterator[Finding]:
             nodes=group,
             tensors=outputs,
             evaluated=not skipped and graph.options.evaluate,
+            # fold-constants folds graphs, not function bodies (their constants may be attributes).
+            fix="" if graph.is_function else None,
         )

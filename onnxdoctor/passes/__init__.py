@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from collections import Counter
+
 import onnx
 
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
-from onnxdoctor.model import split_weights
+from onnxdoctor.graph import TensorType
+from onnxdoctor.model import attribute_subgraphs, split_weights, walk_graphs
 from onnxdoctor import validation
 
 
@@ -55,22 +58,50 @@ def node_key(node: onnx.NodeProto) -> str:
     return node.name or f"{node.op_type}→{next((o for o in node.output if o), '?')}"
 
 
-def compare_models(before: onnx.ModelProto, after: onnx.ModelProto, summary: str) -> PassResult:
-    """A PassResult from what differs between two models: nodes by name, initializers by name
-    and content. Node order alone is no change (graphsurgeon re-sorts whatever it touches)."""
-    before_nodes = {node_key(node): node for node in before.graph.node}
-    after_nodes = {node_key(node): node for node in after.graph.node}
-    removed = [name for name in before_nodes if name not in after_nodes]
-    added = [name for name in after_nodes if name not in before_nodes]
-    before_tensors = {t.name: t for t in before.graph.initializer}
-    after_tensors = {t.name: t for t in after.graph.initializer}
+def _node_keys(model: onnx.ModelProto) -> Counter:
+    return Counter(node_key(node) for graph in walk_graphs(model.graph) for node in graph.node)
+
+
+def _initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    return {tensor.name: tensor for graph in walk_graphs(model.graph) for tensor in graph.initializer}
+
+
+def _node_contents(model: onnx.ModelProto) -> list[bytes]:
+    """Every main-graph node as bytes (subgraphs are inside their node), in a fixed order;
+    the value_info inside subgraphs (shapes graphsurgeon writes back) is no change."""
+    contents = []
+    for node in model.graph.node:
+        if any(True for _ in attribute_subgraphs(node)):
+            copied = onnx.NodeProto()
+            copied.CopyFrom(node)
+            for _, body in attribute_subgraphs(copied):
+                for inner in walk_graphs(body):
+                    del inner.value_info[:]
+            node = copied
+        contents.append(node.SerializeToString(deterministic=True))
+    return sorted(contents)
+
+
+def compare_models(before: onnx.ModelProto, after: onnx.ModelProto, summary: str, *, order_matters: bool = False) -> PassResult:
+    """A PassResult from what differs between two models, subgraphs included: nodes by name
+    (duplicate names counted), initializers by name and content, node contents, the declared
+    inputs and outputs. Node order counts only when `order_matters` (graphsurgeon re-sorts
+    whatever it touches)."""
+    before_keys, after_keys = _node_keys(before), _node_keys(after)
+    removed = list((before_keys - after_keys).elements())
+    added = list((after_keys - before_keys).elements())
+    before_tensors, after_tensors = _initializers(before), _initializers(after)
     # Values count too (a protobuf comparison, no copy): a pass that rewrites weights changed the model.
     changed_tensors = sorted(
         name
         for name in set(before_tensors) | set(after_tensors)
         if name not in before_tensors or name not in after_tensors or before_tensors[name] != after_tensors[name]
     )
-    changed = bool(removed or added or changed_tensors)
+    interface = [list(before.graph.input), list(before.graph.output)] != [list(after.graph.input), list(after.graph.output)]
+    reordered = order_matters and [node_key(n) for n in before.graph.node] != [node_key(n) for n in after.graph.node]
+    changed = bool(removed or added or changed_tensors or interface or reordered) or (
+        _node_contents(before) != _node_contents(after)
+    )
     # An unchanged model is handed on as it came, not as a re-export of itself.
     return PassResult(after if changed else before, changed, summary, removed, added, changed_tensors)
 
@@ -84,6 +115,18 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
         return validation.infer_shapes(skeleton, data_prop=True)
     except validation.ONNX_ERRORS:
         return skeleton
+
+
+def infer_types(model: onnx.ModelProto) -> dict[str, TensorType]:
+    """Inferred types by tensor name, for a GraphView of the model."""
+    inferred = infer_shapes(model)
+    types = {}
+    for graph in walk_graphs(inferred.graph):
+        for value in (*graph.input, *graph.value_info, *graph.output):
+            found = TensorType.from_type_proto(value.type)
+            if found is not None:
+                types.setdefault(value.name, found)
+    return types
 
 
 def edit_with_graphsurgeon(
@@ -110,6 +153,8 @@ def edit_with_graphsurgeon(
     except OnnxGraphSurgeonException as error:
         # graphsurgeon's own verdict on a model it cannot represent (a tensor of undefined type).
         raise PassRefused(f"onnx-graphsurgeon cannot handle this model: {error}") from None
+    except Exception as error:  # noqa: BLE001 - graphsurgeon failing on a valid model (Optional ops) is its bug, not a reason to stop
+        raise PassRefused(f"onnx-graphsurgeon failed on this model ({type(error).__name__}: {error})") from None
     finally:
         G_LOGGER.severity = previous
         del model.graph.value_info[len(model.graph.value_info) - len(inferred):]
@@ -117,12 +162,7 @@ def edit_with_graphsurgeon(
         setattr(exported, field_name, getattr(model, field_name))
     del exported.metadata_props[:]
     exported.metadata_props.extend(model.metadata_props)
-    # Inputs and outputs keep their declared types and dims (dynamic axes stay as named).
-    for declared, written in ((model.graph.input, exported.graph.input), (model.graph.output, exported.graph.output)):
-        by_name = {value.name: value for value in declared}
-        for value in written:
-            if value.name in by_name:
-                value.CopyFrom(by_name[value.name])
+    _restore_interface(model, exported)
     if not with_shapes:
         return exported
     # Shapes inferred for folding stay out of the output: the model keeps its own value_info.
@@ -131,6 +171,22 @@ def edit_with_graphsurgeon(
     del exported.graph.value_info[:]
     exported.graph.value_info.extend(remaining)
     return exported
+
+
+def _restore_interface(model: onnx.ModelProto, exported: onnx.ModelProto) -> None:
+    """Inputs and outputs as the model declared them: names, order, types, dynamic axes.
+
+    graphsurgeon drops graph inputs that are also initializers (IR < 4 models); they come back,
+    with their initializer if the edit removed it, so the model's interface never changes.
+    """
+    kept = {tensor.name for tensor in exported.graph.initializer}
+    original = {tensor.name: tensor for tensor in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name in original and value.name not in kept:
+            exported.graph.initializer.append(original[value.name])
+    for declared, written in ((model.graph.input, exported.graph.input), (model.graph.output, exported.graph.output)):
+        del written[:]
+        written.extend(declared)
 
 
 def all_passes() -> list[Pass]:

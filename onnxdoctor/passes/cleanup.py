@@ -29,7 +29,8 @@ class Cleanup(Pass):
 
 
 def _unused_inputs_note(model: onnx.ModelProto) -> str:
-    read = {name for node in model.graph.node for name in node.input}
-    initializers = {tensor.name for tensor in model.graph.initializer}
-    unused = [value.name for value in model.graph.input if value.name not in read and value.name not in initializers]
+    view = build_views(model, {})
+    outputs = set(view.outputs)
+    # Read by a node (or a body inside it), or passed straight through as an output, is used.
+    unused = [name for name in view.inputs if not view.consumers.get(name) and name not in outputs]
     return f"; graph inputs no node reads (kept): {', '.join(unused)}" if unused else ""

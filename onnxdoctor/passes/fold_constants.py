@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import onnx
 
-from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, node_key
+from onnxdoctor.graph import NONDETERMINISTIC_OPS, build_views
+from onnxdoctor.passes import (
+    Pass,
+    PassOptions,
+    PassResult,
+    compare_models,
+    edit_with_graphsurgeon,
+    infer_types,
+    node_key,
+)
 
 # Bytes per element assumed when turning the element limit into graphsurgeon's byte threshold.
 _BYTES_PER_ELEMENT = 4
@@ -32,11 +41,41 @@ def describe_folding(model: onnx.ModelProto, result: PassResult) -> str:
     constant as an initializer, so Constant nodes disappear without any computation)."""
     constant_ops = {node_key(node) for node in model.graph.node if node.op_type == "Constant"}
     lowered = sum(1 for name in result.nodes_removed if name in constant_ops)
-    text = f"folded {len(result.nodes_removed) - lowered} nodes"
-    return text + (f"; {lowered} Constant nodes became initializers" if lowered else "")
+    folded = len(result.nodes_removed) - lowered
+    parts = [f"folded {folded} nodes"] if folded else []
+    if lowered:
+        parts.append(f"{lowered} Constant nodes became initializers")
+    return "; ".join(parts) or "rewrote constants (no node removed)"
+
+
+def _sliced_shapes_as_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Shape nodes with start/end whose value inference knows, replaced by Constant nodes.
+
+    onnx-graphsurgeon 0.6.1 folds Shape(start=1) to the whole shape (seen here: the rewrite
+    changed outputs and was rolled back, taking every other fold with it); we fold these ourselves.
+    """
+    view = build_views(model, infer_types(model))
+    sliced = {
+        index: value
+        for index, value in view.known_shape_values.items()
+        if view.nodes[index].op_type == "Shape" and any(a.name in ("start", "end") for a in view.nodes[index].attribute)
+    }
+    if not sliced:
+        return model
+    replaced = onnx.ModelProto()
+    replaced.CopyFrom(model)
+    for index, value in sliced.items():
+        node = replaced.graph.node[index]
+        replaced.graph.node[index].CopyFrom(
+            onnx.helper.make_node("Constant", [], list(node.output), name=node.name,
+                                  value=onnx.numpy_helper.from_array(value))
+        )
+    return replaced
 
 
 def fold(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
+    model = _sliced_shapes_as_constants(model)
+
     def edit(graph) -> None:
         graph.toposort(recurse_subgraphs=True)
         graph.fold_constants(
@@ -44,6 +83,8 @@ def fold(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
             partitioning="recursive",
             error_ok=True,
             size_threshold=options.element_limit * _BYTES_PER_ELEMENT,
+            # Random ops stay random: folding would freeze one draw into the model.
+            should_exclude_node=lambda node: node.op in NONDETERMINISTIC_OPS,
         )
         graph.cleanup(remove_unused_graph_inputs=False, recurse_subgraphs=True)
 

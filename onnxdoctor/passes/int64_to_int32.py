@@ -30,13 +30,17 @@ class Int64ToInt32(Pass):
         graph = model.graph
         opsets = {opset.domain or "": opset.version for opset in model.opset_import}
         declared = {value.name for value in (*graph.input, *graph.output)}
-        shape_valued = build_views(model, {}).shape_valued_tensors
+        view = build_views(model, {})
+        shape_valued = view.shape_valued_tensors
+        # Read inside an If/Loop body: the body's types would have to change too; leave those.
+        read_in_bodies = {name for name, uses in view.consumers.items() if any(use.slot < 0 for use in uses)}
         candidates = {
             tensor.name
             for tensor in graph.initializer
             if tensor.data_type == onnx.TensorProto.INT64
             and tensor.name not in declared
             and tensor.name not in shape_valued
+            and tensor.name not in read_in_bodies
             and _fits_int32(tensor)
         }
         readers = {}

@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import onnx
 
-from onnxdoctor.graph import TensorType, attribute_subgraphs
-from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_shapes
+from onnxdoctor.graph import TensorType
+from onnxdoctor.model import walk_graphs
+from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_types
 
 
 _CANDIDATES = frozenset({"Identity", "Cast", "Reshape"})
-
-
-def _all_nodes(graph: onnx.GraphProto):
-    for node in graph.node:
-        yield node
-        for _, subgraph in attribute_subgraphs(node):
-            yield from _all_nodes(subgraph)
 
 
 class RemoveIdentity(Pass):
@@ -25,13 +19,9 @@ class RemoveIdentity(Pass):
     description = "remove Identity, no-op Cast and no-op Reshape nodes"
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
-        if not any(node.op_type in _CANDIDATES for node in _all_nodes(model.graph)):
+        if not any(node.op_type in _CANDIDATES for graph in walk_graphs(model.graph) for node in graph.node):
             return PassResult(model, False, "no no-op nodes")
-        inferred = infer_shapes(model)
-        types = {
-            value.name: TensorType.from_type_proto(value.type)
-            for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)
-        }
+        types = infer_types(model)
         for tensor in model.graph.initializer:
             types[tensor.name] = TensorType(tensor.data_type, tuple(tensor.dims))
         outputs = {value.name for value in model.graph.output}

@@ -32,7 +32,6 @@ class StaticShapes(Pass):
         shapes = ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in options.static_shapes.items())
         remaining = sum(1 for node in folded.graph.node if node.op_type == "Shape")
         result.summary = f"fixed {shapes}; {describe_folding(model, result)}; {remaining} Shape nodes left"
-        result.changed = True
         return result
 
 

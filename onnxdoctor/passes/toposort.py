@@ -5,7 +5,22 @@ from __future__ import annotations
 import onnx
 
 from onnxdoctor.graph import build_views
+from onnxdoctor.model import walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult, compare_models, edit_with_graphsurgeon
+
+
+def _order_by_views(model: onnx.ModelProto) -> None:
+    """Reorder every graph's nodes, in place, by GraphView's order (which counts what subgraphs read)."""
+    for graph, view in zip(walk_graphs(model.graph), build_views(model, {}).walk()):
+        ordered = [_copy(view.nodes[index]) for index in view.topological_order]
+        del graph.node[:]
+        graph.node.extend(ordered)
+
+
+def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
+    copied = onnx.NodeProto()
+    copied.CopyFrom(node)
+    return copied
 
 
 class Toposort(Pass):
@@ -25,9 +40,11 @@ class Toposort(Pass):
             # A sorted graph stays as it is: graphsurgeon would re-sort it into another valid order.
             return PassResult(model, False, "already sorted")
         sorted_model = edit_with_graphsurgeon(model, lambda graph: graph.toposort(recurse_subgraphs=True))
-        result = compare_models(model, sorted_model, "")
-        # Order is the change here, which compare_models does not count.
-        result.changed, result.model = True, sorted_model
+        if any(view.out_of_order_uses for view in build_views(sorted_model, {}).walk()):
+            # graphsurgeon orders by explicit inputs only; a node whose If/Loop body reads a
+            # tensor from outside must also come after that tensor's producer.
+            _order_by_views(sorted_model)
+        result = compare_models(model, sorted_model, "", order_matters=True)
         shown = ", ".join(early[:5]) + (" …" if len(early) > 5 else "")
         result.summary = f"sorted; {len(early)} nodes read tensors before they were produced ({shown})"
         return result

@@ -14,21 +14,24 @@ _STATUS_STYLES = {APPLIED: "green", ROLLED_BACK: "bold red", REFUSED: "yellow", 
 
 def _error_columns(step) -> str:
     verification = step.verification
+    notes = "".join(f"  [yellow]{escape(note)}[/yellow]" for note in step.notes)
     if verification is None:
-        return ""
+        return notes
     if verification.error:
         return f"  [red]{escape(verification.error)}[/red]"
     worst_absolute = max((o.max_absolute for o in verification.outputs), default=0.0)
     worst_relative = max((o.max_relative for o in verification.outputs), default=0.0)
     failed = [o.name for o in verification.outputs if not o.passed]
+    empty = [o.name for o in verification.outputs if not o.compared]
     text = f"  max abs {worst_absolute:.3g}, max rel {worst_relative:.3g}"
-    return text + (f" [red](differs: {escape(', '.join(failed))})[/red]" if failed else "")
+    text += f" [dim](empty, not compared: {escape(', '.join(empty))})[/dim]" if empty and not verification.vacuous else ""
+    return text + (f" [red](differs: {escape(', '.join(failed))})[/red]" if failed else "") + notes
 
 
 def render(report, console: Console) -> None:
     target = f" → {report.output}" if report.output else " (dry run, nothing written)"
     console.print(f"[bold]{escape(report.model)}[/bold]{escape(target)}")
-    inputs = ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in report.inputs.items())
+    inputs = ", ".join(f"{name} {'x'.join(map(str, shape)) or 'scalar'}" for name, shape in report.inputs.items())
     if report.unverified_reason:
         console.print(f"  [yellow]not verified: {escape(report.unverified_reason)}[/yellow]", soft_wrap=True)
     else:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 
 from onnxdoctor.catalog import load_catalog
 from onnxdoctor.findings import Report
-from onnxdoctor.render import rule_of
+from onnxdoctor.render import fix_command, rule_of
 
 SCHEMA_VERSION = 1
 
@@ -21,7 +22,11 @@ def finding_record(finding) -> dict:
         "nodes": list(finding.nodes),
         "tensors": list(finding.tensors),
         "graph": finding.graph,
-        "fix": {"pass": rule.fix_pass, "description": rule.fix},
+        "fix": {
+            "pass": None if finding.fix == "" else rule.fix_pass,
+            "command": fix_command(rule, finding) or None,
+            "description": rule.fix,
+        },
         "details": finding.details,
     }
 
@@ -66,13 +71,15 @@ def fix_record(report) -> dict:
                 "nodes_removed": result.nodes_removed if result else [],
                 "nodes_added": result.nodes_added if result else [],
                 "tensors_changed": result.tensors_changed if result else [],
+                "notes": step.notes,
                 "verification": None
                 if verification is None
                 else {
                     "passed": verification.passed,
                     "error": verification.error,
                     "outputs": [
-                        {"name": o.name, "max_absolute": o.max_absolute, "max_relative": o.max_relative, "passed": o.passed}
+                        {"name": o.name, "max_absolute": _finite(o.max_absolute), "max_relative": _finite(o.max_relative),
+                         "passed": o.passed, "compared": o.compared}
                         for o in verification.outputs
                     ],
                 },
@@ -92,6 +99,11 @@ def fix_record(report) -> dict:
         "before": report_record(report.before),
         "after": report_record(report.after),
     }
+
+
+def _finite(number: float) -> float | None:
+    """JSON has no Infinity: a mismatch of shapes or types (infinite error) is null."""
+    return number if math.isfinite(number) else None
 
 
 def rule_counts_before_after(report) -> dict[str, tuple[int, int]]:

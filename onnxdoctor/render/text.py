@@ -56,9 +56,11 @@ def _render_report(report: Report, console: Console) -> None:
                 shown = ", ".join(finding.nodes[:_NODES_SHOWN])
                 more = f" (+{len(finding.nodes) - _NODES_SHOWN} more)" if len(finding.nodes) > _NODES_SHOWN else ""
                 console.print(f"           [dim]nodes:[/dim] {escape(shown)}{more}", soft_wrap=True)
-            command = fix_command(rule)
+            command = fix_command(rule, finding)
             if command:
-                console.print(f"           [dim]fix:[/dim] {command}", soft_wrap=True)
+                console.print(f"           [dim]fix:[/dim] {escape(command)}", soft_wrap=True)
+            elif command == "":
+                console.print(f"           [dim]fix: no automatic fix; see onnxdoctor explain {rule.code}[/dim]", soft_wrap=True)
     for note in report.notes:
         console.print(f"  [dim]note:[/dim] {escape(note)}", soft_wrap=True)
     if report.findings:
