@@ -9,6 +9,7 @@ import onnx
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
 from onnxdoctor.findings import Finding
+from onnxdoctor.passes.int64_to_int32 import accepts_int32
 
 _INT64 = onnx.TensorProto.INT64
 # The model's interface and what its ops compute are the exporter's choice: no pass changes them.
@@ -39,9 +40,18 @@ def int64_data_tensor(graph: GraphAnalysis) -> Iterator[Finding]:
                 nodes=view.producers.get(name, []),
                 fix=_REEXPORT,
             )
+    opsets = {opset.domain or "": opset.version for opset in graph.model.proto.opset_import}
+
+    def cast_fix(name: str) -> str | None:
+        """The int64-to-int32 pass for a constant every reader takes as INT32 too, else none."""
+        uses = view.consumers.get(name, [])
+        castable = all(use.slot >= 0 and accepts_int32(view.nodes[use.node], use.slot, {name}, opsets) for use in uses)
+        return None if castable else _REEXPORT
+
     for name in list(view.initializers):
         if name not in view.overridable and name not in outputs and is_int64_data(name) and view.consumers.get(name):
-            yield graph.finding("OD402", f"INT64 initializer {name} feeds the data path ({_readers(view, name)})", tensors=[name])
+            yield graph.finding("OD402", f"INT64 initializer {name} feeds the data path ({_readers(view, name)})",
+                                tensors=[name], fix=cast_fix(name))
     # Values computed only from shapes and constants are bounded by the dims (or checked by
     # OD403): casting them to INT32 is exact, so only data computed from data is reported.
     bounded = view.constant_tensors | view.shape_derived_tensors
@@ -60,7 +70,7 @@ def int64_data_tensor(graph: GraphAnalysis) -> Iterator[Finding]:
                     f"{name} (INT64, from {source}) feeds the data path ({_readers(view, name)})",
                     nodes=[index],
                     tensors=[name],
-                    fix=None if node.op_type == "Constant" else _REEXPORT,
+                    fix=cast_fix(name) if node.op_type == "Constant" else _REEXPORT,
                 )
 
 

@@ -53,7 +53,7 @@ class Int64ToInt32(Pass):
         while changed:
             changed = False
             for name in sorted(candidates):
-                if not all(_accepts_int32(node, slot, candidates, opsets) for node, slot in readers.get(name, [])):
+                if not all(accepts_int32(node, slot, candidates, opsets) for node, slot in readers.get(name, [])):
                     candidates.discard(name)
                     changed = True
         if not any(readers.get(name) for name in candidates):
@@ -75,7 +75,7 @@ def _fits_int32(tensor: onnx.TensorProto) -> bool:
     return values.size == 0 or bool((values >= _INT32.min).all() and (values <= _INT32.max).all())
 
 
-def _accepts_int32(node: onnx.NodeProto, slot: int, candidates: set[str], opsets: dict[str, int]) -> bool:
+def accepts_int32(node: onnx.NodeProto, slot: int, candidates: set[str], opsets: dict[str, int]) -> bool:
     """Whether the input can become INT32, given which other inputs would change with it."""
     try:
         schema = onnx.defs.get_schema(node.op_type, opsets.get(node.domain or "", 1), node.domain or "")
