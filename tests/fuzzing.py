@@ -11,6 +11,7 @@ tests/test_fuzz.py runs a short, bounded version in CI.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import hashlib
 import sys
 import tempfile
@@ -128,11 +129,18 @@ def mutated_model(draw) -> bytes:
     return draw(structural_mutation(onnx.load(seed))).SerializeToString()
 
 
+# Where the long run writes each model before trying it, so a crash that takes the process
+# down (a segfault in a native library) leaves the model that caused it behind.
+LAST_MODEL: Path | None = None
+
+
 def check_one(data: bytes, tally: Tally) -> None:
     """Run diagnose and fix on one mutated model; record a crash or a modified input."""
     from onnxdoctor import OnnxDoctorError, api
 
     tally.tried += 1
+    if LAST_MODEL is not None:
+        LAST_MODEL.write_bytes(data)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "mutated.onnx"
         path.write_bytes(data)
@@ -165,7 +173,12 @@ def fuzz(examples: int, tally: Tally, *, derandomize: bool = False) -> Tally:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=2000)
+    parser.add_argument("--last", type=Path, default=Path("fuzz-last.onnx"),
+                        help="each model is written here before it is tried (default: %(default)s)")
     arguments = parser.parse_args()
+    global LAST_MODEL
+    LAST_MODEL = arguments.last
+    faulthandler.enable()
     tally = fuzz(arguments.examples, Tally())
     print(f"inputs tried: {tally.tried}\ncrashes: {len(tally.crashes)}\ninputs modified: {tally.modified}")
     # One full report per distinct error, most frequent first.

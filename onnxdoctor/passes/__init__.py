@@ -142,7 +142,7 @@ def edit_with_graphsurgeon(
     inferred = [value for value in infer_shapes(model).graph.value_info if value.name not in declared] if with_shapes else []
     # graphsurgeon logs to standard output (duplicate node names, each partition it cannot
     # fold): our report says what matters, once, and OD302 gives the evaluator's reasons.
-    previous, G_LOGGER.severity = G_LOGGER.severity, G_LOGGER.CRITICAL
+    previous, G_LOGGER.severity = G_LOGGER.severity, G_LOGGER.CRITICAL + 1  # critical ones too: they come back as exceptions
     from onnx_graphsurgeon.util.exception import OnnxGraphSurgeonException
 
     model.graph.value_info.extend(inferred)
