@@ -56,7 +56,7 @@ def static_shape(inputs: dict[str, list]) -> str | None:
         return None
     (name, shape), = dynamic.items()
     fits = len(shape) == len(STATIC_SHAPE) and all(
-        not isinstance(dim, int) or dim == want for dim, want in zip(shape, STATIC_SHAPE))
+        not isinstance(dim, int) or dim == want for dim, want in zip(shape, STATIC_SHAPE, strict=True))
     return f"{name}:{'x'.join(map(str, STATIC_SHAPE))}" if fits else None
 
 

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
+
 from onnxdoctor.analysis import AnalysisOptions, GraphAnalysis
 from onnxdoctor.analyzers import run_analyzers
 from onnxdoctor.catalog import load_catalog, select_rules
@@ -136,8 +138,10 @@ def fix(
     model = load_full_model(loaded)
     if options.static_shapes:
         # Reject a bad --static-shape before anything runs.
+        trial = onnx.GraphProto()
+        trial.input.extend(model.graph.input)
         for name, shape in options.static_shapes.items():
-            set_static_shape({value.name: _copy(value) for value in model.graph.input}, name, shape)
+            set_static_shape({value.name: value for value in trial.input}, name, shape)
     feeds = make_inputs(model, options.static_shapes, inputs)
     tolerance = default_tolerance(model)
     tolerance = (tolerance[0] if rtol is None else rtol, tolerance[1] if atol is None else atol)
@@ -177,12 +181,6 @@ def _make_verifier(model, feeds, tolerance, before: Report, unverified: bool) ->
         if not unverified:
             raise
         return None, f"the model does not run in ONNX Runtime ({error.reason})"
-
-
-def _copy(value):
-    copied = type(value)()
-    copied.CopyFrom(value)
-    return copied
 
 
 def _choose_passes(passes, skip) -> list[Pass]:

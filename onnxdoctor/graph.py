@@ -415,7 +415,7 @@ class GraphView:
             return positions, indices.ndim == 0
         if node.op_type == "Slice" and len(node.input) >= 3:
             arguments = [self.small_constant(name) if name else None for name in node.input[1:5]]
-            if any(value is None for value, name in zip(arguments, node.input[1:5]) if name):
+            if any(value is None for value, name in zip(arguments, node.input[1:5], strict=True) if name):
                 return None
             starts, ends = arguments[0], arguments[1]
             axes = arguments[2] if len(arguments) > 2 else None
@@ -469,7 +469,7 @@ class GraphView:
                 constant.update(outputs)
                 continue
             if node.op_type in ("Shape", "Size") and inputs:
-                first, shape = self._shape_elements(index) or (0, None) if node.op_type == "Shape" else (0, None)
+                first, shape = (self._shape_elements(index) or (0, None)) if node.op_type == "Shape" else (0, None)
                 source_type = self.tensor_type(inputs[0])
                 if node.op_type == "Size" and source_type is not None and source_type.shape is not None:
                     shape = list(source_type.shape)

@@ -41,7 +41,7 @@ def set_static_shape(inputs: dict, name: str, shape: tuple[int, ...]) -> None:
     dims = inputs[name].type.tensor_type.shape.dim
     if len(dims) != len(shape):
         raise OnnxDoctorError(f"--static-shape: input {name!r} has rank {len(dims)}, got {len(shape)} dims")
-    for axis, (dim, size) in enumerate(zip(dims, shape)):
+    for axis, (dim, size) in enumerate(zip(dims, shape, strict=True)):
         if dim.HasField("dim_value") and dim.dim_value != size:
             raise OnnxDoctorError(
                 f"--static-shape: input {name!r} dim {axis} is fixed at {dim.dim_value}, cannot make it {size}"

@@ -11,7 +11,8 @@ from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult, compar
 
 def _order_by_views(model: onnx.ModelProto) -> None:
     """Reorder every graph's nodes, in place, by GraphView's order (which counts what subgraphs read)."""
-    for graph, view in zip(walk_graphs(model.graph), build_views(model, {}).walk()):
+    # Same depth-first order on both sides; the views of model-local functions come last, unpaired.
+    for graph, view in zip(walk_graphs(model.graph), build_views(model, {}).walk(), strict=False):
         ordered = [_copy(view.nodes[index]) for index in view.topological_order]
         del graph.node[:]
         graph.node.extend(ordered)
