@@ -21,7 +21,7 @@ from onnxdoctor.passes.static_shapes import set_static_shape
 from onnxdoctor.passes.toposort import Toposort
 from onnxdoctor.pipeline import Step, run_passes
 from onnxdoctor.validation import validate
-from onnxdoctor.verify import ModelDoesNotRun, Verifier, default_tolerance, make_inputs
+from onnxdoctor.verify import ModelDoesNotRun, Verifier, default_tolerance, make_inputs, verification_device
 
 
 def diagnose(
@@ -91,6 +91,8 @@ class FixReport:
     inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # Why nothing was verified (a model ONNX Runtime cannot run, fixed with unverified=True).
     unverified_reason: str | None = None
+    # Where the comparisons ran: "CUDA" or "CPU" (ONNX Runtime's execution provider).
+    verified_on: str = "CPU"
 
 
 def fix(
@@ -161,6 +163,7 @@ def fix(
         tolerance=tolerance,
         inputs={name: tuple(value.shape) for name, value in feeds.items()},
         unverified_reason=unverified_reason,
+        verified_on=verification_device(),
     )
 
 

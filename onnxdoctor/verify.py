@@ -128,11 +128,23 @@ def _inputs_from_file(path: Path, inputs) -> dict[str, np.ndarray]:
 
 
 @functools.cache
-def _providers() -> tuple[str, ...]:
+def _providers() -> tuple:
+    """CUDA when this onnxruntime has it, else CPU. TF32 off: ONNX Runtime's CUDA provider
+    rounds fp32 matmuls and convolutions to TF32 by default, an error of about 1e-3 that
+    would fail an fp32 comparison the rewrite did not cause."""
     import onnxruntime
 
     available = onnxruntime.get_available_providers()
-    return tuple(p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available)
+    providers: list = []
+    if "CUDAExecutionProvider" in available:
+        providers.append(("CUDAExecutionProvider", {"use_tf32": "0"}))
+    return (*providers, "CPUExecutionProvider")
+
+
+def verification_device() -> str:
+    """Where verification runs: the first provider ONNX Runtime will use."""
+    first = _providers()[0]
+    return "CUDA" if isinstance(first, tuple) else "CPU"
 
 
 class Verifier:

@@ -35,7 +35,10 @@ def render(report, console: Console) -> None:
     if report.unverified_reason:
         console.print(f"  [yellow]not verified: {escape(report.unverified_reason)}[/yellow]", soft_wrap=True)
     else:
-        console.print(f"  [dim]verified on {escape(inputs)}; rtol {report.tolerance[0]:g}, atol {report.tolerance[1]:g}[/dim]")
+        console.print(
+            f"  [dim]verified on {escape(inputs)} ({report.verified_on}); "
+            f"rtol {report.tolerance[0]:g}, atol {report.tolerance[1]:g}[/dim]"
+        )
     width = max(len(step.name) for step in report.steps) if report.steps else 0
     for step in report.steps:
         style = _STATUS_STYLES.get(step.status, "dim")

@@ -92,6 +92,7 @@ def fix_record(report) -> dict:
         "inputs": {name: list(shape) for name, shape in report.inputs.items()},
         "tolerance": {"rtol": report.tolerance[0], "atol": report.tolerance[1]},
         "unverified_reason": report.unverified_reason,
+        "verified_on": report.verified_on,
         "passes": steps,
         "findings_before_after": {
             code: list(counts) for code, counts in rule_counts_before_after(report).items()
