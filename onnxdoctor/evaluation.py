@@ -149,8 +149,8 @@ def evaluate_constants(
     `outer_values` are the evaluated constants of enclosing graphs, for subgraph bodies.
     With `run` off, constants are only read (initializers, Constant nodes, static shapes).
     """
-    ort = _onnxruntime()
-    evaluation = Evaluation(evaluator=f"onnxruntime {ort.__version__}")
+    # ONNX Runtime is imported only when something will run (not with --no-evaluate).
+    evaluation = Evaluation(evaluator=f"onnxruntime {_onnxruntime().__version__}" if run else "")
     values, too_large = _source_values(view, model, element_limit, outer_values or {})
     runnable: list[int] = []
     for index in view.topological_order:

@@ -49,7 +49,7 @@ def run_passes(
         if not result.changed:
             step.status = UNCHANGED
             continue
-        _keep_interface(model, result.model, options)
+        _keep_interface(model, result.model)
         broken = checker_error(result.model) if valid_before else None
         if broken:
             # Same outputs or not, a pass must not leave a model the ONNX checker rejects.
@@ -69,7 +69,7 @@ def run_passes(
     return model, steps
 
 
-def _keep_interface(before: onnx.ModelProto, after: onnx.ModelProto, options: PassOptions) -> None:
+def _keep_interface(before: onnx.ModelProto, after: onnx.ModelProto) -> None:
     """Passes may not rename inputs or outputs, nor change opsets; a pass that did is a bug."""
     names = lambda values: [value.name for value in values]  # noqa: E731
     if names(before.graph.input) != names(after.graph.input) or names(before.graph.output) != names(after.graph.output):
