@@ -1,18 +1,33 @@
-"""Parse and build TensorRT engines through Polygraphy, for `tensorrt` and `tensorrt_rtx` alike.
+"""Parse, build and run TensorRT engines through Polygraphy, for `tensorrt` and `tensorrt_rtx` alike.
 
 Full TensorRT is used when installed; otherwise TensorRT-RTX, whose parser and ahead-of-time
-builder run without a GPU (Polygraphy's POLYGRAPHY_USE_TENSORRT_RTX switch, set here).
+builder run without a GPU (Polygraphy's POLYGRAPHY_USE_TENSORRT_RTX switch, set here). What
+TensorRT logs while parsing and building is captured, each message tied to the ONNX nodes it
+names and to the rule that explains it.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onnxdoctor.engines.base import Runner, RunnerDescription, RunnerUnavailable, Timing
 from onnxdoctor.model import OnnxDoctorError
+
+
+@dataclass(frozen=True)
+class BuildMessage:
+    """One line TensorRT logged while parsing or building, and what it is about."""
+
+    severity: str  # "error", "warning", "info"
+    text: str
+    nodes: tuple[str, ...] = ()  # ONNX nodes the message names
+    rule: str | None = None  # the onnxdoctor rule that explains it, when one does
 
 
 @dataclass
@@ -24,16 +39,40 @@ class EngineBuild:
     built: bool = False
     engine_bytes: int = 0
     seconds: float = 0.0
+    # Everything TensorRT logged at warning level or above (info with `verbose`), classified.
+    log: list[BuildMessage] = field(default_factory=list)
+    engine: bytes | None = field(default=None, repr=False)
+
+
+# TensorRT log lines → the rule that explains them. Checked in order; the first match wins.
+_CLASSIFIERS = (
+    (re.compile(r"INT64.*cast(ing)? down to INT32|cast down to INT32", re.IGNORECASE), "OD402"),
+    # TensorRT sorts an unsorted graph itself; failing to sort means a cycle.
+    (re.compile(r"fail\w* to sort|cycle", re.IGNORECASE), "OD202"),
+    (re.compile(r"topological", re.IGNORECASE), "OD201"),
+    (re.compile(r"Empty initializer", re.IGNORECASE), None),
+)
+
+
+def classify(text: str) -> str | None:
+    for pattern, rule in _CLASSIFIERS:
+        if pattern.search(text):
+            return rule
+    return None
 
 
 @functools.cache
-def tensorrt_module():
+def tensorrt_module(prefer_rtx: bool = False):
     """The TensorRT module Polygraphy will use, configured once; a clear error if none is installed."""
     import polygraphy.config
 
-    if importlib.util.find_spec("tensorrt") is None:
-        if importlib.util.find_spec("tensorrt_rtx") is None:
-            raise OnnxDoctorError("TensorRT is not installed: pip install 'onnxdoctor[trt-rtx]' (or NVIDIA's tensorrt)")
+    has_full = importlib.util.find_spec("tensorrt") is not None
+    has_rtx = importlib.util.find_spec("tensorrt_rtx") is not None
+    if not has_full and not has_rtx:
+        raise OnnxDoctorError("TensorRT is not installed: pip install 'onnxdoctor[trt-rtx]' (or NVIDIA's tensorrt)")
+    if prefer_rtx and not has_rtx:
+        raise OnnxDoctorError("TensorRT-RTX is not installed: pip install 'onnxdoctor[trt-rtx]'")
+    if prefer_rtx or not has_full:
         polygraphy.config.USE_TENSORRT_RTX = True
     from polygraphy.mod.trt_importer import lazy_import_trt
 
@@ -41,22 +80,185 @@ def tensorrt_module():
     return module
 
 
-def build_engine(path: str | Path, *, build: bool = True) -> EngineBuild:
-    """Parse an ONNX file with TensorRT's ONNX parser and, if it parses and `build`, build an engine."""
-    trt = tensorrt_module()
-    from polygraphy.backend.trt import CreateConfig, CreateNetwork, EngineBytesFromNetwork
+def gpu_present() -> bool:
+    """Whether an NVIDIA GPU answers here (nvidia-smi), without loading CUDA."""
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def tensorrt_available() -> str | None:
+    """None when full TensorRT can build and run engines here; else why not, in a few words."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return "full TensorRT is not installed"
+    if not gpu_present():
+        return "no NVIDIA GPU here"
+    return None
+
+
+class _CapturingLogger:
+    """Collects what TensorRT logs, through Polygraphy's logger slot (Polygraphy's loaders all
+    take their TensorRT logger from `get_trt_logger()`)."""
+
+    def __init__(self, trt, verbose: bool) -> None:
+        self.messages: list[tuple[str, str]] = []
+        levels = {trt.Logger.INTERNAL_ERROR: "error", trt.Logger.ERROR: "error", trt.Logger.WARNING: "warning",
+                  trt.Logger.INFO: "info"}
+        wanted = {trt.Logger.INTERNAL_ERROR, trt.Logger.ERROR, trt.Logger.WARNING}
+        if verbose:
+            wanted.add(trt.Logger.INFO)
+        messages = self.messages
+
+        class Logger(trt.ILogger):
+            def log(self, severity, text):  # noqa: D102 - TensorRT's callback; must not raise
+                if severity in wanted:
+                    messages.append((levels.get(severity, "info"), str(text)))
+
+        self.logger = Logger()
+
+    def __enter__(self):
+        from polygraphy.backend.trt import util as trt_util
+
+        self._previous, trt_util.TRT_LOGGER = trt_util.TRT_LOGGER, self.logger
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        from polygraphy.backend.trt import util as trt_util
+
+        trt_util.TRT_LOGGER = self._previous
+
+
+def _classified(messages: list[tuple[str, str]], node_names: list[str]) -> list[BuildMessage]:
+    # Longest names first, so "/model.22/Add_1" is not also reported as "/model.22/Add".
+    names = sorted((name for name in node_names if name), key=len, reverse=True)
+    result = []
+    for severity, text in messages:
+        named, rest = [], text
+        for name in names:
+            if name in rest:
+                named.append(name)
+                rest = rest.replace(name, "")
+        result.append(BuildMessage(severity, text, tuple(named), classify(text)))
+    return result
+
+
+def build_engine(path_or_model, *, build: bool = True, rtx: bool = False, verbose: bool = False,
+                 keep_engine: bool = False, input_shapes: dict[str, tuple[int, ...]] | None = None) -> EngineBuild:
+    """Parse an ONNX model (a path or a ModelProto) with TensorRT's ONNX parser and, if it parses
+    and `build`, build an engine; TensorRT's log is captured into `EngineBuild.log`.
+
+    `input_shapes` gives dynamic inputs an optimization profile of exactly that shape (an engine
+    with dynamic inputs cannot be built without one)."""
+    import onnx
+
+    trt = tensorrt_module(rtx)
+    from polygraphy.backend.trt import CreateConfig, CreateNetwork, EngineBytesFromNetwork, Profile
+    from polygraphy.exception import PolygraphyException
     from polygraphy.logger import G_LOGGER
 
+    if isinstance(path_or_model, onnx.ModelProto):
+        model, source = path_or_model, None
+    else:
+        source = Path(path_or_model)
+        model = onnx.load(source, load_external_data=False)
     result = EngineBuild(tensorrt=f"{trt.__name__} {trt.__version__}", parsed=False)
     started = time.perf_counter()
-    with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
+    with G_LOGGER.verbosity(G_LOGGER.CRITICAL), _CapturingLogger(trt, verbose) as capture:
         builder, network = CreateNetwork()()
-        parser = trt.OnnxParser(network, trt.Logger(trt.Logger.ERROR))
-        result.parsed = bool(parser.parse_from_file(str(path))) and parser.num_errors == 0
+        parser = trt.OnnxParser(network, capture.logger)
+        if source is not None:
+            parsed = parser.parse_from_file(str(source))
+        else:
+            parsed = parser.parse(path_or_model.SerializeToString())
+        result.parsed = bool(parsed) and parser.num_errors == 0
         result.errors = [str(parser.get_error(index)) for index in range(parser.num_errors)]
         result.layers = network.num_layers
         if result.parsed and build:
-            engine = EngineBytesFromNetwork((builder, network, parser), config=CreateConfig())()
+            profiles = [_profile(Profile(), network, input_shapes or {})] if input_shapes else None
+            try:
+                engine = EngineBytesFromNetwork((builder, network, parser), config=CreateConfig(profiles=profiles))()
+            except PolygraphyException:
+                engine = None  # why is in the captured log
             result.built, result.engine_bytes = engine is not None, engine.nbytes if engine is not None else 0
+            if keep_engine and engine is not None:
+                result.engine = bytes(engine)
     result.seconds = time.perf_counter() - started
+    result.log = _classified(capture.messages, [node.name for node in model.graph.node])
     return result
+
+
+def _profile(profile, network, shapes: dict[str, tuple[int, ...]]):
+    for index in range(network.num_inputs):
+        tensor = network.get_input(index)
+        shape = shapes.get(tensor.name)
+        if shape is not None and any(dim < 0 for dim in tensor.shape):
+            profile.add(tensor.name, min=shape, opt=shape, max=shape)
+    return profile
+
+
+class TensorRTRunner(Runner):
+    """An engine built from the model, run through Polygraphy's TrtRunner (CUDA events for compute).
+
+    Without a GPU (or with one the library has no kernels for, as TensorRT-RTX on Hopper) the
+    engine is still built, and activation says plainly that it cannot run here.
+    """
+
+    def __init__(self, model, *, rtx: bool = False, name: str | None = None,
+                 input_shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.rtx = rtx
+        self.input_shapes = input_shapes
+        self.name = name or ("trt-rtx" if rtx else "trt")
+        self.build: EngineBuild | None = None
+        self._runner = None
+
+    @property
+    def description(self) -> RunnerDescription:
+        from onnxdoctor.engines.onnxruntime_runner import _gpu_name, precision_of
+
+        trt = tensorrt_module(self.rtx)
+        return RunnerDescription(backend=trt.__name__, device=_gpu_name(), mode="engine",
+                                 precision=precision_of(self.model), versions={trt.__name__: trt.__version__})
+
+    def activate_impl(self) -> None:
+        trt = tensorrt_module(self.rtx)
+        if not self.rtx and importlib.util.find_spec("tensorrt") is None:
+            raise RunnerUnavailable("full TensorRT is not installed here (NVIDIA's tensorrt wheel)")
+        self.build = build_engine(self.model, rtx=self.rtx, keep_engine=True, input_shapes=self.input_shapes)
+        if not self.build.parsed:
+            raise RunnerUnavailable(f"{trt.__name__} cannot parse the model: {'; '.join(self.build.errors)[:300]}")
+        if not self.build.built:
+            errors = [message.text for message in self.build.log if message.severity == "error"]
+            raise RunnerUnavailable(f"{trt.__name__} parsed the model but the build failed: "
+                                    + (" ".join(" ".join(errors).split())[:300] or "no reason logged"))
+        built = (f"engine built ({self.build.engine_bytes / 1e6:.1f} MB in {self.build.seconds:.1f} s) "
+                 "but it cannot run here: ")
+        if not gpu_present():
+            raise RunnerUnavailable(built + "no NVIDIA GPU")
+        from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+        try:
+            self._runner = TrtRunner(EngineFromBytes(self.build.engine))
+            self._runner.activate()
+        except Exception as error:  # noqa: BLE001 - e.g. TensorRT-RTX on a GPU it has no kernels for
+            raise RunnerUnavailable(built + " ".join(str(error).split())[:300]) from None
+
+    def deactivate_impl(self) -> None:
+        if self._runner is not None:
+            self._runner.deactivate()
+            self._runner = None
+
+    def infer_impl(self, feed):
+        started = time.perf_counter()
+        outputs = self._runner.infer(feed, copy_outputs_to_host=True)
+        total = time.perf_counter() - started
+        # Polygraphy times the whole call (copies included) with CUDA events around its stream.
+        compute = self._runner.last_inference_time() or total
+        return {name: value.copy() for name, value in outputs.items()}, Timing(total=total, compute=compute)
+

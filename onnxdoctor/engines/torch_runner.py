@@ -1,0 +1,233 @@
+"""PyTorch as a runner: the baseline an engine is measured against, on equal terms.
+
+Modes: eager, CUDA graph (torch.cuda.graphs: one capture, then replays on fixed buffers; what
+removes launch overhead), and torch.compile on request. On a GPU each call is split like the
+others: host→device copy, compute (CUDA events on the current stream), device→host copy.
+
+Models come from `load_torch_model`: an Ultralytics `.pt` or `.yaml`, or a factory named as
+`package.module:function` that returns an `nn.Module`. torch and ultralytics are imported here
+only, when a torch baseline is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from onnxdoctor.engines.base import Runner, RunnerDescription, RunnerUnavailable, Timing, cpu_name
+from onnxdoctor.model import OnnxDoctorError
+
+TORCH_MODES = ("eager", "cuda-graph", "compile")
+
+
+def import_torch():
+    try:
+        import torch
+    except ImportError:
+        raise OnnxDoctorError("PyTorch is not installed: pip install 'onnxdoctor[torch]'") from None
+    return torch
+
+
+@dataclass
+class TorchModel:
+    """A module ready to time, and what is known about how it was made."""
+
+    module: object  # torch.nn.Module
+    source: str
+    # The input shape the source implies (Ultralytics: its image size), if any.
+    # Ultralytics models are fused (Conv+BatchNorm) and their heads set to export mode, as
+    # Ultralytics does before exporting ONNX: the torch side then computes what the ONNX computes.
+    notes: tuple[str, ...] = ()
+
+
+def load_torch_model(spec: str) -> TorchModel:
+    """`model.pt` / `model.yaml` (Ultralytics) or `package.module:factory` → a TorchModel in eval mode."""
+    torch = import_torch()
+    if ":" in spec and not Path(spec).exists():
+        module_name, _, attribute = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as error:
+            raise OnnxDoctorError(f"--torch {spec}: cannot import ({error})") from None
+        module = factory()
+        if not isinstance(module, torch.nn.Module):
+            raise OnnxDoctorError(f"--torch {spec}: the factory returned {type(module).__name__}, not a torch.nn.Module")
+        return TorchModel(module.eval(), spec)
+    path = Path(spec)
+    if path.suffix not in (".pt", ".yaml", ".yml"):
+        raise OnnxDoctorError(f"--torch {spec}: expected an Ultralytics .pt or .yaml, or package.module:factory")
+    if path.suffix == ".pt" and not path.is_file():
+        raise OnnxDoctorError(f"--torch {spec}: no such file")
+    return _load_ultralytics(spec)
+
+
+def _load_ultralytics(spec: str) -> TorchModel:
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    try:
+        from ultralytics import YOLO
+    except ImportError:
+        raise OnnxDoctorError("Ultralytics is not installed: pip install 'onnxdoctor[torch]'") from None
+    try:
+        model = YOLO(spec).model
+    except Exception as error:  # noqa: BLE001 - any loader failure is the user's file, said in one line
+        raise OnnxDoctorError(f"--torch {spec}: Ultralytics cannot load it ({type(error).__name__}: {error})") from None
+    notes = []
+    if Path(spec).suffix in (".yaml", ".yml"):
+        notes.append("built from its yaml: random weights (timing is the same; outputs are not the trained model's)")
+    model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
+    for module in model.modules():
+        # What Ultralytics' exporter sets on detection heads: one concatenated output, no loss-side tensors.
+        if hasattr(module, "export") and hasattr(module, "format"):
+            module.export, module.format = True, "onnx"
+    return TorchModel(model.eval(), spec, tuple(notes))
+
+
+@dataclass(frozen=True)
+class TorchOptions:
+    mode: str = "eager"  # eager, cuda-graph, compile
+    device: str = "auto"  # auto, cpu, cuda
+    precision: str = "fp32"  # fp32, fp16 (model.half())
+
+
+class TorchRunner(Runner):
+    def __init__(self, model: TorchModel, options: TorchOptions = TorchOptions(), name: str | None = None) -> None:
+        super().__init__()
+        if options.mode not in TORCH_MODES:
+            raise OnnxDoctorError(f"torch mode {options.mode!r}: expected one of {', '.join(TORCH_MODES)}")
+        self.model = model
+        self.options = options
+        self.name = name or f"torch-{options.mode}"
+        self._torch = import_torch()
+        self._device = self._pick_device()
+        self._callable = None
+        self._graph = None
+        self._static_inputs: list = []
+        self._static_outputs = None
+
+    def _pick_device(self) -> str:
+        wanted = self.options.device
+        has_cuda = self._torch.cuda.is_available()
+        if wanted == "auto":
+            wanted = "cuda" if has_cuda else "cpu"
+        if wanted == "cuda" and not has_cuda:
+            raise RunnerUnavailable("torch has no CUDA device here")
+        if self.options.mode == "cuda-graph" and wanted != "cuda":
+            raise RunnerUnavailable("a CUDA graph needs a CUDA device; none here")
+        if self.options.precision == "fp16" and wanted == "cpu":
+            raise RunnerUnavailable("fp16 on the CPU is not what a deployment runs; time fp16 on a GPU")
+        return wanted
+
+    @property
+    def description(self) -> RunnerDescription:
+        torch = self._torch
+        device = torch.cuda.get_device_name() if self._device == "cuda" else cpu_name()
+        mode = {"eager": "eager", "cuda-graph": "CUDA graph", "compile": "torch.compile"}[self.options.mode]
+        versions = {"torch": torch.__version__}
+        if self._device == "cuda":
+            versions["cuda"] = str(torch.version.cuda)
+        return RunnerDescription(backend="torch", device=device, mode=mode, precision=self.options.precision,
+                                 versions=versions, options={"source": self.model.source})
+
+    def activate_impl(self) -> None:
+        torch = self._torch
+        module = self.model.module.to(self._device)
+        if self.options.precision == "fp16":
+            module = module.half()
+        self._module = module
+        if self.options.mode == "compile":
+            self._callable = torch.compile(module, mode="reduce-overhead" if self._device == "cuda" else "default")
+        else:
+            self._callable = module
+
+    def deactivate_impl(self) -> None:
+        self._callable = self._graph = self._static_outputs = None
+        self._static_inputs = []
+        if self._device == "cuda":
+            self._torch.cuda.empty_cache()
+
+    def _to_device(self, array: np.ndarray):
+        tensor = self._torch.from_numpy(np.ascontiguousarray(array))
+        if self.options.precision == "fp16" and tensor.is_floating_point():
+            tensor = tensor.half()
+        return tensor.to(self._device)
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Timing]:
+        torch = self._torch
+        arrays = list(feed.values())
+        with torch.inference_mode():
+            if self._device == "cpu":
+                started = time.perf_counter()
+                outputs = self._callable(*[self._to_device(a) for a in arrays])
+                elapsed = time.perf_counter() - started
+                return _host_outputs(outputs), Timing(total=elapsed, compute=elapsed)
+            return self._infer_cuda(arrays)
+
+    def _infer_cuda(self, arrays):
+        torch = self._torch
+        stream = torch.cuda.current_stream()
+        copy_start, compute_start, compute_end = (torch.cuda.Event(enable_timing=True) for _ in range(3))
+        started = time.perf_counter()
+        copy_start.record(stream)
+        if self.options.mode == "cuda-graph":
+            if self._graph is None or [tuple(t.shape) for t in self._static_inputs] != [a.shape for a in arrays]:
+                self._capture(arrays)
+            for static, array in zip(self._static_inputs, arrays, strict=True):
+                static.copy_(self._torch.from_numpy(np.ascontiguousarray(array)))
+            compute_start.record(stream)
+            self._graph.replay()
+            outputs = self._static_outputs
+        else:
+            inputs = [self._to_device(array) for array in arrays]
+            compute_start.record(stream)
+            outputs = self._callable(*inputs)
+        compute_end.record(stream)
+        torch.cuda.synchronize()
+        computed = time.perf_counter()
+        host = _host_outputs(outputs)
+        finished = time.perf_counter()
+        return host, Timing(
+            total=finished - started,
+            compute=compute_start.elapsed_time(compute_end) / 1000,
+            host_to_device=copy_start.elapsed_time(compute_start) / 1000,
+            device_to_host=finished - computed,
+            compute_clock="cuda-events",
+        )
+
+    def _capture(self, arrays) -> None:
+        """Capture one forward into a CUDA graph on static input buffers (torch's documented recipe:
+        warm up on a side stream first, so lazy initialization is not captured)."""
+        torch = self._torch
+        self._static_inputs = [self._to_device(array) for array in arrays]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._callable(*self._static_inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._static_outputs = self._callable(*self._static_inputs)
+
+
+def _host_outputs(outputs) -> dict[str, np.ndarray]:
+    """A module's outputs (a tensor, or nested tuples/lists/dicts of them) as named host arrays, in order."""
+    flat: list = []
+
+    def collect(value) -> None:
+        if hasattr(value, "detach"):
+            flat.append(value.detach().float().cpu().numpy() if value.dtype.is_floating_point
+                        else value.detach().cpu().numpy())
+        elif isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+
+    collect(outputs)
+    return {f"output{index}": array for index, array in enumerate(flat)}
