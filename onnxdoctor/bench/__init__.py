@@ -1,0 +1,1 @@
+"""Bench: timing backends against each other, with statistics that say when a difference is real."""
