@@ -45,6 +45,9 @@ class BenchOptions:
     runs: int = 50
     seconds: float = 20.0
     warm_up_seconds: float = 5.0
+    # Deployment search: every available backend and option, each verified against ONNX Runtime
+    # on the CPU, the fastest verified one named.
+    search: bool = False
 
 
 @dataclass
@@ -73,6 +76,8 @@ class BenchRow:
     unavailable: str | None = None
     # TensorRT rows: the engine build (seconds, size, the classified build log).
     build: object | None = None
+    # Search rows: the outputs against the reference (ONNX Runtime, CPU, the original model).
+    verification: list | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -87,6 +92,13 @@ class BenchReport:
     backend_notes: list[str] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     fix_steps: list = field(default_factory=list)
+    # With --search: the fastest row whose outputs matched the reference, and the tolerance used.
+    fastest: str | None = None
+    tolerance: tuple[float, float] | None = None
+
+    @staticmethod
+    def row_key(row: BenchRow) -> str:
+        return f"{row.runner} {row.step}"
 
 
 def choose_backends(requested: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -127,6 +139,37 @@ def make_onnx_runner(backend: str, model: onnx.ModelProto, feeds: dict[str, np.n
                           input_shapes={key: tuple(value.shape) for key, value in feeds.items()})
 
 
+# Search tolerances: another device's kernels (cuDNN against MLAS, PyTorch against ONNX Runtime)
+# round differently from the CPU reference; these bound what a deployment may change, atol taken
+# relative to each output's range, and the report gives the errors.
+SEARCH_TOLERANCE = {"fp32": (1e-3, 1e-4), "fp16": (2e-2, 2e-3), "mixed": (2e-2, 2e-3)}
+
+
+def search_configurations(model: onnx.ModelProto, feeds, options: BenchOptions) -> list[tuple[str, Callable[[], Runner]]]:
+    """Every deployment worth trying here: (runner label, a factory making its runner)."""
+    from onnxdoctor.engines.onnxruntime_runner import OnnxRuntimeOptions, OnnxRuntimeRunner, cuda_available
+
+    shapes = {name: tuple(value.shape) for name, value in feeds.items()}
+    found: list[tuple[str, Callable[[], Runner]]] = []
+    if cuda_available():
+        for graph in (False, True):
+            for nhwc in (False, True):
+                label = "ort-cuda" + (" cuda-graph" if graph else "") + (" nhwc" if nhwc else "")
+                ort_options = OnnxRuntimeOptions(provider="cuda", cuda_graph=graph, prefer_nhwc=nhwc)
+                found.append((label, lambda o=ort_options, n=label: OnnxRuntimeRunner(model, o, name=n)))
+    else:
+        found.append(("ort-cpu", lambda: OnnxRuntimeRunner(model, OnnxRuntimeOptions(provider="cpu"))))
+    import importlib.util
+
+    from onnxdoctor.engines.tensorrt import TensorRTRunner
+
+    for module, rtx in (("tensorrt", False), ("tensorrt_rtx", True)):
+        if importlib.util.find_spec(module) is not None:
+            label = "trt-rtx" if rtx else "trt"
+            found.append((label, lambda rtx=rtx, n=label: TensorRTRunner(model, rtx=rtx, name=n, input_shapes=shapes)))
+    return found
+
+
 def bench(path: str | os.PathLike, options: BenchOptions = BenchOptions(),
           progress: Callable[[str], None] = lambda message: None) -> BenchReport:
     """Time the model (and the model after each verified fix pass) on the chosen backends,
@@ -136,7 +179,7 @@ def bench(path: str | os.PathLike, options: BenchOptions = BenchOptions(),
     loaded = load_model(path)
     original = load_full_model(loaded)
     feeds = make_inputs(original, options.static_shapes, options.inputs)
-    backends, backend_notes = choose_backends(options.backends)
+    backends, backend_notes = choose_backends(options.backends) if not options.search else ([], [])
     snapshots: list[tuple[str, onnx.ModelProto]] = [("original", original)]
     fix_steps = []
     if options.fix or options.static_shapes:
@@ -151,6 +194,15 @@ def bench(path: str | os.PathLike, options: BenchOptions = BenchOptions(),
                 snapshots.append((f"after {step.name}", step.result.model))
     rows: list[BenchRow] = []
     runners: list[tuple[BenchRow, Runner, dict]] = []
+    if options.search:
+        backends, snapshots = [], snapshots[-1:]
+        for label, make in search_configurations(snapshots[0][1], feeds, options):
+            row = BenchRow(snapshots[0][0], label, None, nodes=len(snapshots[0][1].graph.node))
+            rows.append(row)
+            try:
+                runners.append((row, make(), feeds))
+            except RunnerUnavailable as reason:
+                row.unavailable = str(reason)
     for backend in backends:
         for step, model in snapshots:
             row = BenchRow(step, backend, None, nodes=len(model.graph.node))
@@ -169,7 +221,10 @@ def bench(path: str | os.PathLike, options: BenchOptions = BenchOptions(),
         progress(f"loading PyTorch model {options.torch}")
         torch_model = load_torch_model(options.torch)
         torch_feeds = _torch_feeds(feeds, options.torch_shape)
-        for mode in options.torch_modes:
+        modes = options.torch_modes
+        if options.search:
+            modes = ("eager", "cuda-graph", *(m for m in options.torch_modes if m == "compile"))
+        for mode in modes:
             row = BenchRow("PyTorch", f"torch-{mode}", None, notes=list(torch_model.notes))
             rows.append(row)
             try:
@@ -187,11 +242,54 @@ def bench(path: str | os.PathLike, options: BenchOptions = BenchOptions(),
         runner.deactivate()
     if options.torch:
         differences = equal_terms(original, feeds, torch_feeds, outputs, rows, options)
-    return BenchReport(
+    report = BenchReport(
         model=str(path), inputs={name: tuple(value.shape) for name, value in feeds.items()}, rows=rows,
         differences=differences, backend_notes=backend_notes, environment=environment(active),
         fix_steps=fix_steps,
     )
+    if options.search:
+        _verify_search(report, snapshots[0][1], feeds, torch_feeds, outputs, active)
+    return report
+
+
+def _verify_search(report: BenchReport, model: onnx.ModelProto, feeds, torch_feeds, outputs, active) -> None:
+    """Each configuration's outputs against ONNX Runtime on the CPU; the fastest verified one named."""
+    from onnxdoctor.engines.compare import Tolerance, compare_outputs
+    from onnxdoctor.engines.onnxruntime_runner import OnnxRuntimeRunner, precision_of
+
+    from onnxdoctor.engines.onnxruntime_runner import OnnxRuntimeOptions, cuda_available
+
+    try:
+        with OnnxRuntimeRunner(model, name="reference") as reference_runner:
+            reference = reference_runner.infer(feeds)
+    except Exception as error:  # noqa: BLE001 - e.g. no fp16 kernel for an op on this CPU
+        if not cuda_available():
+            report.backend_notes.append(f"search: the CPU reference does not run ({error}); nothing verified")
+            return
+        report.backend_notes.append("search: ONNX Runtime on the CPU cannot run this model "
+                                    f"({' '.join(str(error).split())[:160]}); the reference is ONNX Runtime CUDA, TF32 off")
+        with OnnxRuntimeRunner(model, OnnxRuntimeOptions(provider="cuda"), name="reference") as reference_runner:
+            reference = reference_runner.infer(feeds)
+    report.tolerance = SEARCH_TOLERANCE[precision_of(model)]
+    tolerance = Tolerance(*report.tolerance, atol_by_range=True)
+    for row, _, feed in active:
+        produced = outputs.get(BenchReport.row_key(row))
+        if produced is None:
+            continue
+        if feed is not feeds:
+            row.notes.append("ran at another input shape than the reference: not verified")
+            continue
+        row.verification = compare_outputs(reference, produced, tolerance)
+        if not all(output.passed for output in row.verification):
+            worst = max(output.max_absolute for output in row.verification)
+            row.notes.append(f"outputs differ from the reference (max abs {worst:.3g}): not a verified deployment"
+                             + (" — PyTorch built from a yaml has other weights than the ONNX model"
+                                if row.runner.startswith("torch-") and any("yaml" in n for n in row.notes) else ""))
+    verified = [row for row in report.rows if row.summary is not None and row.verification is not None
+                and all(output.passed for output in row.verification)]
+    if verified:
+        fastest = min(verified, key=lambda row: row.summary.median)
+        report.fastest = fastest.runner
 
 
 def _torch_feeds(feeds: dict[str, np.ndarray], shape: tuple[int, ...] | None) -> dict[str, np.ndarray]:
@@ -227,7 +325,7 @@ def _warm_up(active, options: BenchOptions, progress) -> dict[str, dict[str, np.
     outputs = {}
     for row, runner, feed in active:
         progress(f"first call and warm-up of {runner.name}")
-        key = row.runner + " " + row.step
+        key = BenchReport.row_key(row)
 
         def call(runner=runner, feed=feed, key=key) -> float:
             outputs[key] = runner.infer(feed)
@@ -245,7 +343,7 @@ def _interleave(active, options: BenchOptions) -> tuple[dict[str, list[float]], 
     timings: dict[str, list[Timing]] = {}
     calls = {}
     for row, runner, feed in active:
-        key = row.runner + " " + row.step
+        key = BenchReport.row_key(row)
         timings[key] = []
 
         def call(runner=runner, feed=feed, into=timings[key]) -> float:
@@ -259,7 +357,7 @@ def _interleave(active, options: BenchOptions) -> tuple[dict[str, list[float]], 
 
 
 def _summarize(rows, active, samples, timings) -> None:
-    by_key = {row.runner + " " + row.step: row for row, _, _ in active}
+    by_key = {BenchReport.row_key(row): row for row, _, _ in active}
     originals = {row.runner: samples[key] for key, row in by_key.items() if row.step == "original"}
     torch_key = next((key for key, row in by_key.items() if row.runner == "torch-eager"), None)
     torch_key = torch_key or next((key for key, row in by_key.items() if row.runner.startswith("torch-")), None)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from onnxdoctor.engines.base import Runner, RunnerDescription, RunnerUnavailable, Timing
-from onnxdoctor.model import OnnxDoctorError
 
 
 @dataclass(frozen=True)
@@ -69,9 +68,9 @@ def tensorrt_module(prefer_rtx: bool = False):
     has_full = importlib.util.find_spec("tensorrt") is not None
     has_rtx = importlib.util.find_spec("tensorrt_rtx") is not None
     if not has_full and not has_rtx:
-        raise OnnxDoctorError("TensorRT is not installed: pip install 'onnxdoctor[trt-rtx]' (or NVIDIA's tensorrt)")
+        raise RunnerUnavailable("TensorRT is not installed: pip install 'onnxdoctor[trt-rtx]' (or NVIDIA's tensorrt)")
     if prefer_rtx and not has_rtx:
-        raise OnnxDoctorError("TensorRT-RTX is not installed: pip install 'onnxdoctor[trt-rtx]'")
+        raise RunnerUnavailable("TensorRT-RTX is not installed: pip install 'onnxdoctor[trt-rtx]'")
     if prefer_rtx or not has_full:
         polygraphy.config.USE_TENSORRT_RTX = True
     from polygraphy.mod.trt_importer import lazy_import_trt

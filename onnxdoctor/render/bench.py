@@ -67,6 +67,18 @@ def render_text(report, console: Console) -> None:
                 nodes = f" (nodes: {', '.join(message.nodes[:4])})" if message.nodes else ""
                 console.print(f"  [dim]{where} {message.severity}{escape(rule)}: "
                               f"{escape(' '.join(message.text.split()))}{escape(nodes)}[/dim]")
+    if report.tolerance is not None:
+        verified = [row.runner for row in report.rows if row.verification is not None
+                    and all(output.passed for output in row.verification)]
+        console.print(f"[bold]Search[/bold]: outputs checked against ONNX Runtime on the CPU "
+                      f"(rtol {report.tolerance[0]:g}, atol {report.tolerance[1]:g}); "
+                      f"verified: {escape(', '.join(verified)) or 'none'}")
+        if report.fastest:
+            best = next(row for row in report.rows if row.runner == report.fastest)
+            console.print(f"  [green]fastest verified deployment: {escape(report.fastest)}, "
+                          f"median {_ms(best.summary.median)} ms[/green]")
+        else:
+            console.print("  [yellow]no configuration both ran and matched the reference[/yellow]")
     if report.differences:
         console.print("[bold]Not equal terms[/bold]")
         for line in report.differences:
@@ -104,6 +116,8 @@ def bench_record(report) -> dict:
         "differences": report.differences,
         "backend_notes": report.backend_notes,
         "environment": report.environment,
+        "fastest": report.fastest,
+        "tolerance": None if report.tolerance is None else {"rtol": report.tolerance[0], "atol": report.tolerance[1]},
         "fix": [{"pass": step.name, "status": step.status, "summary": step.summary} for step in report.fix_steps],
     })
 

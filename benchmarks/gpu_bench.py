@@ -1,0 +1,179 @@
+"""`onnxdoctor bench` on a GPU: the seed case (yolov8n-pose, batch 4, 640) at fp32 and fp16.
+
+Usage, on a machine with a CUDA GPU, torch and onnxruntime-gpu:
+    python benchmarks/gpu_bench.py OUT_FOLDER [--runs 300] [--seconds 30]
+
+Writes OUT_FOLDER/gpu_bench.md (the tables) and one JSON result per bench run. Rows:
+1. fp32 export: ONNX Runtime CUDA before and after each verified fix pass, PyTorch eager,
+   CUDA graph and torch.compile (fp32), interleaved;
+2. Ultralytics' half=True export: the same with PyTorch in fp16;
+3. `--search` on both (every ONNX Runtime CUDA option, PyTorch modes), each verified, wall time;
+4. repeatability: the same configuration benched twice;
+5. bench's own overhead: its PyTorch CUDA-graph median against a bare loop doing the same
+   copy-in, replay, copy-out with nothing around it, in the same process.
+TensorRT is not on this host (full TensorRT is not on PyPI; TensorRT-RTX has no Hopper kernels):
+its rows say so and carry no time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "fixtures"))
+sys.path.insert(0, str(REPO))
+
+
+def _table(report, title: str) -> list[str]:
+    lines = [f"\n### {title}\n", f"inputs: {report.inputs}", "",
+             "| step | runner | nodes | setup s | 1st call ms | median ms | p90 ms | 95% CI ms | H2D / compute / D2H ms "
+             "| vs original | vs PyTorch eager |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
+    ms = lambda value: "-" if value is None else f"{value * 1000:.2f}"  # noqa: E731
+    ratio = lambda c: "-" if c is None else f"{c.ratio:.2f}x ({c.ratio_low:.2f}–{c.ratio_high:.2f}) {c.verdict.value}"  # noqa: E731
+    for row in report.rows:
+        if row.summary is None:
+            lines.append(f"| {row.step} | {row.runner} | {row.nodes or '-'} | | | not run: {row.unavailable} | | | | | |")
+            continue
+        phases = row.phases
+        split = f"{ms(phases.host_to_device)} / {ms(phases.compute)} / {ms(phases.device_to_host)}"
+        lines.append(
+            f"| {row.step} | {row.runner} | {row.nodes or '-'} | {row.setup_seconds:.2f} | {ms(row.first_call_seconds)} "
+            f"| {ms(row.summary.median)} | {ms(row.summary.p90)} | {ms(row.summary.median_low)}–"
+            f"{ms(row.summary.median_high)} | {split} | {ratio(row.versus_original)} | {ratio(row.versus_torch)} |")
+    for line in report.differences:
+        lines.append(f"- not equal terms: {line}")
+    if report.fastest:
+        lines.append(f"- fastest verified deployment: **{report.fastest}** (outputs within rtol {report.tolerance[0]:g}, atol {report.tolerance[1]:g} x output range of ONNX Runtime CPU)")
+    for row in report.rows:
+        for note in row.notes:
+            lines.append(f"- {row.runner} {row.step}: {note}")
+    return lines
+
+
+def _bare_cuda_graph_loop(yaml: str, shape, precision: str, runs: int) -> float:
+    """Median host time of copy-in, replay, copy-out with nothing around it."""
+    import numpy as np
+    import torch
+
+    from onnxdoctor.engines.torch_runner import load_torch_model
+
+    module = load_torch_model(yaml).module.cuda()
+    if precision == "fp16":
+        module = module.half()
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    host = np.random.default_rng(0).random(shape, dtype=np.float32)
+    static = torch.from_numpy(host).to("cuda", dtype)
+    with torch.inference_mode():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                module(static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = module(static)
+        times = []
+        for _ in range(runs + 20):
+            started = time.perf_counter()
+            static.copy_(torch.from_numpy(host))
+            graph.replay()
+            torch.cuda.synchronize()
+            out.float().cpu().numpy()
+            times.append(time.perf_counter() - started)
+    return statistics.median(times[20:])
+
+
+def _exports(out: Path, half: bool) -> tuple[Path, dict[str, Path]]:
+    """A .pt as a user has one (yaml, realistic BatchNorm statistics), and Ultralytics' exports of it:
+    PyTorch and ONNX then hold the same weights, so their outputs can be compared too."""
+    import yolo
+    from ultralytics import YOLO
+
+    checkpoint = out / "yolov8n-pose.pt"
+    model = YOLO("yolov8n-pose.yaml")
+    yolo._realistic(model.model)
+    model.save(checkpoint)
+    models = {}
+    for precision in ("fp32", "fp16") if half else ("fp32",):
+        extra = {"half": True, "device": 0} if precision == "fp16" else {}
+        exported = Path(YOLO(checkpoint).export(format="onnx", batch=4, imgsz=640, simplify=False, verbose=False, **extra))
+        models[precision] = exported.rename(out / f"yolov8n-pose-{precision}.onnx")
+    return checkpoint, models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--smoke", action="store_true",
+                        help="a quick pass of the script itself on a machine without a GPU (fp32, few runs)")
+    arguments = parser.parse_args()
+    out: Path = arguments.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    import onnxruntime
+    import torch
+    import yolo
+
+    from onnxdoctor.bench.run import BenchOptions, bench
+    from onnxdoctor.render.bench import render_json
+
+    checkpoint, models = _exports(out, half=not arguments.smoke)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (smoke run)"
+    lines = [f"# onnxdoctor bench on {device}", "",
+             f"date {time.strftime('%Y-%m-%d')}; torch {torch.__version__} (CUDA {torch.version.cuda}); "
+             f"onnxruntime {onnxruntime.__version__} {onnxruntime.get_available_providers()}; "
+             "model yolov8n-pose built from its yaml (random weights, realistic BatchNorm statistics) and saved as a .pt; "
+             "the ONNX models exported from that .pt by Ultralytics (fp32, and half=True), batch 4, 640x640"]
+    budget = dict(runs=arguments.runs, seconds=arguments.seconds)
+    results = {}
+    for precision, model in models.items():
+        modes = ("eager", "cuda-graph", "compile") if precision == "fp32" else ("eager", "cuda-graph")
+        modes = ("eager",) if arguments.smoke else modes
+        options = BenchOptions(backends=("ort-cuda", "trt-rtx"), fix=True, torch=str(checkpoint),
+                               torch_modes=modes, precision=precision, **budget)
+        started = time.perf_counter()
+        report = bench(model, options, progress=lambda message: print(message, flush=True))
+        results[f"bench-{precision}"] = report
+        (out / f"bench-{precision}.json").write_text(render_json(report))
+        lines += _table(report, f"{precision}: per fix pass, beside PyTorch ({time.perf_counter() - started:.0f} s)")
+        print("\n".join(lines[-40:]), flush=True)
+    for precision, model in models.items():
+        started = time.perf_counter()
+        report = bench(model, BenchOptions(search=True, torch=str(checkpoint), precision=precision,
+                                           **budget), progress=lambda message: print(message, flush=True))
+        wall = time.perf_counter() - started
+        (out / f"search-{precision}.json").write_text(render_json(report))
+        lines += _table(report, f"{precision}: --search (wall {wall:.0f} s, target ≤ 180 s)")
+        print("\n".join(lines[-30:]), flush=True)
+    if arguments.smoke:
+        (out / "gpu_bench.md").write_text("\n".join(lines) + "\n")
+        return
+    # Repeatability and overhead: the same two configurations twice, then the bare loop.
+    medians = []
+    for attempt in (1, 2):
+        report = bench(models["fp16"], BenchOptions(backends=("ort-cuda",), torch=str(checkpoint),
+                                                    torch_modes=("cuda-graph",), precision="fp16", **budget))
+        medians.append({row.runner: row.summary.median for row in report.rows if row.summary is not None})
+    bare = _bare_cuda_graph_loop(str(checkpoint), (4, 3, 640, 640), "fp16", arguments.runs)
+    lines += ["\n### Repeatability and overhead (fp16)\n", "| runner | run 1 ms | run 2 ms | difference |",
+              "| --- | ---: | ---: | ---: |"]
+    for runner in medians[0]:
+        first, second = medians[0][runner], medians[1].get(runner)
+        lines.append(f"| {runner} | {first * 1000:.3f} | {second * 1000:.3f} | {abs(second / first - 1) * 100:.1f}% |")
+    graph_median = medians[1]["torch-cuda-graph"]
+    lines.append(f"\nbare CUDA-graph loop (copy in, replay, copy out): {bare * 1000:.3f} ms; bench's torch-cuda-graph "
+                 f"row: {graph_median * 1000:.3f} ms; bench adds {(graph_median / bare - 1) * 100:+.1f}% (target ≤ 2%)")
+    (out / "gpu_bench.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[-12:]))
+
+
+if __name__ == "__main__":
+    main()
