@@ -15,7 +15,15 @@ from onnxdoctor.catalog import load_catalog, select_rules
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
 from onnxdoctor.findings import Report
 from onnxdoctor.graph import build_views
-from onnxdoctor.model import LoadedModel, OnnxDoctorError, check_writable, load_full_model, load_model, save_model
+from onnxdoctor.model import (
+    LoadedModel,
+    OnnxDoctorError,
+    check_writable,
+    load_full_model,
+    load_model,
+    refuse_overwriting,
+    save_model,
+)
 from onnxdoctor.passes import Pass, PassOptions, PassRefused, all_passes
 from onnxdoctor.passes.static_shapes import set_static_shape
 from onnxdoctor.passes.toposort import Toposort
@@ -31,17 +39,24 @@ def diagnose(
     ignore: Iterable[str] | None = None,
     evaluate: bool = True,
     element_limit: int = DEFAULT_ELEMENT_LIMIT,
+    output: str | os.PathLike | None = None,
 ) -> Report:
     """Analyze one ONNX model for what hurts TensorRT; the file is only read.
 
     `select`/`ignore` take rule codes, code prefixes (`OD3`) or rule names. `evaluate` runs
     constant subgraphs through ONNX Runtime (values, fold failures); tensors above
-    `element_limit` elements are never read or computed.
+    `element_limit` elements are never read or computed. `output` is where the caller will
+    write the report: refused (OverwritesInput) if it is the model or one of its data files.
 
     Raises OnnxDoctorError when the file is not a usable ONNX model.
     """
     codes = select_rules(list(select or []), list(ignore or []))
-    return diagnose_model(load_model(path), codes, evaluate=evaluate, element_limit=element_limit)
+    if output is not None:
+        refuse_overwriting(output, [path], "the model")
+    loaded = load_model(path)
+    if output is not None:
+        refuse_overwriting(output, loaded.data_files, "an external data file of the model")
+    return diagnose_model(loaded, codes, evaluate=evaluate, element_limit=element_limit)
 
 
 def diagnose_model(
@@ -119,19 +134,20 @@ def fix(
     A model ONNX Runtime cannot run (a custom op, say) cannot be verified: fix refuses it
     unless `unverified`, which applies the passes and marks each one unverified.
     Raises OnnxDoctorError for unusable input, a bad option, or an output that would
-    overwrite the input without `in_place`.
+    overwrite the input without `in_place`, its external data or the `inputs` file.
     """
     source = Path(path)
     if output is not None:
         check_writable(output)
-        if not in_place and Path(output).resolve() == source.resolve():
-            raise OnnxDoctorError(f"{output}: refusing to overwrite the input; pass --in-place to do that")
+        if not in_place:
+            refuse_overwriting(output, [source], "the input", "; pass --in-place to do that")
+        refuse_overwriting(output, [inputs] if inputs is not None else [], "the --inputs file")
     options = PassOptions(static_shapes=dict(static_shapes or {}), element_limit=element_limit)
     chosen = _choose_passes(passes, skip)
     codes = select_rules([], [])
     loaded = load_model(source)
-    if output is not None and any(Path(output).resolve() == where.location for where in loaded.external.values()):
-        raise OnnxDoctorError(f"{output}: is an external data file of the input; refusing to overwrite it")
+    if output is not None:
+        refuse_overwriting(output, loaded.data_files, "an external data file of the input")
     before = diagnose_model(loaded, codes, element_limit=element_limit)
     cycles = [finding for finding in before.findings if finding.rule == "OD202"]
     if cycles:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from onnxdoctor.findings import Severity
-from onnxdoctor.model import OnnxDoctorError, check_writable
+from onnxdoctor.model import OnnxDoctorError, OverwritesInput, check_writable, refuse_overwriting
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
 
@@ -67,6 +67,8 @@ def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elemen
         if output:
             check_writable(output)
         models = _model_paths(paths)
+        if output:
+            refuse_overwriting(output, models, "an input model")
         options = dict(select=_split(select), ignore=_split(ignore), evaluate=evaluate,
                        element_limit=DEFAULT_ELEMENT_LIMIT if max_elements is None else max_elements)
         # Unknown rule codes are a usage error, before any model is read.
@@ -78,13 +80,18 @@ def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elemen
     reports, failures = [], {}
     for path in models:
         try:
-            reports.append(api.diagnose(path, **options))
+            reports.append(api.diagnose(path, output=output, **options))
+        except OverwritesInput as error:
+            _fail(error)  # before anything is written
         except OnnxDoctorError as error:
             failures[str(path)] = str(error)
-    _emit(reports, failures, output_format, output)
+    try:
+        _emit(reports, failures, output_format, output)
+    except OSError as error:  # a full disk, a folder gone meanwhile: the old report stays as it was
+        _fail(OnnxDoctorError(f"{output}: cannot write: {error.strerror or error}"))
     if failures:
         for error in failures.values():
-            click.echo(f"onnxdoctor: {error}", err=True)
+            click.echo(f"onnxdoctor: {_one_line(error)}", err=True)
         sys.exit(EXIT_UNUSABLE)
     sys.exit(_exit_code(reports, fail_on))
 
@@ -132,8 +139,17 @@ def _exit_code(reports, fail_on: str) -> int:
 
 
 def _fail(error: Exception) -> None:
-    click.echo(f"onnxdoctor: {error}", err=True)
+    click.echo(f"onnxdoctor: {_one_line(str(error))}", err=True)
     sys.exit(EXIT_UNUSABLE)
+
+
+def _one_line(message: str) -> str:
+    """The message with control characters escaped (a newline, an ESC from a file name or a
+    model's text): the error stays one line and cannot drive the terminal."""
+    return "".join(
+        character if character.isprintable() or character == " " else character.encode("unicode_escape").decode("ascii")
+        for character in message
+    )
 
 
 def _parse_static_shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:

@@ -1,8 +1,12 @@
 """Loading and saving ONNX models: the only place that touches model files.
 
 Weights stored as external data stay on disk: the loader checks that every external
-file is inside the model's folder, exists and is long enough, but reads no byte of it.
-Analyzers that need a value ask `LoadedModel.tensor_value`, which reads only that tensor.
+file is inside the model's folder, exists, is a regular file and is long enough, but reads
+no byte of the main graph's initializers. Analyzers that need a value ask
+`LoadedModel.tensor_value`, which reads only that tensor. Every other tensor that points at
+external data (tensor attributes, sparse tensors, subgraph and function tensors) is read in
+at load time through the same check: no model handed on to onnx or ONNX Runtime may still
+name a file, since both resolve such names against the working directory.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +30,30 @@ class OnnxDoctorError(Exception):
     """A problem with the user's input or environment: shown as one line, exit code 2."""
 
 
+class OverwritesInput(OnnxDoctorError):
+    """An output that would replace an input file: the whole command stops, nothing is written."""
+
+
+def same_file(first: str | os.PathLike, second: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same path once resolved, or the same inode
+    (a symlink or a hard link to it)."""
+    try:
+        if Path(first).resolve() == Path(second).resolve():
+            return True
+        return os.path.samefile(first, second)
+    except (OSError, ValueError):  # one of them does not exist (yet), or cannot be a path
+        return False
+
+
+def refuse_overwriting(
+    output: str | os.PathLike, inputs: Iterable[str | os.PathLike], what: str, hint: str = ""
+) -> None:
+    """Raise OverwritesInput if `output` is the same file as one of `inputs` (described as `what`)."""
+    for given in inputs:
+        if same_file(output, given):
+            raise OverwritesInput(f"{output}: refusing to overwrite {what} ({given}){hint}")
+
+
 def read_tensor(tensor: onnx.TensorProto) -> np.ndarray | None:
     """A tensor's values, or None when its data does not match its dims and type.
 
@@ -32,6 +61,9 @@ def read_tensor(tensor: onnx.TensorProto) -> np.ndarray | None:
     reported (OD101), never a crash.
     """
     if any(dim < 0 for dim in tensor.dims):
+        return None
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        # numpy_helper would open the location relative to the working directory.
         return None
     try:
         return numpy_helper.to_array(tensor)
@@ -53,7 +85,11 @@ class ExternalData:
 class LoadedModel:
     path: Path
     proto: onnx.ModelProto
+    # The main graph's initializers kept on disk, by name.
     external: dict[str, ExternalData] = field(default_factory=dict)
+    # Files of the tensors read in at load time (attributes, sparse, subgraph and function
+    # tensors): inputs too, which no output may overwrite.
+    inlined_files: frozenset[Path] = frozenset()
 
     @property
     def folder(self) -> Path:
@@ -64,16 +100,17 @@ class LoadedModel:
         None if its data does not match its dims and type."""
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             return read_tensor(tensor)
-        where = self.external[tensor.name]
-        with open(where.location, "rb") as stream:
-            stream.seek(where.offset)
-            raw = stream.read(where.length)
+        # Located from the tensor's own entries, not looked up by name: names may be missing
+        # or shared by several tensors in a model from elsewhere.
         loaded = onnx.TensorProto()
         loaded.CopyFrom(tensor)
-        del loaded.external_data[:]
-        loaded.data_location = onnx.TensorProto.DEFAULT
-        loaded.raw_data = raw
+        _read_in(loaded, self.folder)
         return read_tensor(loaded)
+
+    @property
+    def data_files(self) -> set[Path]:
+        """Every external data file the model names (resolved)."""
+        return {where.location for where in self.external.values()} | set(self.inlined_files)
 
 
 def attribute_subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
@@ -87,11 +124,14 @@ def attribute_subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphP
 
 
 def walk_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """This graph and every graph nested in its nodes, outermost first."""
-    yield graph
-    for node in graph.node:
-        for _, subgraph in attribute_subgraphs(node):
-            yield from walk_graphs(subgraph)
+    """This graph and every graph nested in its nodes, outermost first (depth first, in node
+    order). A stack, not recursion: nesting depth is the model's choice, not ours."""
+    pending = [graph]
+    while pending:
+        current = pending.pop()
+        yield current
+        nested = [subgraph for node in current.node for _, subgraph in attribute_subgraphs(node)]
+        pending.extend(reversed(nested))
 
 
 def all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
@@ -102,34 +142,89 @@ def all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
             yield from (attribute.t for attribute in node.attribute if attribute.type == onnx.AttributeProto.TENSOR)
 
 
+def _external_capable_tensors(model: onnx.ModelProto) -> Iterator[tuple[onnx.TensorProto, bool]]:
+    """Every tensor of the model that can point at external data, each with whether it is an
+    initializer of the main graph: initializers, both halves of sparse initializers, tensor and
+    sparse-tensor attributes (single or lists), in every graph nested anywhere, in model-local
+    functions and in training information.
+
+    Attributes are searched by the fields they hold, not by their declared type: a model from
+    elsewhere may set both, and a runtime may read either.
+    """
+    graphs: list[tuple[onnx.GraphProto, bool]] = [(model.graph, True)]
+    for info in model.training_info:
+        graphs += [(info.initialization, False), (info.algorithm, False)]
+    nodes: list[onnx.NodeProto] = [node for function in model.functions for node in function.node]
+    while graphs or nodes:
+        if graphs:
+            graph, is_main = graphs.pop()
+            yield from ((tensor, is_main) for tensor in graph.initializer)
+            for sparse in graph.sparse_initializer:
+                yield sparse.values, False
+                yield sparse.indices, False
+            nodes.extend(graph.node)
+            continue
+        for attribute in nodes.pop().attribute:
+            if attribute.HasField("t"):
+                yield attribute.t, False
+            yield from ((tensor, False) for tensor in attribute.tensors)
+            sparse_tensors = [*([attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []),
+                              *attribute.sparse_tensors]
+            for sparse in sparse_tensors:
+                yield sparse.values, False
+                yield sparse.indices, False
+            if attribute.HasField("g"):
+                graphs.append((attribute.g, False))
+            graphs.extend((subgraph, False) for subgraph in attribute.graphs)
+
+
 def _locate_external_data(tensor: onnx.TensorProto, folder: Path) -> ExternalData:
     """Resolve and check one tensor's external data entry without reading it.
 
     The location must stay inside the model's folder (no absolute path, no `..`, no symlink
     leading out): a model from elsewhere must not make us read arbitrary files
-    (the CVE-2024-27318/27319 class of ONNX path traversal).
+    (the CVE-2024-27318/27319 class of ONNX path traversal). It must be a regular file (a FIFO
+    would block, a device never ends) with one name: a hard link may be a file from anywhere.
     """
     entries = {entry.key: entry.value for entry in tensor.external_data}
     location = entries.get("location", "")
     name = tensor.name or "<unnamed tensor>"
     if not location:
         raise OnnxDoctorError(f"tensor {name!r} is marked as external data but names no file")
+    if "\0" in location:
+        raise OnnxDoctorError(
+            f"tensor {name!r}: external data location {location!r} holds a NUL byte; no file has that name"
+        )
     if os.path.isabs(location) or Path(location).drive:
         raise OnnxDoctorError(
             f"tensor {name!r}: external data location {location!r} is an absolute path; refusing to read outside the model's folder"
         )
-    root = folder.resolve()
-    resolved = (folder / location).resolve()
-    if not resolved.is_relative_to(root):
+    try:
+        root = folder.resolve()
+        resolved = (folder / location).resolve()
+        if not resolved.is_relative_to(root):
+            raise OnnxDoctorError(
+                f"tensor {name!r}: external data location {location!r} leads outside the model's folder; refusing to read it"
+            )
+        status = resolved.stat()
+    except FileNotFoundError:
         raise OnnxDoctorError(
-            f"tensor {name!r}: external data location {location!r} leads outside the model's folder; refusing to read it"
+            f"tensor {name!r}: external data file {location!r} is missing (looked in {folder})"
+        ) from None
+    except OSError as error:
+        raise OnnxDoctorError(f"tensor {name!r}: external data file {location!r}: {error.strerror or error}") from None
+    if not stat.S_ISREG(status.st_mode):
+        kind = _file_kind(status.st_mode)
+        raise OnnxDoctorError(f"tensor {name!r}: external data {location!r} is {kind}, not a regular file")
+    if status.st_nlink > 1:
+        raise OnnxDoctorError(
+            f"tensor {name!r}: external data file {location!r} has {status.st_nlink} hard links; "
+            "refusing to read it (a hard link may be a file from outside the model's folder)"
         )
-    if not resolved.is_file():
-        raise OnnxDoctorError(f"tensor {name!r}: external data file {location!r} is missing (looked in {folder})")
     try:
         offset = int(entries.get("offset", "0"))
         length_text = entries.get("length")
-        file_size = resolved.stat().st_size
+        file_size = status.st_size
         length = int(length_text) if length_text is not None else file_size - offset
     except ValueError:
         raise OnnxDoctorError(f"tensor {name!r}: external data offset or length is not a number") from None
@@ -139,6 +234,55 @@ def _locate_external_data(tensor: onnx.TensorProto, folder: Path) -> ExternalDat
             f"(needs bytes {offset}..{offset + length}, file has {file_size})"
         )
     return ExternalData(tensor=name, location=resolved, offset=offset, length=length)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((kind for test, kind in kinds if test(mode)), "a special file")
+
+
+def _open_regular_file(path: Path) -> int:
+    """A descriptor for reading a file that is regular (checked on the open file itself), or an
+    OnnxDoctorError. Opened without blocking: were it swapped for a FIFO after the check, the
+    open still returns at once, and the check after it refuses."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise OnnxDoctorError(f"{path}: is {_file_kind(mode)}, not a regular file")
+    return descriptor
+
+
+def _read_range(path: Path, offset: int, length: int) -> bytes:
+    descriptor = _open_regular_file(path)
+    try:
+        chunks, position, end = [], offset, offset + length
+        while position < end:
+            # pread returns at most about 2 GiB at a time on Linux.
+            chunk = os.pread(descriptor, min(end - position, 1 << 30), position)
+            if not chunk:
+                raise OnnxDoctorError(f"{path}: became shorter while being read")
+            chunks.append(chunk)
+            position += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(descriptor)
+
+
+def _read_in(tensor: onnx.TensorProto, folder: Path) -> Path:
+    """Replace a tensor's external data entry by its bytes, read through the folder check;
+    returns the file they came from."""
+    where = _locate_external_data(tensor, folder)
+    try:
+        raw = _read_range(where.location, where.offset, where.length)
+    except OSError as error:
+        reason = error.strerror or error
+        raise OnnxDoctorError(f"tensor {where.tensor!r}: cannot read external data: {reason}") from None
+    del tensor.external_data[:]
+    tensor.data_location = onnx.TensorProto.DEFAULT
+    tensor.raw_data = raw
+    return where.location
 
 
 def _invalid_text(message) -> str | None:
@@ -167,22 +311,14 @@ def _invalid_text(message) -> str | None:
 
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
-    """Parse an ONNX file (external data stays on disk) or raise OnnxDoctorError saying why not."""
+    """Parse an ONNX file (the main graph's external weights stay on disk) or raise
+    OnnxDoctorError saying why not."""
     path = Path(path)
-    if not path.exists():
-        raise OnnxDoctorError(f"{path}: no such file")
-    if path.is_dir():
-        raise OnnxDoctorError(f"{path}: is a folder, not an ONNX file")
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise OnnxDoctorError(f"{path}: cannot read: {error.strerror}") from None
-    if not data:
-        raise OnnxDoctorError(f"{path}: empty file, not an ONNX model")
+    data = _read_model_file(path)
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError) as error:
+    except (DecodeError, RuntimeError, ValueError, MemoryError) as error:
         raise OnnxDoctorError(f"{path}: not an ONNX model (protobuf parse failed: {error}); is the file truncated?") from None
     del data
     # Random bytes and other protobuf messages often parse "successfully" into a ModelProto
@@ -192,12 +328,49 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     broken_text = _invalid_text(proto)
     if broken_text:
         raise OnnxDoctorError(f"{path}: not a valid ONNX model ({broken_text} is not valid UTF-8); is the file damaged?")
-    external = {}
-    for tensor in all_tensors(proto.graph):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+    external, inlined_files = {}, set()
+    for tensor, is_main_initializer in _external_capable_tensors(proto):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        if is_main_initializer:
             located = _locate_external_data(tensor, path.parent)
             external[located.tensor] = located
-    return LoadedModel(path=path, proto=proto, external=external)
+        else:
+            inlined_files.add(_read_in(tensor, path.parent))
+    return LoadedModel(path=path, proto=proto, external=external, inlined_files=frozenset(inlined_files))
+
+
+# ONNX files hold one protobuf message, which cannot reach 2 GiB: a larger file is not a model,
+# and reading it whole could exhaust memory first.
+LARGEST_MODEL_FILE = 2**31
+
+
+def _read_model_file(path: Path) -> bytes:
+    """The bytes of a model file; anything but a regular file of a size protobuf can parse is
+    refused before it is opened (a FIFO would block, /dev/zero never ends)."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        raise OnnxDoctorError(f"{path}: no such file") from None
+    except (OSError, ValueError) as error:
+        raise OnnxDoctorError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise OnnxDoctorError(f"{path}: is a folder, not an ONNX file")
+    if not stat.S_ISREG(status.st_mode):
+        raise OnnxDoctorError(f"{path}: is {_file_kind(status.st_mode)}, not an ONNX file")
+    if status.st_size == 0:
+        raise OnnxDoctorError(f"{path}: empty file, not an ONNX model")
+    if status.st_size > LARGEST_MODEL_FILE:
+        raise OnnxDoctorError(
+            f"{path}: {status.st_size:,} bytes is over protobuf's 2 GiB limit "
+            "(a model this large keeps its weights as external data)"
+        )
+    try:
+        return _read_range(path, 0, status.st_size)
+    except OSError as error:
+        raise OnnxDoctorError(f"{path}: cannot read: {error.strerror or error}") from None
+    except MemoryError:
+        raise OnnxDoctorError(f"{path}: not enough memory to read {status.st_size:,} bytes") from None
 
 
 # Protobuf cannot serialize a message of 2 GiB or more: larger models keep weights outside.
@@ -228,11 +401,13 @@ def exceeds_protobuf_limit(model: onnx.ModelProto) -> bool:
 
 
 def load_full_model(loaded: LoadedModel) -> onnx.ModelProto:
-    """A copy of the model with every external tensor read in, for running and rewriting it."""
+    """A copy of the model with every external tensor read in (through the folder check), for
+    running and rewriting it."""
     model = onnx.ModelProto()
     model.CopyFrom(loaded.proto)
-    if loaded.external:
-        onnx.external_data_helper.load_external_data_for_model(model, str(loaded.folder))
+    for tensor, _ in _external_capable_tensors(model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            _read_in(tensor, loaded.folder)
     return model
 
 
@@ -313,7 +488,9 @@ def _save_model(model: onnx.ModelProto, path: Path, external_data: bool) -> None
         staged = Path(staging) / path.name
         onnx.save_model(model, staged, save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data_name, size_threshold=EXTERNAL_THRESHOLD)
-        _publish(Path(staging) / data_name, path.parent / data_name)
+        # No data file when every tensor is under the threshold: the model holds them all.
+        if (Path(staging) / data_name).exists():
+            _publish(Path(staging) / data_name, path.parent / data_name)
         _publish(staged, path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,42 @@ def test_cycle_gives_findings_not_a_crash():
 def test_api_raises_the_one_error_type(tmp_path):
     with pytest.raises(OnnxDoctorError, match="no such file"):
         diagnose(tmp_path / "nope.onnx")
+
+
+def test_model_path_that_is_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    # Nobody writes to the FIFO: opening it for reading would wait forever; the timeout makes that a failure.
+    result = subprocess.run([sys.executable, "-m", "onnxdoctor", "diagnose", str(fifo)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and result.stderr == f"onnxdoctor: {fifo}: is a FIFO, not an ONNX file\n"
+
+
+def test_model_path_that_is_a_symlink_to_dev_zero_is_refused(tmp_path):
+    (tmp_path / "zero.onnx").symlink_to("/dev/zero")
+    assert_refused(tmp_path / "zero.onnx", "is a character device, not an ONNX file")
+
+
+def test_external_data_that_is_a_device_is_refused(tmp_path):
+    try:
+        os.mknod(tmp_path / "external_data.bin", stat.S_IFCHR | 0o600, os.makedev(1, 5))  # /dev/zero's numbers
+    except PermissionError:
+        pytest.skip("creating a device file needs CAP_MKNOD")
+    assert_refused(copy_external_model(tmp_path), "is a character device, not a regular file")
+
+
+def test_external_data_with_several_hard_links_is_refused(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    # A hard link inside the folder may be a file from anywhere: nothing on disk says which name came first.
+    (tmp_path / "secret.bin").write_bytes((planted("external_data").parent / "external_data.bin").read_bytes())
+    os.link(tmp_path / "secret.bin", folder / "external_data.bin")
+    assert_refused(copy_external_model(folder), "has 2 hard links; refusing to read it")
+
+
+def test_control_characters_in_an_error_stay_on_one_line(tmp_path):
+    path = tmp_path / "evil\n\x1b[2Jname.onnx"
+    path.write_bytes(b"\x08not a model")
+    result = run(path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "\x1b" not in result.stderr, result.stderr
+    assert "evil\\n\\x1b[2Jname.onnx" in result.stderr
