@@ -21,6 +21,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -125,7 +126,8 @@ def main() -> None:
     from onnxdoctor.bench.run import BenchOptions, bench
     from onnxdoctor.render.bench import render_json
 
-    checkpoint, models = _exports(out, half=not arguments.smoke)
+    # Models go to a scratch folder: OUT keeps only the results (the GPU host returns few files).
+    checkpoint, models = _exports(Path(tempfile.mkdtemp(prefix="gpu-bench-")), half=not arguments.smoke)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (smoke run)"
     lines = [f"# onnxdoctor bench on {device}", "",
              f"date {time.strftime('%Y-%m-%d')}; torch {torch.__version__} (CUDA {torch.version.cuda}); "

@@ -221,6 +221,79 @@ def fix(path, output, pass_names, skip, static_shapes, inputs, rtol, atol, dry_r
     sys.exit(_exit_code([report.after], fail_on))
 
 
+def _parse_shape(value: str | None, option: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        shape = tuple(int(dim) for dim in value.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not shape or any(dim <= 0 for dim in shape):
+        raise OnnxDoctorError(f"{option} {value!r}: expected DxDxD, e.g. 4x3x480x640")
+    return shape
+
+
+@main.command()
+@click.argument("path")
+@click.option("--backend", "backends", multiple=True, metavar="NAMES",
+              help="auto (default), ort-cpu, ort-cuda, trt, trt-rtx; comma-separated or repeated.")
+@click.option("--fix", "with_fix", is_flag=True, help="Also time the model after each verified fix pass.")
+@click.option("--passes", "pass_names", multiple=True, metavar="NAMES", help="With --fix: only these passes.")
+@click.option("--static-shape", "static_shapes", multiple=True, metavar="NAME:DxD...",
+              help="Input shapes to time at (and, with --fix, to fold at).")
+@click.option("--inputs", type=click.Path(dir_okay=False), default=None, help="Inputs (.npz) instead of random ones.")
+@click.option("--torch", "torch_model", default=None, metavar="MODEL",
+              help="PyTorch baseline: an Ultralytics .pt or .yaml, or package.module:factory.")
+@click.option("--torch-mode", "torch_modes", multiple=True, metavar="MODES",
+              help="eager (default), cuda-graph, compile; comma-separated or repeated.")
+@click.option("--torch-shape", default=None, metavar="DxD...",
+              help="Run PyTorch at this input shape (what your PyTorch pipeline really feeds, e.g. 4x3x480x640).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="PyTorch's precision; the ONNX side runs the precision its model holds.")
+@click.option("--runs", type=click.IntRange(min=3), default=50, show_default=True, help="Timed calls per row (at least).")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=20.0, show_default=True,
+              help="Time budget for the interleaved timing.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result here.")
+def bench(path, backends, with_fix, pass_names, static_shapes, inputs, torch_model, torch_modes, torch_shape,
+          precision, runs, seconds, output_format, save) -> None:
+    """Time a model on its backends (and after each fix pass) beside PyTorch, on equal terms."""
+    from onnxdoctor.bench.run import BenchOptions, bench as run_bench
+    from onnxdoctor.render import bench as render_bench
+
+    try:
+        if save:
+            check_writable(save)
+        options = BenchOptions(
+            backends=tuple(_split(backends)) or ("auto",), fix=with_fix, passes=tuple(_split(pass_names)) or None,
+            static_shapes=_parse_static_shapes(static_shapes), inputs=inputs, torch=torch_model,
+            torch_modes=tuple(_split(torch_modes)) or ("eager",), torch_shape=_parse_shape(torch_shape, "--torch-shape"),
+            precision=precision, runs=runs, seconds=seconds,
+        )
+        from rich.console import Console
+
+        status = Console(stderr=True)
+        with status.status("bench") as spinner:
+            report = run_bench(path, options, progress=lambda message: spinner.update(message))
+    except OnnxDoctorError as error:
+        _fail(error)
+    rendered_json = render_bench.render_json(report)
+    if save:
+        from onnxdoctor.model import write_atomically
+
+        write_atomically(rendered_json.encode(), save)
+    if output_format == "json":
+        click.echo(rendered_json, nl=False)
+    else:
+        from rich.console import Console
+
+        console = Console(highlight=False, soft_wrap=True)
+        if not console.is_terminal:
+            # Piped or captured: the whole table, not one cropped to 80 columns.
+            console = Console(highlight=False, soft_wrap=True, width=220)
+        render_bench.render_text(report, console)
+
+
 @main.command("rules")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def list_rules(output_format) -> None:

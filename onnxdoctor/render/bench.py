@@ -32,11 +32,11 @@ def render_text(report, console: Console) -> None:
     for note in report.backend_notes:
         console.print(f"  [dim]{escape(note)}[/dim]")
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
-    for column, justify in (("step", "left"), ("runner", "left"), ("nodes", "right"), ("setup s", "right"),
-                            ("1st call ms", "right"), ("median ms", "right"), ("p90 ms", "right"),
-                            ("95% CI ms", "right"), ("H2D/compute/D2H ms", "right"), ("vs original", "left"),
-                            ("vs PyTorch", "left")):
-        table.add_column(column, justify=justify)
+    columns = [("step", "left"), ("runner", "left"), ("nodes", "right"), ("setup s", "right"),
+               ("1st call ms", "right"), ("median ms", "right"), ("p90 ms", "right"), ("95% CI ms", "right"),
+               ("H2D/compute/D2H ms", "right"), ("vs original", "left"), ("vs PyTorch", "left")]
+    for column, justify in columns:
+        table.add_column(column, justify=justify, no_wrap=True)
     for row in report.rows:
         nodes = "-" if row.nodes is None else str(row.nodes)
         if row.unavailable:
@@ -52,6 +52,11 @@ def render_text(report, console: Console) -> None:
             f"{_ms(summary.median_low)}–{_ms(summary.median_high)}", split,
             _comparison(row.versus_original), _comparison(row.versus_torch),
         )
+    # Columns no row fills (no fix, no PyTorch, no device copies) are left out.
+    for index in reversed(range(len(table.columns))):
+        if table.columns[index].header.startswith("vs ") and all(
+                cell in ("-", "") for cell in table.columns[index].cells):
+            table.columns.pop(index)
     console.print(table)
     console.print("[dim]times are host wall time per call; ratios are time / baseline time (below 1: faster), "
                   "with their 95% interval[/dim]")
