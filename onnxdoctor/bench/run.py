@@ -235,6 +235,7 @@ def bench(path: str | os.PathLike, options: BenchOptions = BenchOptions(),
             runners.append((row, runner, torch_feeds))
     active = _activate(runners, progress)
     outputs = _warm_up(active, options, progress)
+    active = [entry for entry in active if entry[0].unavailable is None]
     progress(f"timing {len(active)} runners interleaved")
     samples, timings = _interleave(active, options)
     _summarize(rows, active, samples, timings)
@@ -292,6 +293,10 @@ def _verify_search(report: BenchReport, model: onnx.ModelProto, feeds, torch_fee
         report.fastest = fastest.runner
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300]
+
+
 def _torch_feeds(feeds: dict[str, np.ndarray], shape: tuple[int, ...] | None) -> dict[str, np.ndarray]:
     if shape is None:
         return feeds
@@ -309,6 +314,9 @@ def _activate(runners, progress) -> list[tuple[BenchRow, Runner, dict]]:
             runner.activate()
         except RunnerUnavailable as reason:
             row.unavailable = str(reason)
+            continue
+        except Exception as error:  # noqa: BLE001 - one backend failing is a row's news, not the end of the bench
+            row.unavailable = f"failed to set up: {_one_line(error)}"
             continue
         finally:
             row.build = getattr(runner, "build", None)
@@ -331,7 +339,12 @@ def _warm_up(active, options: BenchOptions, progress) -> dict[str, dict[str, np.
             outputs[key] = runner.infer(feed)
             return runner.last_timing.total
 
-        result = stats.warm_up(call, min_runs=5, max_runs=200, max_seconds=max(budget, 0.5))
+        try:
+            result = stats.warm_up(call, min_runs=5, max_runs=200, max_seconds=max(budget, 0.5))
+        except Exception as error:  # noqa: BLE001 - e.g. torch.compile failing on its first call
+            row.unavailable = f"failed while running: {_one_line(error)}"
+            runner.deactivate()
+            continue
         row.first_call_seconds = result.first_call
         row.warm_up_runs, row.stabilized = 1 + len(result.samples), result.stabilized
         if not result.stabilized:
