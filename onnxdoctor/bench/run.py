@@ -340,13 +340,17 @@ def _warm_up(active, options: BenchOptions, progress) -> dict[str, dict[str, np.
             return runner.last_timing.total
 
         try:
-            result = stats.warm_up(call, min_runs=5, max_runs=200, max_seconds=max(budget, 0.5))
+            # The first call on its own (cuDNN algorithm search, graph capture, JIT): it must not
+            # eat the warm-up's time budget.
+            started = time.perf_counter()
+            call()
+            row.first_call_seconds = time.perf_counter() - started
+            result = stats.warm_up(call, min_runs=5, max_runs=200, max_seconds=max(budget, 1.0))
         except Exception as error:  # noqa: BLE001 - e.g. torch.compile failing on its first call
             row.unavailable = f"failed while running: {_one_line(error)}"
             runner.deactivate()
             continue
-        row.first_call_seconds = result.first_call
-        row.warm_up_runs, row.stabilized = 1 + len(result.samples), result.stabilized
+        row.warm_up_runs, row.stabilized = 2 + len(result.samples), result.stabilized
         if not result.stabilized:
             row.notes.append(f"times had not settled after {row.warm_up_runs} warm-up calls")
     return outputs
@@ -424,6 +428,12 @@ def equal_terms(model: onnx.ModelProto, feeds, torch_feeds, outputs, rows, optio
         lines.append("the rows ran on different devices: " + "; ".join(
             f"{row.runner} on {row.description.device}" for row in rows
             if row.description is not None and row.step in ("original", "PyTorch")))
+    gpu_ort = any(row.runner.startswith("ort-cuda") and row.description is not None for row in rows)
+    gpu_torch = any(row.description is not None and row.description.options.get("tf32") for row in rows)
+    if gpu_ort and gpu_torch:
+        lines.append("host buffers: PyTorch copies through page-locked buffers, ONNX Runtime's Python API from "
+                     "pageable numpy arrays, so host-to-device times differ for that reason alone; "
+                     "compare the compute column for the engines themselves (TF32 is off on both sides)")
     onnx_out = next((value for key, value in outputs.items() if key.endswith(" original")), None)
     torch_out = next((value for key, value in outputs.items() if key.startswith("torch-")), None)
     same_inputs = all(torch_feeds[name].shape == value.shape for name, value in feeds.items() if name in torch_feeds)
