@@ -9,8 +9,11 @@ to call (the graph replays on fixed addresses), so inputs are copied into them i
 from __future__ import annotations
 
 import functools
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -31,6 +34,10 @@ class OnnxRuntimeOptions:
     # ORT's graph optimizations ("all", "extended", "basic", "disabled").
     optimization: str = "all"
     intra_op_threads: int = 0  # 0: ONNX Runtime's default
+    # ONNX Runtime's per-node profiling (a Chrome-trace JSON): on from session creation, since
+    # ORT cannot start it later; the runner also saves the graph ORT optimized, which the
+    # trace's node names refer to. Both live in a temporary folder until deactivate().
+    profiling: bool = False
 
     @property
     def mode(self) -> str:
@@ -79,6 +86,20 @@ class OnnxRuntimeRunner(Runner):
         self._binding = None
         self._bound_inputs: dict = {}
         self._bound_outputs: dict = {}
+        # With options.profiling: the temporary folder holding the trace and the optimized model.
+        self._profile_folder: Path | None = None
+
+    @property
+    def optimized_model_path(self) -> Path | None:
+        """With profiling, the model as ONNX Runtime optimized it (fused, reordered): the nodes the trace names."""
+        return None if self._profile_folder is None else self._profile_folder / "optimized.onnx"
+
+    def end_profiling(self) -> Path:
+        """Stop profiling and return the trace (Chrome-trace JSON, one event per node run); it is
+        removed with the session at deactivate(), so read it before."""
+        if self._session is None or self._profile_folder is None:
+            raise RuntimeError(f"runner {self.name} is not an active profiling session")
+        return Path(self._session.end_profiling())
 
     @property
     def description(self) -> RunnerDescription:
@@ -115,6 +136,11 @@ class OnnxRuntimeRunner(Runner):
         }[self.options.optimization]
         if self.options.intra_op_threads:
             session_options.intra_op_num_threads = self.options.intra_op_threads
+        if self.options.profiling:
+            self._profile_folder = Path(tempfile.mkdtemp(prefix="onnxdoctor-profile-"))
+            session_options.enable_profiling = True
+            session_options.profile_file_prefix = str(self._profile_folder / "trace")
+            session_options.optimized_model_filepath = str(self.optimized_model_path)
         model = self.model
         if exceeds_protobuf_limit(model):
             # Over 2 GiB the model cannot be serialized: large weights go to ONNX Runtime from memory.
@@ -125,13 +151,23 @@ class OnnxRuntimeRunner(Runner):
             providers = [("CUDAExecutionProvider", self._provider_options()), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
-        self._session = ort.InferenceSession(model.SerializeToString(), session_options, providers=providers)
+        try:
+            self._session = ort.InferenceSession(model.SerializeToString(), session_options, providers=providers)
+        except BaseException:
+            self._remove_profile_folder()
+            raise
         if self.options.provider == "cuda":
             self._binding = self._session.io_binding()
 
     def deactivate_impl(self) -> None:
         self._session = self._binding = None
         self._bound_inputs, self._bound_outputs = {}, {}
+        self._remove_profile_folder()
+
+    def _remove_profile_folder(self) -> None:
+        if self._profile_folder is not None:
+            shutil.rmtree(self._profile_folder, ignore_errors=True)
+            self._profile_folder = None
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Timing]:
         if self._binding is None:
