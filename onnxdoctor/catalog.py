@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onnxdoctor.findings import Severity
-from onnxdoctor.model import OnnxDoctorError
+from onnxdoctor.errors import OnnxDoctorError
 
 _PACKAGE = Path(__file__).resolve().parent
 # Installed wheels carry the catalog inside the package; a source checkout keeps it at the top.

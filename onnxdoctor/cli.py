@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from onnxdoctor.findings import Severity
-from onnxdoctor.model import OnnxDoctorError, OverwritesInput, check_writable, refuse_overwriting
+from onnxdoctor.errors import OnnxDoctorError, OverwritesInput
+from onnxdoctor.files import check_writable, refuse_overwriting
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
 
@@ -97,7 +97,7 @@ def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elemen
 
 
 def _emit(reports, failures, output_format, output) -> None:
-    from onnxdoctor.model import write_atomically
+    from onnxdoctor.files import write_atomically
 
     if output_format == "text":
         from rich.console import Console
@@ -131,6 +131,7 @@ def _exit_code(reports, fail_on: str) -> int:
     if fail_on == "never":
         return EXIT_CLEAN
     from onnxdoctor.catalog import load_catalog
+    from onnxdoctor.findings import Severity
 
     threshold = Severity.parse(fail_on)
     catalog = load_catalog()
@@ -279,7 +280,7 @@ def bench(path, backends, with_fix, pass_names, static_shapes, inputs, torch_mod
         _fail(error)
     rendered_json = render_bench.render_json(report)
     if save:
-        from onnxdoctor.model import write_atomically
+        from onnxdoctor.files import write_atomically
 
         write_atomically(rendered_json.encode(), save)
     if output_format == "json":
@@ -333,3 +334,13 @@ def explain(rule) -> None:
         console.print(f"[bold]{heading}[/bold]\n{escape(body)}\n")
     command = fix_command(found)
     console.print(f"[bold]Fix pass[/bold]\n{command or 'none: this needs a change at the source'}")
+
+
+def _register_engine_commands() -> None:
+    # profile lives in its own package; importing its command loads click only.
+    from onnxdoctor.profile.cli_command import profile_command
+
+    main.add_command(profile_command)
+
+
+_register_engine_commands()

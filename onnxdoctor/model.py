@@ -16,7 +16,7 @@ import os
 import secrets
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,33 +25,8 @@ import onnx
 from google.protobuf.message import DecodeError, EncodeError
 from onnx import numpy_helper
 
-
-class OnnxDoctorError(Exception):
-    """A problem with the user's input or environment: shown as one line, exit code 2."""
-
-
-class OverwritesInput(OnnxDoctorError):
-    """An output that would replace an input file: the whole command stops, nothing is written."""
-
-
-def same_file(first: str | os.PathLike, second: str | os.PathLike) -> bool:
-    """Whether two paths name one file: the same path once resolved, or the same inode
-    (a symlink or a hard link to it)."""
-    try:
-        if Path(first).resolve() == Path(second).resolve():
-            return True
-        return os.path.samefile(first, second)
-    except (OSError, ValueError):  # one of them does not exist (yet), or cannot be a path
-        return False
-
-
-def refuse_overwriting(
-    output: str | os.PathLike, inputs: Iterable[str | os.PathLike], what: str, hint: str = ""
-) -> None:
-    """Raise OverwritesInput if `output` is the same file as one of `inputs` (described as `what`)."""
-    for given in inputs:
-        if same_file(output, given):
-            raise OverwritesInput(f"{output}: refusing to overwrite {what} ({given}){hint}")
+from onnxdoctor.errors import OnnxDoctorError, OverwritesInput  # noqa: F401 - re-exported
+from onnxdoctor.files import check_writable, publish_file, refuse_overwriting, same_file, write_atomically  # noqa: F401 - re-exported
 
 
 def read_tensor(tensor: onnx.TensorProto) -> np.ndarray | None:
@@ -450,19 +425,6 @@ def split_weights(model: onnx.ModelProto, threshold: int = EXTERNAL_THRESHOLD) -
     return skeleton, large
 
 
-def check_writable(path: str | os.PathLike) -> Path:
-    """The output path, if its folder exists and can be written to; else a one-line error."""
-    path = Path(path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise OnnxDoctorError(f"{path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise OnnxDoctorError(f"{path}: folder {folder} is not writable")
-    if path.is_dir():
-        raise OnnxDoctorError(f"{path}: is a folder")
-    return path
-
-
 def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data: bool = False) -> None:
     """Write a model atomically; with its weights in PATH.data when asked or when it exceeds
     protobuf's 2 GiB limit. Writing external data moves the weights out of `model`."""
@@ -490,37 +452,5 @@ def _save_model(model: onnx.ModelProto, path: Path, external_data: bool) -> None
                         location=data_name, size_threshold=EXTERNAL_THRESHOLD)
         # No data file when every tensor is under the threshold: the model holds them all.
         if (Path(staging) / data_name).exists():
-            _publish(Path(staging) / data_name, path.parent / data_name)
-        _publish(staged, path)
-
-
-def _publish(temporary: Path, path: Path) -> None:
-    """Give a finished temporary file the permissions a new file gets (or the replaced file
-    had), then rename it into place: the only moment the output path changes."""
-    if path.exists():
-        mode = path.stat().st_mode & 0o7777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
-
-
-def write_atomically(data: bytes, path: str | os.PathLike) -> None:
-    """Write a file atomically: a temporary file in the same folder, then a rename.
-
-    A reader (or a killed process) never sees half a file, and an existing file is only
-    replaced once the new one is complete.
-    """
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        _publish(Path(temporary), path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+            publish_file(Path(staging) / data_name, path.parent / data_name)
+        publish_file(staged, path)

@@ -35,3 +35,35 @@ def test_diagnose_works_with_heavy_packages_unimportable(tmp_path):
                             capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path), "PATH": ""})
     assert result.returncode == 1, result.stderr
     assert "OD202" in result.stdout
+
+
+LIGHT_COMMANDS = (["--help"], ["rules"], ["explain", "OD301"], ["bench", "--help"], ["profile", "--help"],
+                  ["fix", "--help"], ["diagnose", "--help"])
+NOT_FOR_HELP = ("onnx", "numpy", "networkx", "onnxruntime", "onnx_graphsurgeon", "polygraphy", *HEAVY)
+
+
+def test_help_rules_and_explain_import_no_model_library():
+    for command in LIGHT_COMMANDS:
+        script = (
+            "import sys, runpy\n"
+            f"sys.argv = ['onnxdoctor', *{command!r}]\n"
+            "try:\n"
+            "    runpy.run_module('onnxdoctor', run_name='__main__')\n"
+            "except SystemExit as stop:\n"
+            "    assert not stop.code, stop.code\n"
+            f"print(__import__('json').dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({NOT_FOR_HELP!r}))))\n"
+        )
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert result.returncode == 0, (command, result.stderr)
+        assert json.loads(result.stdout.splitlines()[-1]) == [], command
+
+
+def test_the_package_exposes_its_api_lazily():
+    script = ("import sys, onnxdoctor\n"
+              "assert 'onnx' not in sys.modules and 'numpy' not in sys.modules\n"
+              "assert callable(onnxdoctor.diagnose) and 'onnx' in sys.modules\n"
+              "print(sorted(dir(onnxdoctor)))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for name in ("diagnose", "fix", "bench", "profile", "Finding", "Report", "OnnxDoctorError"):
+        assert name in result.stdout

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from onnxdoctor.model import OnnxDoctorError, check_writable, refuse_overwriting
+from onnxdoctor.errors import OnnxDoctorError
+from onnxdoctor.files import check_writable, refuse_overwriting
 
 
 @click.command("profile")
