@@ -7,6 +7,7 @@ the main graph, the others on every graph (main, subgraph bodies, functions).
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -23,18 +24,6 @@ class Analyzer:
 
 REGISTRY: dict[str, Analyzer] = {}
 
-_MODULES = (
-    "invalid_model",
-    "not_topologically_sorted",
-    "cycle",
-    "dead_nodes",
-    "unfolded_constant",
-    "fold_failure",
-    "shape_dependent_subgraph",
-    "int64_shape_constant",
-    "int64_data_tensor",
-    "int64_out_of_int32_range",
-)
 
 
 def analyzer(code: str, *, whole_model: bool = False):
@@ -48,8 +37,9 @@ def analyzer(code: str, *, whole_model: bool = False):
 
 
 def load_analyzers() -> dict[str, Analyzer]:
-    for module in _MODULES:
-        importlib.import_module(f"onnxdoctor.analyzers.{module}")
+    """Every analyzer: each module of this package registers its own (discovered, not listed)."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
     return REGISTRY
 
 
