@@ -135,15 +135,28 @@ class Use:
 
 
 def outer_scope_names(graph: onnx.GraphProto) -> set[str]:
-    """Tensors a subgraph reads that it does not define: they come from enclosing scopes."""
-    defined = {value.name for value in graph.input} | {tensor.name for tensor in graph.initializer}
-    read: set[str] = set()
-    for node in graph.node:
-        defined.update(node.output)
-        read.update(name for name in node.input if name)
-        for _, subgraph in attribute_subgraphs(node):
-            read.update(outer_scope_names(subgraph))
-    return read - defined
+    """Tensors a subgraph reads that it does not define: they come from enclosing scopes.
+
+    A name read in a nested body is outer when neither that body nor any graph between it
+    and `graph` defines it. A stack, not recursion: nesting depth is the model's choice.
+    """
+    outer: set[str] = set()
+    pending = [(graph, frozenset())]
+    while pending:
+        current, defined_around = pending.pop()
+        defined = defined_around | _names_defined_in(current)
+        for node in current.node:
+            outer.update(name for name in node.input if name and name not in defined)
+            pending.extend((subgraph, defined) for _, subgraph in attribute_subgraphs(node))
+    return outer
+
+
+def _names_defined_in(graph: onnx.GraphProto) -> frozenset[str]:
+    return frozenset(
+        [value.name for value in graph.input]
+        + [tensor.name for tensor in graph.initializer]
+        + [name for node in graph.node for name in node.output]
+    )
 
 
 def constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:
@@ -533,10 +546,9 @@ class GraphView:
     def constant_reads(self) -> frozenset[str]:
         """Tensors foldable nodes read, here and in the bodies below (whose outer reads come
         from this graph's initializers)."""
-        reads = {name for index in self.foldable_nodes for name in self.node_inputs(index)}
-        for body in self.subviews:
-            reads |= body.constant_reads
-        return frozenset(reads)
+        return frozenset(
+            name for view in self.walk() for index in view.foldable_nodes for name in view.node_inputs(index)
+        )
 
     @property
     def known_shape_values(self) -> dict[int, np.ndarray]:
@@ -641,22 +653,46 @@ class GraphView:
         outputs = [output for output in node.output if output]
         return bool(outputs) and all(output in shape_valued for output in outputs)
 
-    def only_clamped_uses(self, name: str, _seen: frozenset[str] = frozenset()) -> bool:
+    def only_clamped_uses(self, name: str) -> bool:
         """Whether every use of a tensor is a Slice start/end/step, possibly through
         ops that pass elements unchanged: out-of-range values there are clamped, not corrupted."""
+        return name in self._clamped_only_tensors
+
+    @functools.cached_property
+    def _clamped_only_tensors(self) -> frozenset[str]:
+        """Every tensor for which `only_clamped_uses` holds, found in one backward pass.
+
+        Readers come after producers, so walking the order backwards decides what carries a
+        tensor's elements on before the tensor itself: linear in the graph, and no recursion
+        along chains as long as the model makes them (thousands of Identity nodes). A carrier
+        not yet decided sits on a cycle with the tensor: never clamped.
+        """
+        backwards = [name for index in reversed(self.topological_order) for name in self.nodes[index].output if name]
+        unproduced = [name for name in self.consumers if name not in self.producers]
+        clamped: set[str] = set()
+        for name in backwards + unproduced:
+            carriers = self._element_carriers(name)
+            if carriers is not None and all(carrier in clamped for carrier in carriers):
+                clamped.add(name)
+        return frozenset(clamped)
+
+    def _element_carriers(self, name: str) -> list[str] | None:
+        """The tensors that pass a tensor's elements on unchanged, when every other use of it
+        is a clamped Slice input; None when some use is neither (or it has no use, or is an output)."""
         uses = self.consumers.get(name, [])
-        if not uses or name in self.outputs or name in _seen:
-            return False
+        if not uses or name in self.outputs:
+            return None
+        carriers = []
         for use in uses:
             node = self.nodes[use.node]
             if use.slot in CLAMPED_SLOTS.get(node.op_type, ()):
                 continue
             passes_elements = node.op_type == "Concat" or (node.op_type in ELEMENT_PRESERVING_OPS and use.slot == 0)
             outputs = [output for output in node.output if output]
-            if passes_elements and outputs and all(self.only_clamped_uses(o, _seen | {name}) for o in outputs):
-                continue
-            return False
-        return True
+            if not (passes_elements and outputs):
+                return None
+            carriers.extend(outputs)
+        return carriers
 
     def connected_groups(self, indices) -> list[list[int]]:
         """The given nodes split into connected groups, each in execution order, groups by first node."""
@@ -691,10 +727,12 @@ class GraphView:
         return found
 
     def walk(self) -> Iterator[GraphView]:
-        """This view and every subgraph view below it."""
-        yield self
-        for subview in self.subviews:
-            yield from subview.walk()
+        """This view and every subgraph view below it, depth first (a stack, not recursion)."""
+        pending = [self]
+        while pending:
+            current = pending.pop()
+            yield current
+            pending.extend(reversed(current.subviews))
 
 
 def shape_slice(node: onnx.NodeProto, rank: int) -> tuple[int, int]:
@@ -715,6 +753,7 @@ def build_views(
 ) -> GraphView:
     """The main graph's view, with views of every subgraph and model-local function below it."""
     main = _view_of_graph(model.graph, types, scope="main", parent=None, outer=frozenset())
+    _add_subviews(main, types)
     main.probed_dims = probed_dims or {}
     for function in model.functions:
         view = GraphView(
@@ -731,7 +770,7 @@ def build_views(
 
 
 def _view_of_graph(graph, types, *, scope, parent, outer) -> GraphView:
-    view = GraphView(
+    return GraphView(
         list(graph.node),
         inputs=[value.name for value in graph.input],
         outputs=[value.name for value in graph.output],
@@ -742,21 +781,24 @@ def _view_of_graph(graph, types, *, scope, parent, outer) -> GraphView:
         outer_names=outer,
         sparse_initializers=frozenset(sparse.values.name for sparse in graph.sparse_initializer),
     )
-    _add_subviews(view, types)
-    return view
 
 
-def _add_subviews(view: GraphView, types) -> None:
-    visible = (
-        view.outer_names
-        | set(view.inputs)
-        | set(view.initializers)
-        | view.sparse_initializers
-        | {name for node in view.nodes for name in node.output if name}
-    )
-    for index, node in enumerate(view.nodes):
-        for attribute_name, subgraph in attribute_subgraphs(node):
-            scope = f"{view.scope} / {view.label(index)}.{attribute_name}"
-            body = _view_of_graph(subgraph, types, scope=scope, parent=view, outer=frozenset(visible))
-            view.subviews.append(body)
-            view.subviews_of[index].append(body)
+def _add_subviews(top: GraphView, types) -> None:
+    """Views of the bodies below `top`, at any depth (a stack, not recursion)."""
+    pending = [top]
+    while pending:
+        view = pending.pop()
+        visible = frozenset(
+            view.outer_names
+            | set(view.inputs)
+            | set(view.initializers)
+            | view.sparse_initializers
+            | {name for node in view.nodes for name in node.output if name}
+        )
+        for index, node in enumerate(view.nodes):
+            for attribute_name, subgraph in attribute_subgraphs(node):
+                scope = f"{view.scope} / {view.label(index)}.{attribute_name}"
+                body = _view_of_graph(subgraph, types, scope=scope, parent=view, outer=visible)
+                view.subviews.append(body)
+                view.subviews_of[index].append(body)
+                pending.append(body)

@@ -10,7 +10,10 @@ from onnxdoctor.findings import Finding, plural
 from onnxdoctor.validation import node_name_in
 
 # Checker messages that our own structural checks report better (every case, not the first).
-_STRUCTURAL_MESSAGES = ("topologically sorted", "is not output of any previous nodes", "single static assignment")
+_STRUCTURAL_MESSAGES = (
+    "topologically sorted", "is not output of any previous nodes", "single static assignment",
+    "Field 'shape' of 'type' is required but missing",
+)
 
 
 @analyzer("OD101", whole_model=True)
@@ -37,6 +40,7 @@ def invalid_model(graph: GraphAnalysis) -> Iterator[Finding]:
                     tensors=[tensor],
                 )
             )
+    structural.extend(_shapeless_interface(graph))
     yield from structural
 
     validation = graph.validation
@@ -50,6 +54,26 @@ def invalid_model(graph: GraphAnalysis) -> Iterator[Finding]:
         yield graph.finding("OD101", message)
     for error in validation.inference_errors:
         yield graph.finding("OD101", f"shape inference: {error}", node_names=_named(error))
+
+
+def _shapeless_interface(graph: GraphAnalysis) -> Iterator[Finding]:
+    """Model inputs and outputs with a tensor type but no shape: onnx.checker requires one
+    (the checker's own message names neither the tensor nor the fix)."""
+    main = graph.model.proto.graph
+    initializers = {tensor.name for tensor in main.initializer}
+    for kind, values in (("input", main.input), ("output", main.output)):
+        for value in values:
+            if value.type.WhichOneof("value") != "tensor_type" or value.type.tensor_type.HasField("shape"):
+                continue
+            # A static shape given to fix makes the input's shape, and with it the outputs'.
+            settable = kind == "input" and value.name not in initializers
+            yield graph.finding(
+                "OD101",
+                f"graph {kind} {value.name} declares no shape, not even its rank; onnx.checker requires one "
+                "on the model's inputs and outputs, and TensorRT needs at least the rank",
+                tensors=[value.name],
+                fix=f"onnxdoctor fix MODEL -o OUT --static-shape {value.name}:<dims>" if settable else None,
+            )
 
 
 def _named(message: str) -> list[str]:

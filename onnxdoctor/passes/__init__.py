@@ -6,17 +6,16 @@ after every pass and rolls the pass back if any output differs.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from collections import Counter
-
 import onnx
 
+from onnxdoctor import validation
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
 from onnxdoctor.graph import TensorType
 from onnxdoctor.model import attribute_subgraphs, split_weights, walk_graphs
-from onnxdoctor import validation
 
 
 @dataclass(frozen=True)

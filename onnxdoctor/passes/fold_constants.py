@@ -19,6 +19,7 @@ from onnxdoctor.passes import (
     infer_types,
     node_key,
 )
+from onnxdoctor.passes.toposort import sorted_copy
 
 # Bytes per element assumed when turning the element limit into graphsurgeon's byte threshold.
 _BYTES_PER_ELEMENT = 4
@@ -75,6 +76,10 @@ def _sliced_shapes_as_constants(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def fold(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
     model = _sliced_shapes_as_constants(model)
+    if any(view.out_of_order_uses for view in build_views(model, {}).walk()):
+        # graphsurgeon's toposort (which folding needs) recurses along unsorted dependency
+        # chains and fails past ~500 nodes; on a sorted graph it goes no deeper than one step.
+        model = sorted_copy(model)
 
     def edit(graph) -> None:
         graph.toposort(recurse_subgraphs=True)

@@ -9,7 +9,6 @@ from onnxdoctor.graph import TensorType
 from onnxdoctor.model import walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_types
 
-
 _CANDIDATES = frozenset({"Identity", "Cast", "Reshape"})
 
 

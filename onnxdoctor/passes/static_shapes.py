@@ -38,7 +38,14 @@ class StaticShapes(Pass):
 def set_static_shape(inputs: dict, name: str, shape: tuple[int, ...]) -> None:
     if name not in inputs:
         raise OnnxDoctorError(f"--static-shape: the model has no input {name!r} (inputs: {', '.join(inputs)})")
-    dims = inputs[name].type.tensor_type.shape.dim
+    tensor_type = inputs[name].type.tensor_type
+    if not tensor_type.HasField("shape"):
+        # No shape at all means the rank is unknown too (an empty shape is a scalar): the
+        # dims given make the shape, and the model passes onnx.checker, which needs one.
+        tensor_type.shape.SetInParent()
+        tensor_type.shape.dim.extend(onnx.TensorShapeProto.Dimension(dim_value=size) for size in shape)
+        return
+    dims = tensor_type.shape.dim
     if len(dims) != len(shape):
         raise OnnxDoctorError(f"--static-shape: input {name!r} has rank {len(dims)}, got {len(shape)} dims")
     for axis, (dim, size) in enumerate(zip(dims, shape, strict=True)):

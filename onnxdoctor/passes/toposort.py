@@ -1,21 +1,49 @@
-"""toposort (OD201): put nodes in execution order; refuse on a cycle (OD202), naming it."""
+"""toposort (OD201): put nodes in execution order; refuse on a cycle (OD202), naming it.
+
+Our own sort, not onnx-graphsurgeon's: its toposort recurses once per node of a dependency
+chain and fails (RecursionError) on unsorted chains deeper than about 500 nodes, exactly the
+graphs OD201 reports. GraphView's order is Kahn's algorithm with a queue of its own: stable
+(among nodes ready to run, the first in the file goes first, so a sorted graph keeps its
+order), and it counts what If/Loop bodies read from outside as inputs of the node holding them.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import onnx
 
 from onnxdoctor.graph import build_views
-from onnxdoctor.model import walk_graphs
-from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult, compare_models, edit_with_graphsurgeon
+from onnxdoctor.model import attribute_subgraphs, walk_graphs
+from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult, compare_models
 
 
-def _order_by_views(model: onnx.ModelProto) -> None:
-    """Reorder every graph's nodes, in place, by GraphView's order (which counts what subgraphs read)."""
-    # Same depth-first order on both sides; the views of model-local functions come last, unpaired.
-    for graph, view in zip(walk_graphs(model.graph), build_views(model, {}).walk(), strict=False):
+def _node_lists(model: onnx.ModelProto) -> Iterator[onnx.GraphProto | onnx.FunctionProto]:
+    """Every list of nodes (graphs, bodies, model-local functions) in the order
+    `build_views(model).walk()` visits their views: the main graph and its bodies depth first,
+    then each function and the bodies inside it."""
+    yield from walk_graphs(model.graph)
+    for function in model.functions:
+        yield function
+        for node in function.node:
+            for _, body in attribute_subgraphs(node):
+                yield from walk_graphs(body)
+
+
+def sorted_copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy with every graph's nodes in its view's order (nodes of a cycle stay in file order).
+
+    Innermost bodies first: a graph is rewritten only after the bodies inside its nodes, so
+    the nodes it copies are final.
+    """
+    copied = onnx.ModelProto()
+    copied.CopyFrom(model)
+    pairs = list(zip(_node_lists(copied), build_views(copied, {}).walk(), strict=True))
+    for nodes, view in reversed(pairs):
         ordered = [_copy(view.nodes[index]) for index in view.topological_order]
-        del graph.node[:]
-        graph.node.extend(ordered)
+        del nodes.node[:]
+        nodes.node.extend(ordered)
+    return copied
 
 
 def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
@@ -27,7 +55,7 @@ def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
 class Toposort(Pass):
     name = "toposort"
     resolves = ("OD201",)
-    description = "sort nodes topologically (onnx-graphsurgeon toposort), subgraphs included"
+    description = "sort nodes topologically (stable: sorted parts keep their order), subgraphs and functions included"
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         views = list(build_views(model, {}).walk())
@@ -38,14 +66,8 @@ class Toposort(Pass):
                 raise PassRefused(f"cycle in {view.scope}: {path}; no order can run it (OD202)")
         early = sorted({view.label(consumer) for view in views for consumer, _, _ in view.out_of_order_uses})
         if not early:
-            # A sorted graph stays as it is: graphsurgeon would re-sort it into another valid order.
             return PassResult(model, False, "already sorted")
-        sorted_model = edit_with_graphsurgeon(model, lambda graph: graph.toposort(recurse_subgraphs=True))
-        if any(view.out_of_order_uses for view in build_views(sorted_model, {}).walk()):
-            # graphsurgeon orders by explicit inputs only; a node whose If/Loop body reads a
-            # tensor from outside must also come after that tensor's producer.
-            _order_by_views(sorted_model)
-        result = compare_models(model, sorted_model, "", order_matters=True)
+        result = compare_models(model, sorted_copy(model), "", order_matters=True)
         shown = ", ".join(early[:5]) + (" …" if len(early) > 5 else "")
         result.summary = f"sorted; {len(early)} nodes read tensors before they were produced ({shown})"
         return result

@@ -3,40 +3,40 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 
 from onnxdoctor.catalog import load_catalog
 from onnxdoctor.pipeline import APPLIED, REFUSED, ROLLED_BACK, UNVERIFIED
 from onnxdoctor.render.json import rule_counts_before_after
+from onnxdoctor.render.text import shown
 
 _STATUS_STYLES = {APPLIED: "green", ROLLED_BACK: "bold red", REFUSED: "yellow", UNVERIFIED: "yellow"}
 
 
 def _error_columns(step) -> str:
     verification = step.verification
-    notes = "".join(f"  [yellow]{escape(note)}[/yellow]" for note in step.notes)
+    notes = "".join(f"  [yellow]{shown(note)}[/yellow]" for note in step.notes)
     if verification is None:
         return notes
     if verification.error:
-        return f"  [red]{escape(verification.error)}[/red]"
+        return f"  [red]{shown(verification.error)}[/red]"
     worst_absolute = max((o.max_absolute for o in verification.outputs), default=0.0)
     worst_relative = max((o.max_relative for o in verification.outputs), default=0.0)
     failed = [o.name for o in verification.outputs if not o.passed]
     empty = [o.name for o in verification.outputs if not o.compared]
     text = f"  max abs {worst_absolute:.3g}, max rel {worst_relative:.3g}"
-    text += f" [dim](empty, not compared: {escape(', '.join(empty))})[/dim]" if empty and not verification.vacuous else ""
-    return text + (f" [red](differs: {escape(', '.join(failed))})[/red]" if failed else "") + notes
+    text += f" [dim](empty, not compared: {shown(', '.join(empty))})[/dim]" if empty and not verification.vacuous else ""
+    return text + (f" [red](differs: {shown(', '.join(failed))})[/red]" if failed else "") + notes
 
 
 def render(report, console: Console) -> None:
     target = f" → {report.output}" if report.output else " (dry run, nothing written)"
-    console.print(f"[bold]{escape(report.model)}[/bold]{escape(target)}")
+    console.print(f"[bold]{shown(report.model)}[/bold]{shown(target)}")
     inputs = ", ".join(f"{name} {'x'.join(map(str, shape)) or 'scalar'}" for name, shape in report.inputs.items())
     if report.unverified_reason:
-        console.print(f"  [yellow]not verified: {escape(report.unverified_reason)}[/yellow]", soft_wrap=True)
+        console.print(f"  [yellow]not verified: {shown(report.unverified_reason)}[/yellow]", soft_wrap=True)
     else:
         console.print(
-            f"  [dim]verified on {escape(inputs)} ({report.verified_on}); "
+            f"  [dim]verified on {shown(inputs)} ({report.verified_on}); "
             f"rtol {report.tolerance[0]:g}, atol {report.tolerance[1]:g}[/dim]"
         )
     width = max(len(step.name) for step in report.steps) if report.steps else 0
@@ -44,7 +44,7 @@ def render(report, console: Console) -> None:
         style = _STATUS_STYLES.get(step.status, "dim")
         resolves = ",".join(step.resolves) or "-"
         console.print(
-            f"  {step.name:<{width}}  {resolves:<6}  [{style}]{step.status:<14}[/{style}] {escape(step.summary)}"
+            f"  {step.name:<{width}}  {resolves:<6}  [{style}]{step.status:<14}[/{style}] {shown(step.summary)}"
             + _error_columns(step),
             soft_wrap=True,
         )

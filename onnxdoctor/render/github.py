@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from onnxdoctor.findings import Report, Severity
-from onnxdoctor.render import rule_of
+from onnxdoctor.render import printable, rule_of
 
 _COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
 
 def _escape(text: str, *, property_value: bool = False) -> str:
-    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """A workflow command's message or property: shown as the other formats show it (so a
+    newline in a name reads `\\n` here too and cannot end the command), then GitHub's own escapes."""
+    text = printable(text).replace("%", "%25")
     if property_value:
         text = text.replace(":", "%3A").replace(",", "%2C")
     return text

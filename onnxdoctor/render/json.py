@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 from onnxdoctor.catalog import load_catalog
 from onnxdoctor.findings import Report
-from onnxdoctor.render import fix_command, rule_of
+from onnxdoctor.render import fix_command, json_text, printable, rule_of
 
 SCHEMA_VERSION = 1
 
@@ -18,7 +17,8 @@ def finding_record(finding) -> dict:
         "rule": rule.code,
         "name": rule.name,
         "severity": rule.severity.label,
-        "message": finding.message,
+        # Messages read as in the other formats; names (nodes, tensors) stay exact, JSON-escaped.
+        "message": printable(finding.message),
         "nodes": list(finding.nodes),
         "tensors": list(finding.tensors),
         "graph": finding.graph,
@@ -44,17 +44,17 @@ def report_record(report: Report) -> dict:
             **report.stats,
         },
         "findings": [finding_record(finding) for finding in report.findings],
-        "notes": list(report.notes),
+        "notes": [printable(note) for note in report.notes],
     }
 
 
 def render(reports: list[Report], failures: dict[str, str]) -> str:
     """One model: its report object. Several: {"models": [...]}, failed inputs as {"model", "error"}."""
     if len(reports) == 1 and not failures:
-        return json.dumps(report_record(reports[0]), indent=2, ensure_ascii=False) + "\n"
+        return json_text(report_record(reports[0]))
     models = [report_record(report) for report in reports]
-    models += [{"model": path, "error": error} for path, error in failures.items()]
-    return json.dumps({"schema_version": SCHEMA_VERSION, "models": models}, indent=2, ensure_ascii=False) + "\n"
+    models += [{"model": path, "error": printable(error)} for path, error in failures.items()]
+    return json_text({"schema_version": SCHEMA_VERSION, "models": models})
 
 
 def fix_record(report) -> dict:
@@ -67,16 +67,16 @@ def fix_record(report) -> dict:
                 "pass": step.name,
                 "resolves": list(step.resolves),
                 "status": step.status,
-                "summary": step.summary,
+                "summary": printable(step.summary),
                 "nodes_removed": result.nodes_removed if result else [],
                 "nodes_added": result.nodes_added if result else [],
                 "tensors_changed": result.tensors_changed if result else [],
-                "notes": step.notes,
+                "notes": [printable(note) for note in step.notes],
                 "verification": None
                 if verification is None
                 else {
                     "passed": verification.passed,
-                    "error": verification.error,
+                    "error": _printable_or_none(verification.error),
                     "outputs": [
                         {"name": o.name, "max_absolute": _finite(o.max_absolute), "max_relative": _finite(o.max_relative),
                          "passed": o.passed, "compared": o.compared}
@@ -91,7 +91,7 @@ def fix_record(report) -> dict:
         "output": report.output,
         "inputs": {name: list(shape) for name, shape in report.inputs.items()},
         "tolerance": {"rtol": report.tolerance[0], "atol": report.tolerance[1]},
-        "unverified_reason": report.unverified_reason,
+        "unverified_reason": _printable_or_none(report.unverified_reason),
         "verified_on": report.verified_on,
         "passes": steps,
         "findings_before_after": {
@@ -100,6 +100,10 @@ def fix_record(report) -> dict:
         "before": report_record(report.before),
         "after": report_record(report.after),
     }
+
+
+def _printable_or_none(text: str | None) -> str | None:
+    return None if text is None else printable(text)
 
 
 def _finite(number: float) -> float | None:
@@ -116,4 +120,4 @@ def rule_counts_before_after(report) -> dict[str, tuple[int, int]]:
 
 
 def render_fix(report) -> str:
-    return json.dumps(fix_record(report), indent=2, ensure_ascii=False) + "\n"
+    return json_text(fix_record(report))

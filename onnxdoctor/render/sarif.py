@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from onnxdoctor import __version__
 from onnxdoctor.catalog import load_catalog
 from onnxdoctor.findings import Report, Severity
-from onnxdoctor.render import rule_of
+from onnxdoctor.render import json_text, printable, rule_of
 
 _LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 
@@ -26,7 +25,7 @@ def render(reports: list[Report], failures: dict[str, str]) -> str:
                     "ruleId": rule.code,
                     "ruleIndex": index[rule.code],
                     "level": _LEVELS[rule.severity],
-                    "message": {"text": finding.message},
+                    "message": {"text": printable(finding.message)},
                     "locations": [
                         {
                             "physicalLocation": {"artifactLocation": {"uri": uri}},
@@ -40,7 +39,7 @@ def render(reports: list[Report], failures: dict[str, str]) -> str:
                 }
             )
     notifications = [
-        {"level": "error", "message": {"text": error}, "locations": [{"physicalLocation": {"artifactLocation": {"uri": path}}}]}
+        {"level": "error", "message": {"text": printable(error)}, "locations": [{"physicalLocation": {"artifactLocation": {"uri": path}}}]}
         for path, error in failures.items()
     ]
     sarif = {
@@ -70,4 +69,4 @@ def render(reports: list[Report], failures: dict[str, str]) -> str:
             }
         ],
     }
-    return json.dumps(sarif, indent=2, ensure_ascii=False) + "\n"
+    return json_text(sarif)

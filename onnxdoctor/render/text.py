@@ -9,10 +9,15 @@ from rich.markup import escape
 
 from onnxdoctor.catalog import load_catalog
 from onnxdoctor.findings import Report, Severity, plural
-from onnxdoctor.render import fix_command, rule_of
+from onnxdoctor.render import fix_command, printable, rule_of
 
 _STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _NODES_SHOWN = 6
+
+
+def shown(text: str) -> str:
+    """Text from the model for a rich console: one line, no control characters, no markup."""
+    return escape(printable(text))
 
 
 def render(reports: list[Report], failures: dict[str, str], console: Console) -> None:
@@ -35,8 +40,8 @@ def _render_report(report: Report, console: Console) -> None:
     stats = report.stats
     opsets = ", ".join(f"{domain} {version}" for domain, version in stats.get("opsets", {}).items())
     console.print(
-        f"[bold]{escape(report.model)}[/bold]  [dim]{stats.get('nodes', '?')} nodes, opset {escape(opsets)}"
-        + (f", {escape(stats['producer'])}" if stats.get("producer") else "")
+        f"[bold]{shown(report.model)}[/bold]  [dim]{stats.get('nodes', '?')} nodes, opset {shown(opsets)}"
+        + (f", {shown(stats['producer'])}" if stats.get("producer") else "")
         + "[/dim]"
     )
     for severity in sorted(Severity, reverse=True):
@@ -46,23 +51,23 @@ def _render_report(report: Report, console: Console) -> None:
         style = _STYLES[severity]
         for finding in findings:
             rule = rule_of(finding)
-            where = "" if finding.graph == "main" else f" [dim](in {escape(finding.graph)})[/dim]"
+            where = "" if finding.graph == "main" else f" [dim](in {shown(finding.graph)})[/dim]"
             console.print(
                 f"  [{style}]{severity.label:<7}[/{style}] [bold]{rule.code}[/bold] [dim]{rule.name}[/dim]{where}  "
-                f"{escape(finding.message)}",
+                f"{shown(finding.message)}",
                 soft_wrap=True,
             )
             if finding.nodes:
-                shown = ", ".join(finding.nodes[:_NODES_SHOWN])
+                listed = ", ".join(finding.nodes[:_NODES_SHOWN])
                 more = f" (+{len(finding.nodes) - _NODES_SHOWN} more)" if len(finding.nodes) > _NODES_SHOWN else ""
-                console.print(f"           [dim]nodes:[/dim] {escape(shown)}{more}", soft_wrap=True)
+                console.print(f"           [dim]nodes:[/dim] {shown(listed)}{more}", soft_wrap=True)
             command = fix_command(rule, finding)
             if command:
-                console.print(f"           [dim]fix:[/dim] {escape(command)}", soft_wrap=True)
+                console.print(f"           [dim]fix:[/dim] {shown(command)}", soft_wrap=True)
             elif command == "":
                 console.print(f"           [dim]fix: no automatic fix; see onnxdoctor explain {rule.code}[/dim]", soft_wrap=True)
     for note in report.notes:
-        console.print(f"  [dim]note:[/dim] {escape(note)}", soft_wrap=True)
+        console.print(f"  [dim]note:[/dim] {shown(note)}", soft_wrap=True)
     if report.findings:
         console.print(f"  {_counts(report.severity_counts(load_catalog()))}\n")
     else:

@@ -1,9 +1,13 @@
 import numpy as np
 import onnx
 import onnxruntime
+import pytest
 from conftest import findings_of, planted
 
 from onnxdoctor import api
+from onnxdoctor.engines.tensorrt import build_engine
+from onnxdoctor.passes import PassOptions, PassRefused
+from onnxdoctor.passes.toposort import Toposort
 
 
 def test_sorts_the_planted_graph_and_keeps_outputs(tmp_path):
@@ -45,3 +49,30 @@ def test_shuffled_yolo_is_sorted_and_matches_the_original(yolo, tmp_path):
     expected = onnxruntime.InferenceSession(original.SerializeToString()).run(None, {"images": images})
     actual = onnxruntime.InferenceSession(str(tmp_path / "fixed.onnx")).run(None, {"images": images})
     np.testing.assert_allclose(actual[0], expected[0], rtol=1e-5, atol=1e-5)
+    # TensorRT-RTX takes our order as it took graphsurgeon's.
+    build = build_engine(tmp_path / "fixed.onnx")
+    assert build.parsed and build.built, build.errors
+
+
+def test_moves_only_what_is_out_of_order():
+    # Stable: among nodes ready to run, file order decides; the sorted parts keep their order.
+    def node(name, source):
+        return onnx.helper.make_node("Neg", [source], [name], name=name)
+
+    model = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [node("a", "x"), node("c", "b"), node("b", "a"), node("d", "x"), node("y", "c")],
+            "stable",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])],
+        ),
+        opset_imports=[onnx.helper.make_opsetid("", 17)],
+    )
+    result = Toposort().run(model, PassOptions())
+    assert result.changed
+    assert [node.name for node in result.model.graph.node] == ["a", "b", "c", "d", "y"]
+
+
+def test_refuses_a_cycle_and_names_it():
+    with pytest.raises(PassRefused, match=r"cycle in main: .*add_a.*relu_b.*\(OD202\)"):
+        Toposort().run(onnx.load(planted("od202_cycle")), PassOptions())
