@@ -21,7 +21,7 @@ def test_every_rule_has_an_analyzer_and_every_analyzer_a_rule():
 
 
 def test_every_rule_has_a_test_module_and_a_planted_fixture():
-    fixtures = (ROOT / "fixtures" / "planted.py").read_text()
+    fixtures = "".join(path.read_text() for path in (ROOT / "fixtures").glob("planted*.py"))
     for rule in load_catalog().values():
         module = ROOT / "tests" / "rules" / f"test_{rule.code.lower()}_{rule.name.replace('-', '_')}.py"
         assert module.exists(), module
