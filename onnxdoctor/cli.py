@@ -147,10 +147,9 @@ def _fail(error: Exception) -> None:
 def _one_line(message: str) -> str:
     """The message with control characters escaped (a newline, an ESC from a file name or a
     model's text): the error stays one line and cannot drive the terminal."""
-    return "".join(
-        character if character.isprintable() or character == " " else character.encode("unicode_escape").decode("ascii")
-        for character in message
-    )
+    from onnxdoctor.render import printable
+
+    return printable(message)
 
 
 def _parse_static_shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
