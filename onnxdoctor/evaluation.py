@@ -7,7 +7,6 @@ those tools, we keep the error text and name the node.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from onnxdoctor import isolation
 from onnxdoctor.graph import GraphView, constant_node_value
 from onnxdoctor.model import LoadedModel
 
@@ -59,32 +59,22 @@ def clean_error(error: BaseException | str) -> str:
     return text.strip() or type(error).__name__
 
 
-@functools.cache
-def _onnxruntime():
-    import onnxruntime
+@dataclass(frozen=True)
+class Bounds:
+    """Limits on one ONNX Runtime run: seconds, and bytes of the worker's resident memory."""
 
-    # ORT otherwise logs every failed session to stderr, beside our own report.
-    onnxruntime.set_default_logger_severity(4)
-    return onnxruntime
-
-
-def _session_options():
-    ort = _onnxruntime()
-    options = ort.SessionOptions()
-    # Run nodes as written: ORT's own optimizer would fold or fuse them away first.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 4
-    options.enable_cpu_mem_arena = False
-    return options
+    time_limit: float
+    memory_limit: int
 
 
 def _run_nodes(
-    nodes: list[onnx.NodeProto], inputs: dict[str, np.ndarray], template: onnx.ModelProto
+    nodes: list[onnx.NodeProto], inputs: dict[str, np.ndarray], template: onnx.ModelProto, bounds: Bounds
 ) -> dict[str, np.ndarray]:
-    """Run nodes whose every input is in `inputs`, returning all their outputs by name."""
-    ort = _onnxruntime()
+    """Run nodes whose every input is in `inputs`, returning all their outputs by name.
+
+    They run in the isolated worker: a node that hangs, allocates without bound or crashes
+    ONNX Runtime raises isolation.Stopped, which says so.
+    """
     outputs = [name for node in nodes for name in node.output if name]
     graph = onnx.helper.make_graph(
         nodes,
@@ -99,10 +89,12 @@ def _run_nodes(
         ir_version=template.ir_version,
         functions=list(template.functions),
     )
-    session = ort.InferenceSession(model.SerializeToString(), _session_options(), providers=["CPUExecutionProvider"])
-    results = dict(zip(outputs, session.run(outputs, {}), strict=True))
+    results = isolation.call(
+        isolation.run_model, model.SerializeToString(), {}, {}, outputs, ["CPUExecutionProvider"], as_written=True,
+        what="ONNX Runtime", time_limit=bounds.time_limit, memory_limit=bounds.memory_limit,
+    )
     # Sequences and optionals come back as lists or None: not tensor values we can report on.
-    return {name: value for name, value in results.items() if isinstance(value, np.ndarray)}
+    return {name: value for name, value in zip(outputs, results, strict=True) if isinstance(value, np.ndarray)}
 
 
 def _to_tensor(value: np.ndarray, name: str) -> onnx.TensorProto:
@@ -143,14 +135,24 @@ def evaluate_constants(
     element_limit: int = DEFAULT_ELEMENT_LIMIT,
     outer_values: dict[str, np.ndarray] | None = None,
     run: bool = True,
+    *,
+    time_limit: float | None = None,
+    memory_limit: int | None = None,
 ) -> Evaluation:
     """Evaluate every foldable node of a graph that is small enough, node errors kept per node.
 
     `outer_values` are the evaluated constants of enclosing graphs, for subgraph bodies.
     With `run` off, constants are only read (initializers, Constant nodes, static shapes).
+    Each ONNX Runtime run is stopped after `time_limit` seconds or at `memory_limit` bytes of
+    resident memory (None: isolation.EVALUATION_TIME_LIMIT, isolation.MEMORY_LIMIT); the node
+    that was running fails (OD302) with the bound named.
     """
-    # ONNX Runtime is imported only when something will run (not with --no-evaluate).
-    evaluation = Evaluation(evaluator=f"onnxruntime {_onnxruntime().__version__}" if run else "")
+    bounds = Bounds(
+        isolation.EVALUATION_TIME_LIMIT if time_limit is None else time_limit,
+        isolation.MEMORY_LIMIT if memory_limit is None else memory_limit,
+    )
+    # ONNX Runtime starts only when something will run (not with --no-evaluate).
+    evaluation = Evaluation(evaluator=f"onnxruntime {isolation.onnxruntime_version()}" if run else "")
     values, too_large = _source_values(view, model, element_limit, outer_values or {})
     runnable: list[int] = []
     for index in view.topological_order:
@@ -179,10 +181,11 @@ def evaluate_constants(
                 [view.nodes[i] for i in runnable],
                 {name: value for name, value in pending.items() if name in needed and name not in _outputs(view, runnable)},
                 model.proto,
+                bounds,
             )
             pending.update(results)
         except Exception:  # noqa: BLE001 - any evaluator failure: find out node by node which one and why
-            _evaluate_node_by_node(view, runnable, pending, evaluation, model.proto)
+            _evaluate_node_by_node(view, runnable, pending, evaluation, model.proto, bounds)
     evaluation.values = {
         name: value
         for name, value in pending.items()
@@ -234,7 +237,7 @@ def _blocking_node(view: GraphView, name: str, evaluation: Evaluation) -> int | 
     return None
 
 
-def _evaluate_node_by_node(view, runnable, values, evaluation, template) -> None:
+def _evaluate_node_by_node(view, runnable, values, evaluation, template, bounds) -> None:
     for index in runnable:
         node = view.nodes[index]
         missing = [name for name in view.node_inputs(index) if values.get(name) is None]
@@ -244,6 +247,6 @@ def _evaluate_node_by_node(view, runnable, values, evaluation, template) -> None
             continue
         inputs = {name: values[name] for name in view.node_inputs(index)}
         try:
-            values.update(_run_nodes([node], inputs, template))
+            values.update(_run_nodes([node], inputs, template, bounds))
         except Exception as error:  # noqa: BLE001 - the evaluator's error is the finding
             evaluation.failures[index] = clean_error(error)

@@ -7,7 +7,6 @@ models run in ONNX Runtime (CUDA when present, else CPU) and every output is com
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from onnxdoctor import isolation
 from onnxdoctor.model import OnnxDoctorError, exceeds_protobuf_limit, split_weights
 
 # Tolerances: fp32 outputs by default, looser when the model computes in fp16.
@@ -56,8 +56,10 @@ class OutputDifference:
     max_absolute: float
     max_relative: float
     passed: bool
-    # False when the output was empty on these inputs: it passed, but proves nothing.
+    # False when nothing was compared: the output was empty on these inputs, or every reference
+    # value was NaN or infinite. It passed, but proves nothing; `note` says which.
     compared: bool = True
+    note: str = ""
 
 
 @dataclass
@@ -69,8 +71,13 @@ class Verification:
 
     @property
     def vacuous(self) -> bool:
-        """Passed without comparing a single value (every output empty on these inputs)."""
+        """Passed without comparing a single finite value (every output empty or NaN on these inputs)."""
         return self.passed and not any(output.compared for output in self.outputs)
+
+    @property
+    def not_compared(self) -> list[str]:
+        """'y: every reference value is NaN or infinite', one per output that compared nothing."""
+        return [f"{output.name}: {output.note}" for output in self.outputs if not output.compared]
 
 
 def default_tolerance(model: onnx.ModelProto) -> tuple[float, float]:
@@ -127,18 +134,14 @@ def _inputs_from_file(path: Path, inputs) -> dict[str, np.ndarray]:
     return {value.name: feeds[value.name] for value in inputs}
 
 
-@functools.cache
-def _providers() -> tuple:
+def _providers() -> list:
     """CUDA when this onnxruntime has it, else CPU. TF32 off: ONNX Runtime's CUDA provider
     rounds fp32 matmuls and convolutions to TF32 by default, an error of about 1e-3 that
     would fail an fp32 comparison the rewrite did not cause."""
-    import onnxruntime
-
-    available = onnxruntime.get_available_providers()
     providers: list = []
-    if "CUDAExecutionProvider" in available:
+    if "CUDAExecutionProvider" in isolation.onnxruntime_providers():
         providers.append(("CUDAExecutionProvider", {"use_tf32": "0"}))
-    return (*providers, "CPUExecutionProvider")
+    return [*providers, "CPUExecutionProvider"]
 
 
 def verification_device() -> str:
@@ -147,16 +150,40 @@ def verification_device() -> str:
     return "CUDA" if isinstance(first, tuple) else "CPU"
 
 
+def serialize(model: onnx.ModelProto) -> tuple[bytes, dict[str, np.ndarray]]:
+    """The model as bytes for ONNX Runtime (or onnx) in another process. Over protobuf's 2 GiB
+    a model cannot be serialized: its large weights travel beside it as arrays, each left in
+    the bytes as a stub marked external."""
+    if not exceeds_protobuf_limit(model):
+        return model.SerializeToString(), {}
+    skeleton, large = split_weights(model)
+    return skeleton.SerializeToString(), {tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in large}
+
+
 class Verifier:
     """Runs the reference model once, then compares each candidate against it, output by output.
 
     An output passes when every element satisfies |candidate - reference| <= atol + rtol * |reference|
-    (numpy.isclose; NaN equals NaN); integer and boolean outputs must match exactly.
+    (numpy.isclose; NaN equals NaN); integer and boolean outputs must match exactly. Each run
+    happens in the isolated worker, stopped after `time_limit` seconds or at `memory_limit`
+    bytes (None: isolation.VERIFICATION_TIME_LIMIT, isolation.MEMORY_LIMIT): a reference run
+    stopped that way is ModelDoesNotRun, a candidate's fails its check.
     """
 
-    def __init__(self, reference: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float, atol: float) -> None:
+    def __init__(
+        self,
+        reference: onnx.ModelProto,
+        feeds: dict[str, np.ndarray],
+        rtol: float,
+        atol: float,
+        *,
+        time_limit: float | None = None,
+        memory_limit: int | None = None,
+    ) -> None:
         self.feeds = feeds
         self.rtol, self.atol = rtol, atol
+        self.time_limit = isolation.VERIFICATION_TIME_LIMIT if time_limit is None else time_limit
+        self.memory_limit = isolation.MEMORY_LIMIT if memory_limit is None else memory_limit
         self.output_names = [value.name for value in reference.graph.output]
         try:
             self.reference = self._run(reference)
@@ -164,16 +191,12 @@ class Verifier:
             raise ModelDoesNotRun(_first_line(error)) from None
 
     def _run(self, model: onnx.ModelProto) -> dict[str, np.ndarray]:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        if exceeds_protobuf_limit(model):
-            # Over 2 GiB the model cannot be serialized: large weights go to ONNX Runtime from memory.
-            model, large = split_weights(model)
-            values = [onnxruntime.OrtValue.ortvalue_from_numpy(onnx.numpy_helper.to_array(t)) for t in large]
-            options.add_external_initializers([tensor.name for tensor in large], values)
-        session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=list(_providers()))
-        return dict(zip(self.output_names, session.run(self.output_names, self.feeds), strict=True))
+        serialized, weights = serialize(model)
+        results = isolation.call(
+            isolation.run_model, serialized, weights, self.feeds, self.output_names, _providers(),
+            what="ONNX Runtime", time_limit=self.time_limit, memory_limit=self.memory_limit,
+        )
+        return dict(zip(self.output_names, results, strict=True))
 
     def check(self, candidate: onnx.ModelProto) -> Verification:
         names = [value.name for value in candidate.graph.output]
@@ -190,15 +213,22 @@ class Verifier:
         if expected.shape != actual.shape or expected.dtype != actual.dtype:
             return OutputDifference(name, float("inf"), float("inf"), False)
         if expected.size == 0:
-            return OutputDifference(name, 0.0, 0.0, True, compared=False)
+            return OutputDifference(name, 0.0, 0.0, True, compared=False, note="empty on these inputs")
         if expected.dtype.kind in "fc":
             wide_expected = np.atleast_1d(expected).astype(np.float64)
             wide_actual = np.atleast_1d(actual).astype(np.float64)
-            difference = np.abs(wide_actual - wide_expected)
-            difference[np.isnan(wide_actual) & np.isnan(wide_expected)] = 0.0
-            relative = difference / np.maximum(np.abs(wide_expected), np.finfo(np.float64).tiny)
             passed = bool(np.isclose(wide_actual, wide_expected, rtol=self.rtol, atol=self.atol, equal_nan=True).all())
-            return OutputDifference(name, float(np.nanmax(difference)), float(np.nanmax(relative)), passed)
+            finite = np.isfinite(wide_expected)
+            if not finite.any():
+                # NaN equals NaN and inf equals inf: such a pass compares no number at all.
+                return OutputDifference(name, 0.0 if passed else float("inf"), 0.0 if passed else float("inf"), passed,
+                                        compared=False, note="every reference value is NaN or infinite")
+            # The differences are those of the finite reference values (a non-finite one either
+            # matches exactly or fails the check above); a NaN or inf against a number is infinitely off.
+            difference = np.abs(wide_actual[finite] - wide_expected[finite])
+            difference[~np.isfinite(difference)] = np.inf
+            relative = difference / np.maximum(np.abs(wide_expected[finite]), np.finfo(np.float64).tiny)
+            return OutputDifference(name, float(difference.max()), float(relative.max()), passed)
         equal = expected == actual
         mismatches = float((~equal).sum())
         return OutputDifference(name, mismatches and float(np.abs(actual.astype(np.float64) - expected).max()),

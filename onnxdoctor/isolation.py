@@ -1,0 +1,365 @@
+"""Running what may hang, exhaust memory or crash the process (ONNX Runtime) in a worker process.
+
+A constant Loop with an INT64-max trip count never returns, and a native crash in ONNX Runtime
+or onnx takes down the process it happens in, with the user's work. So constant evaluation,
+verification runs and the passes that run ONNX Runtime run in one worker process, started on
+first use and reused (its ONNX Runtime is imported once). Each call is bounded in time and in
+memory: the parent waits for the answer, polling the worker's resident memory, and kills the
+worker at either bound. A call the worker did not answer raises `Stopped`, whose message says
+what stopped it; the next call starts a fresh worker.
+
+The worker is a fresh interpreter (not a fork: ONNX Runtime's threads do not survive one).
+Requests and answers are pickles on pipes, numpy arrays and large buffers passed out of band
+(pickle protocol 5), so models over protobuf's 2 GiB travel without an extra serialized copy.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+# One constant evaluation run (diagnose): constants are small, so this is only ever reached by
+# something that does not end (a Loop with an INT64-max trip count).
+EVALUATION_TIME_LIMIT = 30.0
+# One verification run of the whole model (session creation and inference), or one pass run in
+# the worker: large models on CPU take minutes.
+VERIFICATION_TIME_LIMIT = 300.0
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # a platform without these names
+        return 16 << 30
+
+
+# Resident memory the worker may reach during one call: three quarters of the machine, so a
+# model that allocates without bound is stopped with a message before the machine starts
+# swapping or the kernel kills something else.
+MEMORY_LIMIT = _physical_memory() * 3 // 4
+
+# How long a fresh worker may take to import ONNX Runtime (slow disks, loaded machines).
+_START_TIME_LIMIT = 120.0
+# How often the parent looks at the worker's memory while it waits.
+_POLL_SECONDS = 0.01
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+# The worker registers the onnxdoctor package without running its __init__ (which imports the
+# whole API): it needs only this module and ONNX Runtime until a request names something else.
+_BOOTSTRAP = """\
+import sys, types
+package = types.ModuleType("onnxdoctor")
+package.__path__ = [sys.argv[1]]
+sys.modules["onnxdoctor"] = package
+from onnxdoctor.isolation import serve
+serve()
+"""
+
+
+class Stopped(Exception):
+    """The worker did not answer a call: it crashed, or was stopped at the time or memory limit."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class RemoteError(Exception):
+    """An exception raised in the worker whose type the parent does not share (ONNX Runtime's);
+    its message is the original's, its type name is in `type_name`."""
+
+    def __init__(self, message: str, type_name: str) -> None:
+        self.type_name = type_name
+        super().__init__(message)
+
+    def __reduce__(self):
+        return type(self), (str(self), self.type_name), self.__dict__
+
+
+def call(function, *args, what: str, time_limit: float, memory_limit: int, **kwargs):
+    """`function(*args, **kwargs)` in the worker: its result, or its exception raised here.
+
+    `function` must be importable by name (a module-level function) and the arguments picklable.
+    Raises Stopped, its message starting with `what` ("ONNX Runtime"), when the worker crashed
+    or went past `time_limit` seconds or `memory_limit` bytes of resident memory.
+    """
+    succeeded, result = _with_worker(lambda worker: worker.call(function, args, kwargs, what, time_limit, memory_limit))
+    if succeeded:
+        return result
+    raise result
+
+
+def onnxruntime_version() -> str:
+    """The version of the ONNX Runtime the worker runs (starting it if needed)."""
+    return _started().hello["version"]
+
+
+def onnxruntime_providers() -> tuple[str, ...]:
+    """The execution providers of the worker's ONNX Runtime."""
+    return _started().hello["providers"]
+
+
+def run_model(
+    model: bytes, weights: dict, feeds: dict, output_names: list[str], providers: list, *, as_written: bool = False
+) -> list:
+    """Run a serialized model in ONNX Runtime (in the worker) and return the named outputs.
+
+    `weights` are initializers left out of `model` (marked external there, over 2 GiB), given to
+    ONNX Runtime from memory. `as_written` runs nodes unoptimized on one thread, as folding tools
+    evaluate constants (ONNX Runtime's optimizer would fold or fuse them away first).
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 4
+    if as_written:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = False
+    if weights:
+        values = [onnxruntime.OrtValue.ortvalue_from_numpy(value) for value in weights.values()]
+        options.add_external_initializers(list(weights), values)
+    session = onnxruntime.InferenceSession(model, options, providers=providers)
+    return session.run(output_names, feeds)
+
+
+class _Worker:
+    def __init__(self) -> None:
+        # What the worker prints (a C++ abort message) goes to a file nobody sees, not the user's
+        # terminal; its last line explains a crash. Unlinked at once: nothing stays on disk.
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the worker lives
+        package = str(Path(__file__).resolve().parent)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _BOOTSTRAP, package],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.errors,
+            bufsize=0,
+        )
+        self.stopped = False
+        self.hello: dict | None = None
+
+    def call(self, function, args, kwargs, what, time_limit, memory_limit):
+        self.errors.seek(0)
+        self.errors.truncate()
+        try:
+            _write_frame(self.process.stdin.fileno(), _encode((function, args, kwargs)))
+        except BrokenPipeError:
+            raise self._crashed(what) from None
+        self.read_hello(what)
+        return self._read_answer(what, time.monotonic() + time_limit, time_limit, memory_limit)
+
+    def read_hello(self, what: str) -> None:
+        if self.hello is None:
+            _, self.hello = self._read_answer(what, time.monotonic() + _START_TIME_LIMIT, _START_TIME_LIMIT, None)
+
+    def _read_answer(self, what, deadline, time_limit, memory_limit):
+        descriptor = self.process.stdout.fileno()
+
+        def read_exactly(size: int) -> bytearray:
+            buffer = bytearray(size)
+            view, done = memoryview(buffer), 0
+            while done < size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._stop(f"{what} was stopped after {time_limit:g} s (time limit)")
+                ready, _, _ = select.select([descriptor], [], [], min(remaining, _POLL_SECONDS))
+                if not ready:
+                    resident = _resident_memory(self.process.pid)
+                    if memory_limit is not None and resident > memory_limit:
+                        raise self._stop(
+                            f"{what} was stopped at {_size(resident)} of memory (memory limit {_size(memory_limit)})"
+                        )
+                    continue
+                count = os.readv(descriptor, [view[done:]])
+                if count == 0:
+                    raise self._crashed(what)
+                done += count
+            return buffer
+
+        return _decode(read_exactly)
+
+    def _stop(self, reason: str) -> Stopped:
+        self.close()
+        return Stopped(reason)
+
+    def _crashed(self, what: str) -> Stopped:
+        code = self.process.wait()
+        last_line = self._last_error_line()
+        self.close()
+        if code < 0:
+            reason = f"{what} crashed: signal {-code} ({_signal_name(-code)})"
+        else:
+            reason = f"{what} ended its process with exit code {code}"
+        return Stopped(f"{reason}: {last_line}" if last_line else reason)
+
+    def _last_error_line(self) -> str:
+        self.errors.seek(0, os.SEEK_END)
+        self.errors.seek(max(0, self.errors.tell() - 2000))
+        lines = [line.strip() for line in self.errors.read().decode(errors="replace").splitlines() if line.strip()]
+        return lines[-1][:300] if lines else ""
+
+    def close(self) -> None:
+        # Killed, not asked to exit: it holds nothing worth saving, and its orderly exit
+        # (ONNX Runtime's teardown) would cost every onnxdoctor run tens of milliseconds.
+        self.stopped = True
+        self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self.errors):
+            stream.close()
+
+
+_worker: _Worker | None = None
+
+
+def _with_worker(action):
+    """`action(worker)` with the running worker, started if needed."""
+    global _worker
+    worker = _worker = _worker or _Worker()
+    try:
+        return action(worker)
+    except BaseException:
+        # Stopped, or interrupted (Ctrl-C) mid-call: the worker's state is unknown, start afresh.
+        if not worker.stopped:
+            worker.close()
+        _worker = None
+        raise
+
+
+def _started() -> _Worker:
+    return _with_worker(lambda worker: worker.read_hello("ONNX Runtime") or worker)
+
+
+@atexit.register
+def _close_worker() -> None:
+    if _worker is not None and not _worker.stopped:
+        _worker.close()
+
+
+def _resident_memory(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, IndexError, ValueError):  # no /proc (not Linux), or the worker just ended
+        return 0
+
+
+def _size(size: int) -> str:
+    return f"{size / (1 << 30):.1f} GiB" if size >= 1 << 30 else f"{size / (1 << 20):.0f} MiB"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
+# A frame: payload length and buffer count, each buffer's length, the pickle, the buffers.
+def _encode(message) -> list:
+    buffers: list = []
+    payload = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    views = [buffer.raw() for buffer in buffers]
+    header = struct.pack(f"!QQ{len(views)}Q", len(payload), len(views), *(view.nbytes for view in views))
+    return [header, payload, *views]
+
+
+def _write_frame(descriptor: int, parts: list) -> None:
+    for part in parts:
+        view = memoryview(part).cast("B")
+        while view:
+            view = view[os.write(descriptor, view):]
+
+
+def _decode(read_exactly):
+    payload_size, count = struct.unpack("!QQ", read_exactly(16))
+    sizes = struct.unpack(f"!{count}Q", read_exactly(8 * count)) if count else ()
+    payload = read_exactly(payload_size)
+    return pickle.loads(payload, buffers=[read_exactly(size) for size in sizes])
+
+
+def serve() -> None:
+    """The worker's loop: answer requests from standard input until it closes."""
+    answers = os.dup(1)
+    # Whatever native code prints to standard output must not land in the answers.
+    os.dup2(2, 1)
+    # Ctrl-C reaches the whole process group: the parent decides what happens to the worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_parent()
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(4)
+    hello = {"version": onnxruntime.__version__, "providers": tuple(onnxruntime.get_available_providers())}
+    _write_frame(answers, _encode((True, hello)))
+
+    def read_exactly(size: int) -> bytearray:
+        buffer = bytearray(size)
+        view, done = memoryview(buffer), 0
+        while done < size:
+            count = os.readv(0, [view[done:]])
+            if count == 0:
+                raise EOFError
+            done += count
+        return buffer
+
+    while True:
+        try:
+            request = _decode(read_exactly)
+        except EOFError:
+            return
+        except Exception as error:  # noqa: BLE001 - a request naming a function this process cannot import
+            _write_frame(answers, _encode((False, _portable(error))))
+            continue
+        function, args, kwargs = request
+        try:
+            answer = _encode((True, function(*args, **kwargs)))
+        except Exception as error:  # noqa: BLE001 - every error goes back to the caller, who decides
+            answer = _encode((False, _portable(error)))
+        _write_frame(answers, answer)
+
+
+def _portable(error: Exception) -> Exception:
+    """The exception itself when the parent can rebuild it (builtins and our own types), else a
+    RemoteError with its message; the worker's traceback is attached as a note either way."""
+    error.add_note("in the onnxdoctor worker process:\n" + "".join(traceback.format_exception(error)))
+    shared = type(error).__module__ == "builtins" or type(error).__module__.split(".")[0] == "onnxdoctor"
+    if shared and _survives_pickling(error):
+        return error
+    remote = RemoteError(str(error), type(error).__name__)
+    remote.__notes__ = list(getattr(error, "__notes__", []))
+    return remote
+
+
+def _survives_pickling(error: Exception) -> bool:
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001 - an exception that does not survive pickling goes as text
+        return False
+    return True
+
+
+def _end_with_parent() -> None:
+    """Linux: the kernel kills the worker when the parent dies, even mid-run (else a run that
+    never ends would outlive onnxdoctor)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(0)
