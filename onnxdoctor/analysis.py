@@ -19,6 +19,16 @@ class AnalysisOptions:
     evaluate: bool = True
     # Tensors above this many elements are not read or computed.
     element_limit: int = DEFAULT_ELEMENT_LIMIT
+    # Run TensorRT's ONNX parser on the model (the OD601/OD602 rules); needs tensorrt or tensorrt_rtx.
+    tensorrt: bool = False
+    # The TensorRT target the OD6xx rules speak for (onnxdoctor.ops.tensorrt.TARGETS); None: the
+    # installed one. Given, or with `tensorrt`, the table-based OD603/OD604 run too.
+    target: str | None = None
+
+    @property
+    def tensorrt_facts(self) -> bool:
+        """Whether the TensorRT target's facts apply (rules OD603, OD604)."""
+        return self.tensorrt or self.target is not None
 
 
 class GraphAnalysis:
@@ -55,6 +65,16 @@ class GraphAnalysis:
             return Evaluation()
         outer = self.parent.evaluation.values if self.parent else {}
         return evaluate_constants(self.view, self.model, self.options.element_limit, outer, run=self.options.evaluate)
+
+    @functools.cached_property
+    def tensorrt_capability(self):
+        """TensorRT's parser run on the whole model, once, for the OD601/OD602 rules (only with
+        options.tensorrt): (Capability, Target), see onnxdoctor.engines.tensorrt.model_capability."""
+        if self.parent is not None:
+            return self.parent.tensorrt_capability
+        from onnxdoctor.engines.tensorrt import model_capability
+
+        return model_capability(self.model, self.options.target)
 
     def value(self, tensor: str):
         """A constant's value if known (read or evaluated), else None."""

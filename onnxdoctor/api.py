@@ -40,6 +40,8 @@ def diagnose(
     evaluate: bool = True,
     element_limit: int = DEFAULT_ELEMENT_LIMIT,
     output: str | os.PathLike | None = None,
+    tensorrt: bool = False,
+    target: str | None = None,
 ) -> Report:
     """Analyze one ONNX model for what hurts TensorRT; the file is only read.
 
@@ -47,20 +49,42 @@ def diagnose(
     constant subgraphs through ONNX Runtime (values, fold failures); tensors above
     `element_limit` elements are never read or computed. `output` is where the caller will
     write the report: refused (OverwritesInput) if it is the model or one of its data files.
+    `tensorrt` runs TensorRT's ONNX parser on the model (OD601, OD602; needs tensorrt or
+    tensorrt_rtx); `target` (trt8, trt10, trt11, trt-rtx; None: the installed one) picks the
+    TensorRT whose facts apply (OD603, OD604, and notes on OD401/OD402). Either turns those on.
 
     Raises OnnxDoctorError when the file is not a usable ONNX model.
     """
     codes = select_rules(list(select or []), list(ignore or []))
+    check_tensorrt_options(tensorrt, target)
     if output is not None:
         refuse_overwriting(output, [path], "the model")
     loaded = load_model(path)
     if output is not None:
         refuse_overwriting(output, loaded.data_files, "an external data file of the model")
-    return diagnose_model(loaded, codes, evaluate=evaluate, element_limit=element_limit)
+    return diagnose_model(loaded, codes, evaluate=evaluate, element_limit=element_limit,
+                          tensorrt=tensorrt, target=target)
+
+
+def check_tensorrt_options(tensorrt: bool, target: str | None) -> None:
+    """Refuse an unknown target, or --tensorrt without any TensorRT parser, before reading a model."""
+    from onnxdoctor.engines.tensorrt import NO_PARSER, parser_installed
+    from onnxdoctor.ops.tensorrt import resolve_target
+
+    if target is not None:
+        resolve_target(target)
+    if tensorrt and not parser_installed():
+        raise OnnxDoctorError(NO_PARSER)
 
 
 def diagnose_model(
-    loaded: LoadedModel, codes: set[str], *, evaluate: bool = True, element_limit: int = DEFAULT_ELEMENT_LIMIT
+    loaded: LoadedModel,
+    codes: set[str],
+    *,
+    evaluate: bool = True,
+    element_limit: int = DEFAULT_ELEMENT_LIMIT,
+    tensorrt: bool = False,
+    target: str | None = None,
 ) -> Report:
     """Run the analyzers for `codes` on a model already loaded (from a file, or rewritten by fix)."""
     validation = validate(loaded)
@@ -68,10 +92,14 @@ def diagnose_model(
         build_views(loaded.proto, validation.types, validation.probed_dims),
         loaded,
         validation,
-        AnalysisOptions(evaluate=evaluate, element_limit=element_limit),
+        AnalysisOptions(evaluate=evaluate, element_limit=element_limit, tensorrt=tensorrt, target=target),
     )
     catalog = load_catalog()
     findings = run_analyzers(root, codes)
+    if root.options.tensorrt_facts:
+        from onnxdoctor.ops.tensorrt import resolve_target, tailor_findings
+
+        findings = tailor_findings(findings, resolve_target(target))
     order = {finding: rank for rank, finding in enumerate(findings)}
     findings.sort(key=lambda f: (-catalog[f.rule].severity, f.rule, order[f]))
     graphs = list(root.walk())

@@ -58,7 +58,11 @@ def main() -> None:
               help="Never read or compute tensors above N elements (default 1,048,576).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the report to this file (atomically) instead of standard output.")
-def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elements, output) -> None:
+@click.option("--tensorrt", is_flag=True,
+              help="Also run TensorRT's ONNX parser on the model (OD601, OD602): needs tensorrt or tensorrt_rtx.")
+@click.option("--target", type=click.Choice(["trt8", "trt10", "trt11", "trt-rtx"]), default=None,
+              help="The TensorRT whose facts apply (OD603, OD604, notes on OD401/OD402). Default: the installed one.")
+def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elements, output, tensorrt, target) -> None:
     """Analyze ONNX models (files or folders) for what hurts TensorRT."""
     from onnxdoctor import api
     from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
@@ -70,11 +74,14 @@ def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elemen
         if output:
             refuse_overwriting(output, models, "an input model")
         options = dict(select=_split(select), ignore=_split(ignore), evaluate=evaluate,
-                       element_limit=DEFAULT_ELEMENT_LIMIT if max_elements is None else max_elements)
+                       element_limit=DEFAULT_ELEMENT_LIMIT if max_elements is None else max_elements,
+                       tensorrt=tensorrt, target=target)
         # Unknown rule codes are a usage error, before any model is read.
         from onnxdoctor.catalog import select_rules
 
         select_rules(options["select"], options["ignore"])
+        # So is --tensorrt without a TensorRT parser.
+        api.check_tensorrt_options(tensorrt, target)
     except OnnxDoctorError as error:
         _fail(error)
     reports, failures = [], {}
@@ -333,6 +340,21 @@ def explain(rule) -> None:
         console.print(f"[bold]{heading}[/bold]\n{escape(body)}\n")
     command = fix_command(found)
     console.print(f"[bold]Fix pass[/bold]\n{command or 'none: this needs a change at the source'}")
+
+
+@main.command("explain-log")
+@click.argument("log")
+@click.option("--model", default=None, help="Diagnose this model too and name the findings behind each line.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def explain_log_command(log, model, output_format) -> None:
+    """Explain a TensorRT or onnxsim log line by line: meaning, rule, whether it matters."""
+    from onnxdoctor.explain_log import explain_log, render_json, render_text
+
+    try:
+        explanation = explain_log(log, model)
+    except OnnxDoctorError as error:
+        _fail(error)
+    click.echo((render_json if output_format == "json" else render_text)(explanation), nl=False)
 
 
 def _register_engine_commands() -> None:

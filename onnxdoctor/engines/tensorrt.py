@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from onnxdoctor.engines.base import Runner, RunnerDescription, RunnerUnavailable, Timing
+from onnxdoctor.ops.tensorrt import LOG_PATTERNS
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,9 @@ class EngineBuild:
     engine: bytes | None = field(default=None, repr=False)
 
 
-# TensorRT log lines → the rule that explains them. Checked in order; the first match wins.
-_CLASSIFIERS = (
-    (re.compile(r"INT64.*cast(ing)? down to INT32|cast down to INT32", re.IGNORECASE), "OD402"),
-    # TensorRT sorts an unsorted graph itself; failing to sort means a cycle.
-    (re.compile(r"fail\w* to sort|cycle", re.IGNORECASE), "OD202"),
-    (re.compile(r"topological", re.IGNORECASE), "OD201"),
-    (re.compile(r"Empty initializer", re.IGNORECASE), None),
-)
+# TensorRT log lines → the rule that explains them: the patterns of onnxdoctor.ops.tensorrt,
+# shared with explain-log. Checked in order; the first match wins.
+_CLASSIFIERS = tuple((entry.pattern, entry.rule) for entry in LOG_PATTERNS)
 
 
 def classify(text: str) -> str | None:
@@ -114,7 +109,7 @@ class _CapturingLogger:
         messages = self.messages
 
         class Logger(trt.ILogger):
-            def log(self, severity, text):  # noqa: D102 - TensorRT's callback; must not raise
+            def log(self, severity, text):  # TensorRT's callback: must not raise
                 if severity in wanted:
                     messages.append((levels.get(severity, "info"), str(text)))
 
@@ -261,3 +256,160 @@ class TensorRTRunner(Runner):
         compute = self._runner.last_inference_time() or total
         return {name: value.copy() for name, value in outputs.items()}, Timing(total=total, compute=compute)
 
+
+
+@dataclass(frozen=True)
+class RejectedNode:
+    """A node TensorRT's ONNX parser refused, in the parser's own words."""
+
+    index: int  # the node's position in the model's main graph
+    operator: str
+    reason: str
+    code: str  # the parser's error code, e.g. "UNSUPPORTED_NODE"
+
+
+@dataclass
+class Capability:
+    """What TensorRT's ONNX parser accepts of a model, found without a GPU (supports_model_v2)."""
+
+    parser: str  # the parser that ran, e.g. "tensorrt_rtx 1.7.1.116"
+    rejected: list[RejectedNode] = field(default_factory=list)
+    # Graph inputs the parser refused: (input name, reason).
+    rejected_inputs: list[tuple[str, str]] = field(default_factory=list)
+    # Nodes downstream of a rejected node whose outputs have no known type: never checked.
+    unchecked: list[int] = field(default_factory=list)
+    # The parser's own partition on its first run, as node positions (it stops at the first rejection).
+    parser_subgraphs: list[list[int]] = field(default_factory=list)
+    parses: int = 0
+    seconds: float = 0.0
+
+
+def parser_module(preferred: str):
+    """The TensorRT module whose ONNX parser to run: `preferred` ("tensorrt" or "tensorrt_rtx")
+    when installed, else the other one; None when neither is."""
+    other = "tensorrt_rtx" if preferred == "tensorrt" else "tensorrt"
+    for name in (preferred, other):
+        if importlib.util.find_spec(name) is not None:
+            return importlib.import_module(name)
+    return None
+
+
+def check_capability(model, trt, model_path: str | Path | None = None) -> Capability:
+    """Every node of the main graph TensorRT's parser (module `trt`) rejects, with its reason.
+
+    The parser stops at the first node it cannot import, so each rejected node is cut out (its
+    outputs become graph inputs of their inferred types) and the rest is parsed again, until it
+    parses. `model_path` locates external weights. Nothing is built; no GPU is needed."""
+    import onnx
+
+    started = time.perf_counter()
+    result = Capability(parser=f"{trt.__name__} {trt.__version__}")
+    types = _known_types(model)
+    working = onnx.ModelProto()
+    working.CopyFrom(model)
+    origin = list(range(len(model.graph.node)))  # working node position → original position
+    logger = _CapturingLogger(trt, verbose=False).logger
+    builder = trt.Builder(logger)
+    path = str(model_path) if model_path is not None else None
+    while True:
+        # The parser holds the network without owning it: keep both alive together.
+        network = builder.create_network(_network_flags(trt))
+        parser = trt.OnnxParser(network, logger)
+        supported = parser.supports_model_v2(working.SerializeToString(), path)
+        result.parses += 1
+        if result.parses == 1:
+            result.parser_subgraphs = [[origin[index] for index in parser.get_subgraph_nodes(subgraph)]
+                                       for subgraph in range(parser.num_subgraphs)]
+        cut = set()
+        for error in (parser.get_error(index) for index in range(parser.num_errors)):
+            if error.node() < 0:
+                # Errors on graph inputs carry the input's name where a file name would be.
+                result.rejected_inputs.append((error.file(), error.desc()))
+            elif error.node() < len(origin) and error.node() not in cut:
+                cut.add(error.node())
+                node = working.graph.node[error.node()]
+                result.rejected.append(RejectedNode(origin[error.node()], error.node_operator() or node.op_type,
+                                                    error.desc(), error.code().name))
+        if supported or not cut:
+            break
+        unchecked = _cut_nodes(working, cut, types)
+        result.unchecked.extend(origin[index] for index in unchecked)
+        origin = [position for index, position in enumerate(origin) if index not in cut | unchecked]
+        if not working.graph.output:
+            break  # nothing the parser could still check feeds an output
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _network_flags(trt) -> int:
+    # TensorRT 8 needs explicit batch asked for; later versions have only that mode.
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
+    return 1 << int(flag) if flag is not None and trt.__version__.startswith("8.") else 0
+
+
+def _known_types(model) -> dict:
+    """Every tensor's TypeProto that ONNX knows: declared, or found by shape inference."""
+    import onnx
+
+    graph = model.graph
+    try:
+        graph = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
+    except Exception:  # noqa: BLE001 - a model inference rejects keeps its declared types
+        pass
+    return {value.name: value.type for value in (*graph.input, *graph.value_info, *graph.output)
+            if value.type.tensor_type.elem_type}
+
+
+def _cut_nodes(model, cut: set[int], types: dict) -> set[int]:
+    """Remove the nodes at `cut` from the graph; their outputs become graph inputs. Outputs of
+    unknown type cannot be inputs: their readers (and theirs) are removed too, and returned."""
+    import onnx
+
+    graph = model.graph
+    unknown = {name for index in cut for name in graph.node[index].output if name and name not in types}
+    unchecked: set[int] = set()
+    # Until nothing more is reached: a reader may be listed before its producer.
+    changed = True
+    while changed:
+        changed = False
+        for index, node in enumerate(graph.node):
+            if index not in cut | unchecked and unknown & set(node.input):
+                unchecked.add(index)
+                unknown.update(name for name in node.output if name)
+                changed = True
+    removed = cut | unchecked
+    new_inputs = [name for index in sorted(cut) for name in graph.node[index].output if name and name in types]
+    kept = [node for index, node in enumerate(graph.node) if index not in removed]
+    produced = {name for node in kept for name in node.output}
+    del graph.node[:]
+    graph.node.extend(kept)
+    existing = {value.name for value in graph.input}
+    for name in new_inputs:
+        if name not in existing:
+            graph.input.append(onnx.helper.make_value_info(name, types[name]))
+    outputs = [value for value in graph.output if value.name in produced]
+    del graph.output[:]
+    graph.output.extend(outputs)
+    return unchecked
+
+
+def model_capability(loaded, target_name: str | None) -> tuple[Capability, object]:
+    """The capability of a loaded model for a target (`onnxdoctor.ops.tensorrt.TARGETS`), checked by
+    the target's own parser when installed, else by the other one (the result names which ran);
+    with the target it was checked for."""
+    from onnxdoctor.errors import OnnxDoctorError
+    from onnxdoctor.ops.tensorrt import resolve_target
+
+    target = resolve_target(target_name)
+    trt = parser_module(target.module)
+    if trt is None:
+        raise OnnxDoctorError(NO_PARSER)
+    return check_capability(loaded.proto, trt, loaded.path), target
+
+
+NO_PARSER = "--tensorrt needs TensorRT's ONNX parser: pip install 'onnxdoctor[trt-rtx]' (or NVIDIA's tensorrt)"
+
+
+def parser_installed() -> bool:
+    """Whether any TensorRT ONNX parser is installed, found without importing it."""
+    return any(importlib.util.find_spec(name) is not None for name in ("tensorrt", "tensorrt_rtx"))
