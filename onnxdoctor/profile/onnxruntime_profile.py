@@ -55,9 +55,19 @@ class SessionProfile:
     removed: list[str] = field(default_factory=list)
 
 
+def feeds_for(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same input values in the element types this model declares (an fp16 export takes
+    float16 where the fp32 one takes float32: compared on the same values, each in its own type)."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    declared = {value.name: value.type.tensor_type.elem_type for value in model.graph.input}
+    return {name: value.astype(tensor_dtype_to_np_dtype(declared[name])) if declared.get(name) else value
+            for name, value in feeds.items()}
+
+
 def profile_sessions(models: list[onnx.ModelProto], feeds: dict[str, np.ndarray], options: OnnxRuntimeOptions,
                      runs: int, warm_up: int) -> list[SessionProfile]:
-    """Profile each model in its own session on the same feeds, the timed runs interleaved.
+    """Profile each model in its own session on the same feed values, the timed runs interleaved.
 
     Raises OnnxDoctorError when ONNX Runtime cannot load or run a model (a custom op, inputs it rejects).
     """
@@ -67,15 +77,16 @@ def profile_sessions(models: list[onnx.ModelProto], feeds: dict[str, np.ndarray]
     profiled = [OnnxRuntimeRunner(model, replace(options, profiling=True)) for model in models]
     plain = [OnnxRuntimeRunner(model, options) for model in models]
     runners = [runner for pair in zip(profiled, plain, strict=True) for runner in pair]
+    own_feeds = {id(runner): feeds_for(runner.model, feeds) for runner in runners}
     try:
         for runner in runners:
             runner.activate()
             for _ in range(warm_up):
-                runner.infer(feeds)
+                runner.infer(own_feeds[id(runner)])
         walls: dict[int, list[float]] = {id(runner): [] for runner in runners}
         for _ in range(runs):
             for runner in runners:
-                runner.infer(feeds)
+                runner.infer(own_feeds[id(runner)])
                 walls[id(runner)].append(runner.last_timing.total)
         profiles = []
         for runner, reference in zip(profiled, plain, strict=True):
