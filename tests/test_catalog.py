@@ -13,7 +13,7 @@ from onnxdoctor.analyzers import load_analyzers
 from onnxdoctor.catalog import find_rule, load_catalog, select_rules
 from onnxdoctor.findings import Severity
 
-FIX_PASSES = {"toposort", "cleanup", "fold-constants", "static-shapes", "int64-to-int32", "remove-identity"}
+FIX_PASSES = {"toposort", "cleanup", "fold-constants", "static-shapes", "int64-to-int32", "remove-identity", "fp16"}
 
 
 def test_every_rule_has_an_analyzer_and_every_analyzer_a_rule():
