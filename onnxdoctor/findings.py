@@ -6,10 +6,8 @@ import enum
 from collections import Counter
 from dataclasses import dataclass, field
 
-
-def plural(count: int, word: str) -> str:
-    """'1 node', '6 nodes'."""
-    return f"{count} {word}" + ("" if count == 1 else "s")
+# Analyzers written against findings.plural keep working; its home is onnxdoctor.wording.
+from onnxdoctor.wording import plural  # noqa: F401
 
 
 class Severity(enum.IntEnum):

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding, plural
+from onnxdoctor.findings import Finding
+from onnxdoctor.wording import plural, shortened
 
 
 @analyzer("OD203")
@@ -24,9 +25,8 @@ def dead_nodes(graph: GraphAnalysis) -> Iterator[Finding]:
         )
     unused = view.unused_initializers
     if unused:
-        shown = ", ".join(unused[:5]) + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
         yield graph.finding(
             "OD203",
-            f"{plural(len(unused), 'initializer')} that no live node reads: {shown}",
+            f"{plural(len(unused), 'initializer')} that no live node reads: {shortened(unused, 6)}",
             tensors=unused,
         )

@@ -9,7 +9,8 @@ import onnx
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding, plural
+from onnxdoctor.findings import Finding
+from onnxdoctor.wording import plural, shortened
 
 _STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 
@@ -27,8 +28,7 @@ def fold_failure(graph: GraphAnalysis) -> Iterator[Finding]:
     for reason, failing in by_reason.items():
         waiting = [other for other, blocker in evaluation.blocked.items() if blocker in failing]
         tail = (
-            f"; {plural(len(waiting), 'node')} after it cannot fold either: {', '.join(view.labels(waiting[:4]))}"
-            + (" …" if len(waiting) > 4 else "")
+            f"; {plural(len(waiting), 'node')} after it cannot fold either: {shortened(view.labels(waiting), 5)}"
             if waiting
             else ""
         )
@@ -38,7 +38,7 @@ def fold_failure(graph: GraphAnalysis) -> Iterator[Finding]:
             inputs = ", ".join(view.node_inputs(failing[0]))
             subject = f"{view.label(failing[0])} ({first.op_type}) has only constant inputs ({inputs}) but"
         else:
-            shown = ", ".join(view.labels(failing[:4])) + (" …" if len(failing) > 4 else "")
+            shown = shortened(view.labels(failing), 5)
             subject = f"{plural(len(failing), 'node')} with only constant inputs ({shown}) fail the same way:"
         yield graph.finding(
             "OD302",

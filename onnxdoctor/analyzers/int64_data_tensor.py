@@ -9,7 +9,8 @@ import onnx
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
 from onnxdoctor.findings import Finding
-from onnxdoctor.passes.int64_to_int32 import accepts_int32
+from onnxdoctor.ops.roles import accepts_int32
+from onnxdoctor.wording import shortened
 
 _INT64 = onnx.TensorProto.INT64
 # The model's interface and what its ops compute are the exporter's choice: no pass changes them.
@@ -76,4 +77,4 @@ def int64_data_tensor(graph: GraphAnalysis) -> Iterator[Finding]:
 
 def _readers(view, name: str) -> str:
     readers = [view.label(use.node) for use in view.consumers.get(name, ())]
-    return "read by " + ", ".join(readers[:3]) + (f" and {len(readers) - 3} more" if len(readers) > 3 else "")
+    return "read by " + shortened(readers, 4)

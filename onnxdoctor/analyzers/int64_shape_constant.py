@@ -9,7 +9,8 @@ import onnx
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding, plural
+from onnxdoctor.findings import Finding
+from onnxdoctor.wording import plural
 
 
 def int64_constant_sources(graph: GraphAnalysis) -> list[tuple[str, list[int]]]:

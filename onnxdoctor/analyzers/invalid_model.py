@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding, plural
+from onnxdoctor.findings import Finding
 from onnxdoctor.validation import node_name_in
+from onnxdoctor.wording import plural
 
 # Checker messages that our own structural checks report better (every case, not the first).
 _STRUCTURAL_MESSAGES = (

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 from onnxdoctor.analysis import GraphAnalysis, describe_value
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding, plural
+from onnxdoctor.findings import Finding
+from onnxdoctor.wording import plural
 
 
 @analyzer("OD301")

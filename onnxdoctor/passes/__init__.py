@@ -16,6 +16,7 @@ from onnxdoctor import validation
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
 from onnxdoctor.graph import TensorType
 from onnxdoctor.model import attribute_subgraphs, split_weights, walk_graphs
+from onnxdoctor.wording import node_label
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,12 @@ class Pass:
         raise NotImplementedError
 
 
-def node_key(node: onnx.NodeProto) -> str:
-    return node.name or f"{node.op_type}→{next((o for o in node.output if o), '?')}"
+# The one node namer is wording.node_label; passes written against the old name keep working.
+node_key = node_label
 
 
 def _node_keys(model: onnx.ModelProto) -> Counter:
-    return Counter(node_key(node) for graph in walk_graphs(model.graph) for node in graph.node)
+    return Counter(node_label(node) for graph in walk_graphs(model.graph) for node in graph.node)
 
 
 def _initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
@@ -97,7 +98,7 @@ def compare_models(before: onnx.ModelProto, after: onnx.ModelProto, summary: str
         if name not in before_tensors or name not in after_tensors or before_tensors[name] != after_tensors[name]
     )
     interface = [list(before.graph.input), list(before.graph.output)] != [list(after.graph.input), list(after.graph.output)]
-    reordered = order_matters and [node_key(n) for n in before.graph.node] != [node_key(n) for n in after.graph.node]
+    reordered = order_matters and [node_label(n) for n in before.graph.node] != [node_label(n) for n in after.graph.node]
     changed = bool(removed or added or changed_tensors or interface or reordered) or (
         _node_contents(before) != _node_contents(after)
     )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import onnx
 
-from onnxdoctor.graph import NONDETERMINISTIC_OPS, build_views
+from onnxdoctor.graph import build_views
+from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS
 from onnxdoctor.passes import (
     Pass,
     PassOptions,
@@ -17,9 +18,9 @@ from onnxdoctor.passes import (
     compare_models,
     edit_with_graphsurgeon,
     infer_types,
-    node_key,
 )
 from onnxdoctor.passes.toposort import sorted_copy
+from onnxdoctor.wording import node_label
 
 # Bytes per element assumed when turning the element limit into graphsurgeon's byte threshold.
 _BYTES_PER_ELEMENT = 4
@@ -40,7 +41,7 @@ class FoldConstants(Pass):
 def describe_folding(model: onnx.ModelProto, result: PassResult) -> str:
     """'folded 5 nodes; 118 Constant nodes became initializers' (graphsurgeon stores every
     constant as an initializer, so Constant nodes disappear without any computation)."""
-    constant_ops = {node_key(node) for node in model.graph.node if node.op_type == "Constant"}
+    constant_ops = {node_label(node) for node in model.graph.node if node.op_type == "Constant"}
     lowered = sum(1 for name in result.nodes_removed if name in constant_ops)
     folded = len(result.nodes_removed) - lowered
     parts = [f"folded {folded} nodes"] if folded else []

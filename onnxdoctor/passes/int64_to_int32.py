@@ -16,6 +16,7 @@ import onnx
 from onnx import numpy_helper
 
 from onnxdoctor.graph import build_views
+from onnxdoctor.ops.roles import accepts_int32
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models
 
 _INT32 = np.iinfo(np.int32)
@@ -73,27 +74,3 @@ def _fits_int32(tensor: onnx.TensorProto) -> bool:
         return False
     values = numpy_helper.to_array(tensor)
     return values.size == 0 or bool((values >= _INT32.min).all() and (values <= _INT32.max).all())
-
-
-def accepts_int32(node: onnx.NodeProto, slot: int, candidates: set[str], opsets: dict[str, int]) -> bool:
-    """Whether the input can become INT32, given which other inputs would change with it."""
-    try:
-        schema = onnx.defs.get_schema(node.op_type, opsets.get(node.domain or "", 1), node.domain or "")
-    except onnx.defs.SchemaError:
-        return False
-    formals = list(schema.inputs)
-    if not formals:
-        return False
-    # Variadic last inputs share the last formal parameter.
-    formal = formals[min(slot, len(formals) - 1)]
-    variable = formal.type_str
-    constraint = next((c for c in schema.type_constraints if c.type_param_str == variable), None)
-    if constraint is None or "tensor(int32)" not in constraint.allowed_type_strs:
-        return False
-    if any(output.type_str == variable for output in schema.outputs):
-        return False
-    for other_slot, name in enumerate(node.input):
-        other = formals[min(other_slot, len(formals) - 1)]
-        if name and other.type_str == variable and name not in candidates:
-            return False
-    return True

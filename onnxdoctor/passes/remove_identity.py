@@ -8,6 +8,7 @@ import onnx
 from onnxdoctor.graph import TensorType
 from onnxdoctor.model import walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_types
+from onnxdoctor.wording import shortened
 
 _CANDIDATES = frozenset({"Identity", "Cast", "Reshape"})
 
@@ -53,7 +54,7 @@ class RemoveIdentity(Pass):
         cleaned = edit_with_graphsurgeon(model, edit)
         result = compare_models(model, cleaned, "")
         result.summary = (
-            f"removed {len(removed)} no-op nodes ({', '.join(removed[:5])}{' …' if len(removed) > 5 else ''})"
+            f"removed {len(removed)} no-op nodes ({shortened(removed, 6)})"
             if result.changed
             else "no no-op nodes"
         )

@@ -16,6 +16,7 @@ import onnx
 from onnxdoctor.graph import build_views
 from onnxdoctor.model import attribute_subgraphs, walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult, compare_models
+from onnxdoctor.wording import shortened
 
 
 def _node_lists(model: onnx.ModelProto) -> Iterator[onnx.GraphProto | onnx.FunctionProto]:
@@ -68,6 +69,5 @@ class Toposort(Pass):
         if not early:
             return PassResult(model, False, "already sorted")
         result = compare_models(model, sorted_copy(model), "", order_matters=True)
-        shown = ", ".join(early[:5]) + (" …" if len(early) > 5 else "")
-        result.summary = f"sorted; {len(early)} nodes read tensors before they were produced ({shown})"
+        result.summary = f"sorted; {len(early)} nodes read tensors before they were produced ({shortened(early, 6)})"
         return result

@@ -1,0 +1,210 @@
+"""Which tensors of a graph are constant, which nodes compute them, and which tensors depend only
+on input shapes (and on which dynamic dims), found in one walk in execution order."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+
+from onnxdoctor.graph.shapes import shape_slice
+from onnxdoctor.graph.types import DynamicDim, TensorType
+from onnxdoctor.model import attribute_subgraphs, read_tensor
+from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS
+
+if TYPE_CHECKING:
+    from onnxdoctor.graph.view import GraphView
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
+
+
+@dataclass(frozen=True)
+class Constness:
+    """What is constant in one graph, and what is constant once the input shapes are fixed."""
+
+    # Initializers, Constant outputs, and everything computed only from them.
+    constant_tensors: frozenset[str]
+    # Nodes (other than Constant) that compute a constant: folding would replace them.
+    foldable_nodes: frozenset[int]
+    constant_op_nodes: frozenset[int]
+    # Values of foldable Shape/Size/Gather/Slice nodes that shape inference already knows.
+    known_shape_values: Mapping[int, np.ndarray]
+    # Tensors computed only from input shapes and constants (not constant themselves) → the
+    # dynamic input dims each is computed from.
+    shape_dependence: Mapping[str, frozenset[DynamicDim]]
+
+    @property
+    def shape_derived_tensors(self) -> frozenset[str]:
+        return frozenset(self.shape_dependence)
+
+
+def constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:
+    """The value a Constant node holds (None for sparse values, which we do not expand)."""
+    for attribute in node.attribute:
+        name = attribute.name
+        if name == "value":
+            return read_tensor(attribute.t)
+        if name == "value_float":
+            return np.array(attribute.f, dtype=np.float32)
+        if name == "value_floats":
+            return np.array(list(attribute.floats), dtype=np.float32)
+        if name == "value_int":
+            return np.array(attribute.i, dtype=np.int64)
+        if name == "value_ints":
+            return np.array(list(attribute.ints), dtype=np.int64)
+        if name == "value_string":
+            return np.array(attribute.s.decode("utf-8", "replace"), dtype=object)
+        if name == "value_strings":
+            return np.array([item.decode("utf-8", "replace") for item in attribute.strings], dtype=object)
+    return None
+
+
+def constant_node_type(node: onnx.NodeProto) -> TensorType | None:
+    for attribute in node.attribute:
+        if attribute.name == "value":
+            return TensorType(attribute.t.data_type, tuple(attribute.t.dims))
+        if attribute.name in ("value_float", "value_int"):
+            elem = onnx.TensorProto.FLOAT if attribute.name == "value_float" else onnx.TensorProto.INT64
+            return TensorType(elem, ())
+        if attribute.name in ("value_floats", "value_ints"):
+            values = attribute.floats if attribute.name == "value_floats" else attribute.ints
+            elem = onnx.TensorProto.FLOAT if attribute.name == "value_floats" else onnx.TensorProto.INT64
+            return TensorType(elem, (len(values),))
+    return None
+
+
+def find_constness(view: GraphView) -> Constness:
+    """Walk the graph once in order, sorting nodes into constant, shape-derived or neither.
+
+    Shape values are tracked element by element, so Shape → Gather(k) is constant when
+    dim k is static even if other dims are dynamic, and depends on dim k alone if not.
+    """
+    outer_constants = view.parent.constant_tensors if view.parent else frozenset()
+    constant: set[str] = {name for name in view.initializers if name not in view.overridable}
+    constant |= view.sparse_initializers - set(view.inputs)
+    constant |= outer_constants & view.outer_names
+    computed: set[int] = set()
+    constant_ops: set[int] = set()
+    known_values: dict[int, np.ndarray] = {}
+    depends: dict[str, frozenset[DynamicDim]] = {}
+    elements: dict[str, list[int | str | None]] = {}
+    element_dims: dict[str, list[frozenset[DynamicDim]]] = {}
+    dynamic = view.dynamic_dims
+
+    for index in view.topological_order:
+        node = view.nodes[index]
+        if not _may_be_constant(view, index):
+            continue
+        inputs = view.node_inputs(index)
+        outputs = [name for name in node.output if name]
+        value = None
+        dims = None
+        if node.op_type == "Constant":
+            constant_ops.add(index)
+            constant.update(outputs)
+            continue
+        if node.op_type in ("Shape", "Size") and inputs:
+            first, shape = (_shape_elements(view, index) or (0, None)) if node.op_type == "Shape" else (0, None)
+            source_type = view.tensor_type(inputs[0])
+            if node.op_type == "Size" and source_type is not None and source_type.shape is not None:
+                shape = list(source_type.shape)
+            if shape is None:
+                dims = dynamic.reaching(inputs[0])
+            else:
+                per_element = [dynamic.of_dim(inputs[0], first + axis, dim) for axis, dim in enumerate(shape)]
+                if node.op_type == "Shape":
+                    elements[outputs[0]] = shape
+                    element_dims[outputs[0]] = per_element
+                if all(isinstance(dim, int) for dim in shape) and math.prod(shape) <= _INT64_MAX:
+                    value = np.array(shape if node.op_type == "Shape" else math.prod(shape), dtype=np.int64)
+                else:
+                    dims = frozenset().union(*per_element)
+        elif inputs and all(name in constant for name in inputs):
+            computed.add(index)
+            constant.update(outputs)
+            continue
+        elif inputs and inputs[0] in elements and all(name in constant for name in inputs[1:]):
+            picked = _picked_positions(view, index, len(elements[inputs[0]]))
+            if picked is None:
+                dims = depends.get(inputs[0], frozenset())
+            else:
+                positions, scalar = picked
+                chosen = [elements[inputs[0]][k] for k in positions]
+                if all(isinstance(dim, int) for dim in chosen):
+                    value = np.array(chosen[0] if scalar else chosen, dtype=np.int64)
+                else:
+                    dims = frozenset().union(*(element_dims[inputs[0]][k] for k in positions))
+                    if node.op_type == "Slice" or not scalar:
+                        elements[outputs[0]] = chosen
+                        element_dims[outputs[0]] = [element_dims[inputs[0]][k] for k in positions]
+        elif inputs and all(name in constant or name in depends for name in inputs):
+            dims = frozenset().union(*(depends.get(name, frozenset()) for name in inputs))
+        else:
+            continue
+        if value is not None:
+            computed.add(index)
+            known_values[index] = value
+            constant.update(outputs)
+        elif dims is not None:
+            for name in outputs:
+                depends[name] = dims
+    return Constness(
+        frozenset(constant), frozenset(computed), frozenset(constant_ops),
+        MappingProxyType(known_values), MappingProxyType(depends),
+    )
+
+
+def _may_be_constant(view: GraphView, index: int) -> bool:
+    node = view.nodes[index]
+    return (
+        node.op_type not in NONDETERMINISTIC_OPS
+        and not any(True for _ in attribute_subgraphs(node))
+        and index not in view.nodes_in_cycles
+        and len(node.output) > 0
+        and bool(node.output[0])
+    )
+
+
+def _shape_elements(view: GraphView, index: int) -> tuple[int, list[int | str | None]] | None:
+    """The first axis and the dims a Shape node returns, as shape inference knows each one
+    (None: rank unknown)."""
+    node = view.nodes[index]
+    tensor_type = view.tensor_type(node.input[0]) if node.input else None
+    if tensor_type is None or tensor_type.shape is None:
+        return None
+    start, end = shape_slice(node, len(tensor_type.shape))
+    return start, list(tensor_type.shape[start:end])
+
+
+def _picked_positions(view: GraphView, index: int, length: int) -> tuple[list[int], bool] | None:
+    """Which elements of a 1-D shape value a Gather(axis 0) or Slice with constant
+    indices picks, and whether the result is a scalar; None if that is not known."""
+    node = view.nodes[index]
+    if node.op_type == "Gather":
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        indices = view.small_constant(node.input[1]) if len(node.input) > 1 else None
+        if axis not in (0, -1) or indices is None or indices.dtype.kind not in "iu" or indices.ndim > 1:
+            return None
+        positions = [int(k) + length if int(k) < 0 else int(k) for k in indices.reshape(-1)]
+        if not all(0 <= k < length for k in positions):
+            return None
+        return positions, indices.ndim == 0
+    if node.op_type == "Slice" and len(node.input) >= 3:
+        arguments = [view.small_constant(name) if name else None for name in node.input[1:5]]
+        if any(value is None for value, name in zip(arguments, node.input[1:5], strict=True) if name):
+            return None
+        starts, ends = arguments[0], arguments[1]
+        axes = arguments[2] if len(arguments) > 2 else None
+        steps = arguments[3] if len(arguments) > 3 else None
+        if starts.size != 1 or ends.size != 1 or (axes is not None and int(axes.reshape(-1)[0]) not in (0, -1)):
+            return None
+        step = int(steps.reshape(-1)[0]) if steps is not None else 1
+        if step == 0:
+            return None
+        return list(range(length))[slice(int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0]), step)], False
+    return None

@@ -1,0 +1,184 @@
+"""Who produces and who consumes each tensor of one node list, and what follows from that:
+a valid order, the uses that come before their producer, cycles, and which nodes are live."""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+import networkx as nx
+import onnx
+
+from onnxdoctor.graph.types import Use
+from onnxdoctor.model import attribute_subgraphs
+
+
+def outer_scope_names(graph: onnx.GraphProto) -> set[str]:
+    """Tensors a subgraph reads that it does not define: they come from enclosing scopes.
+
+    A name read in a nested body is outer when neither that body nor any graph between it
+    and `graph` defines it. A stack, not recursion: nesting depth is the model's choice.
+    """
+    outer: set[str] = set()
+    pending = [(graph, frozenset())]
+    while pending:
+        current, defined_around = pending.pop()
+        defined = defined_around | _names_defined_in(current)
+        for node in current.node:
+            outer.update(name for name in node.input if name and name not in defined)
+            pending.extend((subgraph, defined) for _, subgraph in attribute_subgraphs(node))
+    return outer
+
+
+def _names_defined_in(graph: onnx.GraphProto) -> frozenset[str]:
+    return frozenset(
+        [value.name for value in graph.input]
+        + [tensor.name for tensor in graph.initializer]
+        + [name for node in graph.node for name in node.output]
+    )
+
+
+class Topology:
+    """Producers, consumers and the dependency graph of `nodes`, whose results `outputs` are.
+
+    What an If/Loop/Scan body reads from outside counts as an input of the node holding it
+    (a use with slot -1): the node cannot run before that tensor exists.
+    """
+
+    def __init__(self, nodes: list[onnx.NodeProto], outputs: list[str]) -> None:
+        self.nodes = nodes
+        self.outputs = outputs
+        self._implicit_inputs = {
+            index: frozenset().union(*(outer_scope_names(subgraph) for _, subgraph in attribute_subgraphs(node)))
+            for index, node in enumerate(nodes)
+            if node.attribute and any(True for _ in attribute_subgraphs(node))
+        }
+        self.producers: dict[str, list[int]] = defaultdict(list)
+        self.consumers: dict[str, list[Use]] = defaultdict(list)
+        for index, node in enumerate(nodes):
+            for name in node.output:
+                if name:
+                    self.producers[name].append(index)
+            for slot, name in enumerate(node.input):
+                if name:
+                    self.consumers[name].append(Use(index, slot))
+            for implicit in sorted(self.implicit_inputs(index)):
+                self.consumers[implicit].append(Use(index, -1))
+
+        self.digraph = nx.DiGraph()
+        self.digraph.add_nodes_from(range(len(nodes)))
+        for name, uses in self.consumers.items():
+            for producer in self.producers.get(name, ()):
+                for use in uses:
+                    self.digraph.add_edge(producer, use.node)
+
+    def implicit_inputs(self, index: int) -> frozenset[str]:
+        return self._implicit_inputs.get(index, frozenset())
+
+    def node_inputs(self, index: int) -> list[str]:
+        """Every tensor a node reads: its inputs and what its subgraphs read from outside."""
+        return [name for name in self.nodes[index].input if name] + sorted(self.implicit_inputs(index))
+
+    def undefined_inputs(self, is_defined_outside_nodes: Callable[[str], bool]) -> list[tuple[int, str]]:
+        """(node, tensor) pairs where no node produces the tensor and it is not defined outside
+        the nodes either (an input, an initializer). Explicit inputs only: what a subgraph reads
+        from outside is checked in its own view, at the node that reads it."""
+        return [
+            (index, name)
+            for index, node in enumerate(self.nodes)
+            for name in dict.fromkeys(node.input)
+            if name and name not in self.producers and not is_defined_outside_nodes(name)
+        ]
+
+    def duplicate_producers(self, defined_outside_nodes: Iterable[str]) -> dict[str, list[int]]:
+        """Tensors written more than once: by two nodes, or by a node and something defined
+        outside the nodes (an initializer, a graph input)."""
+        outside = set(defined_outside_nodes)
+        return {
+            name: producers
+            for name, producers in self.producers.items()
+            if len(producers) > 1 or (producers and name in outside)
+        }
+
+    @functools.cached_property
+    def cycles(self) -> list[list[int]]:
+        """Each cycle's nodes, in the order the cycle runs, one entry per strongly connected part."""
+        found = []
+        for component in nx.strongly_connected_components(self.digraph):
+            if len(component) == 1:
+                (only,) = component
+                if not self.digraph.has_edge(only, only):
+                    continue
+            subgraph = self.digraph.subgraph(component)
+            start = min(component)
+            cycle = [edge[0] for edge in nx.find_cycle(subgraph, source=start)]
+            # The whole strongly connected part, so interlocked cycles are not under-reported.
+            rest = sorted(component - set(cycle))
+            found.append(cycle + rest)
+        return sorted(found, key=min)
+
+    @functools.cached_property
+    def nodes_in_cycles(self) -> frozenset[int]:
+        return frozenset(index for cycle in self.cycles for index in cycle)
+
+    @functools.cached_property
+    def out_of_order_uses(self) -> list[tuple[int, str, int]]:
+        """(consumer, tensor, producer) where the producer comes later in the node list.
+
+        Uses inside a cycle are left out: no order fixes those (see `cycles`).
+        """
+        cyclic = self.nodes_in_cycles
+        found = []
+        for index in range(len(self.nodes)):
+            for name in self.node_inputs(index):
+                for producer in self.producers.get(name, ()):
+                    if producer >= index and not (index in cyclic and producer in cyclic):
+                        found.append((index, name, producer))
+        return found
+
+    @functools.cached_property
+    def topological_order(self) -> list[int]:
+        """A valid execution order; nodes of a cycle are kept in file order among themselves."""
+        condensed = nx.condensation(self.digraph)
+        order = []
+        for component in nx.lexicographical_topological_sort(
+            condensed, key=lambda c: min(condensed.nodes[c]["members"])
+        ):
+            order.extend(sorted(condensed.nodes[component]["members"]))
+        return order
+
+    @functools.cached_property
+    def live_nodes(self) -> frozenset[int]:
+        """Nodes that some output depends on."""
+        live: set[int] = set()
+        frontier = [p for name in self.outputs for p in self.producers.get(name, ())]
+        while frontier:
+            index = frontier.pop()
+            if index in live:
+                continue
+            live.add(index)
+            frontier.extend(self.digraph.predecessors(index))
+        return frozenset(live)
+
+    @functools.cached_property
+    def dead_nodes(self) -> list[int]:
+        return [index for index in range(len(self.nodes)) if index not in self.live_nodes]
+
+    def connected_groups(self, indices) -> list[list[int]]:
+        """The given nodes split into connected groups, each in execution order, groups by first node."""
+        position = {index: rank for rank, index in enumerate(self.topological_order)}
+        subgraph = self.digraph.subgraph(indices)
+        groups = [sorted(group, key=position.__getitem__) for group in nx.weakly_connected_components(subgraph)]
+        return sorted(groups, key=lambda group: position[group[0]])
+
+    def group_outputs(self, indices) -> list[str]:
+        """Tensors a group of nodes hands to nodes outside it, or to the outputs."""
+        members = set(indices)
+        outputs = set(self.outputs)
+        found = []
+        for index in indices:
+            for name in self.nodes[index].output:
+                if name and (name in outputs or any(use.node not in members for use in self.consumers.get(name, ()))):
+                    found.append(name)
+        return found

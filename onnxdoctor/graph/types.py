@@ -1,0 +1,66 @@
+"""The small values a graph view hands out: tensor types, dynamic dims, uses of a tensor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """A tensor's element type and shape as onnx shape inference sees them.
+
+    `shape` is None when the rank is unknown; each dim is an int (static), a str (a named
+    dynamic dim such as 'batch') or None (dynamic and unnamed).
+    """
+
+    elem_type: int
+    shape: tuple[int | str | None, ...] | None
+
+    @property
+    def is_static(self) -> bool:
+        return self.shape is not None and all(isinstance(dim, int) for dim in self.shape)
+
+    @property
+    def element_count(self) -> int | None:
+        if not self.is_static:
+            return None
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count
+
+    @classmethod
+    def from_type_proto(cls, type_proto: onnx.TypeProto) -> TensorType | None:
+        if type_proto.WhichOneof("value") != "tensor_type":
+            return None
+        tensor_type = type_proto.tensor_type
+        shape = None
+        if tensor_type.HasField("shape"):
+            shape = tuple(
+                dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None)
+                for dim in tensor_type.shape.dim
+            )
+        return cls(tensor_type.elem_type, shape)
+
+
+@dataclass(frozen=True)
+class DynamicDim:
+    """A dim of a graph input that is not fixed: `images` dim 0 named 'batch'."""
+
+    tensor: str
+    axis: int
+    name: str | None
+
+    def __str__(self) -> str:
+        named = f" {self.name!r}" if self.name else ""
+        return f"{self.tensor} dim {self.axis}{named}"
+
+
+@dataclass(frozen=True)
+class Use:
+    """A node reading a tensor: as its input number `slot`, or (slot -1) from inside a subgraph."""
+
+    node: int
+    slot: int
