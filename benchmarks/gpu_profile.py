@@ -33,7 +33,7 @@ def main() -> None:
 
     from onnxdoctor.profile import profile
     from onnxdoctor.render.profile_html import render_html
-    from onnxdoctor.render.profile_text import render_comparison, render_json, render_text
+    from onnxdoctor.render.profile_text import render_json, render_text
 
     _, models = _exports(Path(tempfile.mkdtemp(prefix="gpu-profile-")), half=arguments.backend == "ort-cuda")
     compare = models.get("fp16")
@@ -41,9 +41,7 @@ def main() -> None:
     stem = arguments.out / "profile-fp32-vs-fp16"
     with open(f"{stem}.txt", "w") as stream:
         console = Console(file=stream, width=200, color_system=None)
-        render_text(report, console, top=25)
-        if report.comparison is not None:
-            render_comparison(report, console)
+        render_text(report, console, top=25)  # the comparison included
     Path(f"{stem}.json").write_text(render_json(report))
     Path(f"{stem}.html").write_text(render_html(report))
     print(Path(f"{stem}.txt").read_text())

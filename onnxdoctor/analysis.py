@@ -19,6 +19,14 @@ class AnalysisOptions:
     evaluate: bool = True
     # Tensors above this many elements are not read or computed.
     element_limit: int = DEFAULT_ELEMENT_LIMIT
+    # One evaluation run stops after this many seconds (None: isolation.EVALUATION_TIME_LIMIT).
+    time_limit: float | None = None
+    # Run the model once and measure its activations against FP16's range (OD505); opt-in.
+    fp16_activations: bool = False
+    # The inputs for that run (.npz, calibration data); None: generated ones.
+    activation_inputs: str | None = None
+    # Activations above this magnitude are reported (ModelOpt AutoCast's default).
+    activation_threshold: float = 512.0
     # Run TensorRT's ONNX parser on the model (the OD601/OD602 rules); needs tensorrt or tensorrt_rtx.
     tensorrt: bool = False
     # The TensorRT target the OD6xx rules speak for (onnxdoctor.ops.tensorrt.TARGETS); None: the
@@ -64,7 +72,8 @@ class GraphAnalysis:
         if self.is_function:
             return Evaluation()
         outer = self.parent.evaluation.values if self.parent else {}
-        return evaluate_constants(self.view, self.model, self.options.element_limit, outer, run=self.options.evaluate)
+        return evaluate_constants(self.view, self.model, self.options.element_limit, outer, run=self.options.evaluate,
+                                  time_limit=self.options.time_limit)
 
     @functools.cached_property
     def tensorrt_capability(self):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import onnx
@@ -40,8 +40,12 @@ def diagnose(
     evaluate: bool = True,
     element_limit: int = DEFAULT_ELEMENT_LIMIT,
     output: str | os.PathLike | None = None,
+    fp16_activations: bool = False,
+    inputs: str | os.PathLike | None = None,
+    fp16_threshold: float = 512.0,
     tensorrt: bool = False,
     target: str | None = None,
+    time_limit: float | None = None,
 ) -> Report:
     """Analyze one ONNX model for what hurts TensorRT; the file is only read.
 
@@ -49,9 +53,12 @@ def diagnose(
     constant subgraphs through ONNX Runtime (values, fold failures); tensors above
     `element_limit` elements are never read or computed. `output` is where the caller will
     write the report: refused (OverwritesInput) if it is the model or one of its data files.
+    `fp16_activations` runs the model once on `inputs` (an .npz file; None: generated ones)
+    and reports activations beyond FP16's range or `fp16_threshold` (OD505).
     `tensorrt` runs TensorRT's ONNX parser on the model (OD601, OD602; needs tensorrt or
     tensorrt_rtx); `target` (trt8, trt10, trt11, trt-rtx; None: the installed one) picks the
     TensorRT whose facts apply (OD603, OD604, and notes on OD401/OD402). Either turns those on.
+    `time_limit` stops one constant evaluation after that many seconds (None: 30 s; OD302 says so).
 
     Raises OnnxDoctorError when the file is not a usable ONNX model.
     """
@@ -63,7 +70,8 @@ def diagnose(
     if output is not None:
         refuse_overwriting(output, loaded.data_files, "an external data file of the model")
     return diagnose_model(loaded, codes, evaluate=evaluate, element_limit=element_limit,
-                          tensorrt=tensorrt, target=target)
+                          fp16_activations=fp16_activations, inputs=inputs, fp16_threshold=fp16_threshold,
+                          tensorrt=tensorrt, target=target, time_limit=time_limit)
 
 
 def check_tensorrt_options(tensorrt: bool, target: str | None) -> None:
@@ -83,8 +91,12 @@ def diagnose_model(
     *,
     evaluate: bool = True,
     element_limit: int = DEFAULT_ELEMENT_LIMIT,
+    fp16_activations: bool = False,
+    inputs: str | os.PathLike | None = None,
+    fp16_threshold: float = 512.0,
     tensorrt: bool = False,
     target: str | None = None,
+    time_limit: float | None = None,
 ) -> Report:
     """Run the analyzers for `codes` on a model already loaded (from a file, or rewritten by fix)."""
     validation = validate(loaded)
@@ -92,7 +104,11 @@ def diagnose_model(
         build_views(loaded.proto, validation.types, validation.probed_dims),
         loaded,
         validation,
-        AnalysisOptions(evaluate=evaluate, element_limit=element_limit, tensorrt=tensorrt, target=target),
+        AnalysisOptions(
+            evaluate=evaluate, element_limit=element_limit, fp16_activations=fp16_activations,
+            activation_inputs=str(inputs) if inputs is not None else None, activation_threshold=fp16_threshold,
+            tensorrt=tensorrt, target=target, time_limit=time_limit,
+        ),
     )
     catalog = load_catalog()
     findings = run_analyzers(root, codes)
@@ -151,6 +167,8 @@ def fix(
     in_place: bool = False,
     unverified: bool = False,
     element_limit: int = DEFAULT_ELEMENT_LIMIT,
+    time_limit: float | None = None,
+    memory_limit: int | None = None,
 ) -> FixReport:
     """Rewrite a model pass by pass, verifying each pass on real inputs; write the result.
 
@@ -161,6 +179,9 @@ def fix(
     `rtol`/`atol` is rolled back. `output` None is a dry run: nothing is written.
     A model ONNX Runtime cannot run (a custom op, say) cannot be verified: fix refuses it
     unless `unverified`, which applies the passes and marks each one unverified.
+    Each verification run and each pass that runs ONNX Runtime is stopped after `time_limit`
+    seconds (None: 300 s) or at `memory_limit` bytes (None: three quarters of the memory); the
+    report says which bound stopped it.
     Raises OnnxDoctorError for unusable input, a bad option, or an output that would
     overwrite the input without `in_place`, its external data or the `inputs` file.
     """
@@ -170,7 +191,6 @@ def fix(
         if not in_place:
             refuse_overwriting(output, [source], "the input", "; pass --in-place to do that")
         refuse_overwriting(output, [inputs] if inputs is not None else [], "the --inputs file")
-    options = PassOptions(static_shapes=dict(static_shapes or {}), element_limit=element_limit)
     chosen = _choose_passes(passes, skip)
     codes = select_rules([], [])
     loaded = load_model(source)
@@ -182,6 +202,7 @@ def fix(
         # Nothing can run a cycle, so no pass could be verified: refuse before rewriting anything.
         raise OnnxDoctorError(f"cannot fix a graph with a cycle ({cycles[0].graph}): {cycles[0].message}")
     model = load_full_model(loaded)
+    options = PassOptions(static_shapes=dict(static_shapes or {}), element_limit=element_limit)
     if options.static_shapes:
         # Reject a bad --static-shape before anything runs.
         trial = onnx.GraphProto()
@@ -189,10 +210,12 @@ def fix(
         for name, shape in options.static_shapes.items():
             set_static_shape({value.name: value for value in trial.input}, name, shape)
     feeds = make_inputs(model, options.static_shapes, inputs)
-    tolerance = default_tolerance(model)
+    tolerance = _default_tolerance(model, chosen)
     tolerance = (tolerance[0] if rtol is None else rtol, tolerance[1] if atol is None else atol)
-    verifier, unverified_reason = _make_verifier(model, feeds, tolerance, before, unverified)
-    fixed, steps = run_passes(model, chosen, options, verifier)
+    options = replace(options, inputs=str(inputs) if inputs is not None else None, tolerance=tolerance)
+    limits = {"time_limit": time_limit, "memory_limit": memory_limit}
+    verifier, unverified_reason = _make_verifier(model, feeds, tolerance, before, unverified, limits)
+    fixed, steps = run_passes(model, chosen, options, verifier, **limits)
     target = Path(output) if output is not None else source
     after = diagnose_model(LoadedModel(path=target, proto=fixed), codes, element_limit=element_limit)
     if output is not None:
@@ -211,18 +234,19 @@ def fix(
     )
 
 
-def _make_verifier(model, feeds, tolerance, before: Report, unverified: bool) -> tuple[Verifier | None, str | None]:
+def _make_verifier(model, feeds, tolerance, before: Report, unverified: bool,
+                   limits: dict) -> tuple[Verifier | None, str | None]:
     """The verifier, with the original model as reference; or None and the reason, if the
     model cannot run and the user said `unverified`."""
     try:
-        return Verifier(model, feeds, *tolerance), None
+        return Verifier(model, feeds, *tolerance, **limits), None
     except ModelDoesNotRun as error:
         unsorted = any(finding.rule == "OD201" for finding in before.findings)
         if unsorted:
             # ONNX Runtime sorts a main graph itself but rejects unsorted subgraph bodies. Node
             # order is no part of what a graph computes, so the sorted model is the reference.
             try:
-                return Verifier(Toposort().run(model, PassOptions()).model, feeds, *tolerance), None
+                return Verifier(Toposort().run(model, PassOptions()).model, feeds, *tolerance, **limits), None
             except (ModelDoesNotRun, PassRefused):
                 pass
         if not unverified:
@@ -230,10 +254,17 @@ def _make_verifier(model, feeds, tolerance, before: Report, unverified: bool) ->
         return None, f"the model does not run in ONNX Runtime ({error.reason})"
 
 
+def _default_tolerance(model: onnx.ModelProto, chosen: list[Pass]) -> tuple[float, float]:
+    """The model's tolerance, or the loosest a chosen pass states (fp16's for an FP16 conversion)."""
+    tolerances = [default_tolerance(model), *(rewrite.tolerance for rewrite in chosen if rewrite.tolerance is not None)]
+    return max(rtol for rtol, _ in tolerances), max(atol for _, atol in tolerances)
+
+
 def _choose_passes(passes, skip) -> list[Pass]:
     available = all_passes()
     by_name = {rewrite.name: rewrite for rewrite in available}
-    wanted = list(passes) if passes is not None else [rewrite.name for rewrite in available]
+    # Passes that change what the model computes (fp16) run only when named.
+    wanted = list(passes) if passes is not None else [rewrite.name for rewrite in available if rewrite.default]
     for name in [*(w for w in wanted if isinstance(w, str)), *(skip or [])]:
         if name not in by_name:
             raise OnnxDoctorError(f"no pass {name!r} (passes: {', '.join(by_name)})")

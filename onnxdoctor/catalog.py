@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from onnxdoctor.findings import Severity
+import tomllib
+
 from onnxdoctor.errors import OnnxDoctorError
+from onnxdoctor.findings import Severity
 
 _PACKAGE = Path(__file__).resolve().parent
 # Installed wheels carry the catalog inside the package; a source checkout keeps it at the top.

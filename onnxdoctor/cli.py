@@ -62,7 +62,16 @@ def main() -> None:
               help="Also run TensorRT's ONNX parser on the model (OD601, OD602): needs tensorrt or tensorrt_rtx.")
 @click.option("--target", type=click.Choice(["trt8", "trt10", "trt11", "trt-rtx"]), default=None,
               help="The TensorRT whose facts apply (OD603, OD604, notes on OD401/OD402). Default: the installed one.")
-def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elements, output, tensorrt, target) -> None:
+@click.option("--fp16-activations", is_flag=True,
+              help="Run the model once and report activations beyond FP16's range or --fp16-threshold (OD505).")
+@click.option("--inputs", type=click.Path(dir_okay=False), default=None, metavar="DATA.npz",
+              help="Inputs for --fp16-activations (calibration data, one array per input); default: generated.")
+@click.option("--fp16-threshold", type=click.FloatRange(min=0), default=512.0, show_default=True,
+              help="Activation magnitude that --fp16-activations reports (ModelOpt AutoCast's default).")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Stop one constant evaluation after this long (default 30); OD302 names the bound.")
+def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elements, output, tensorrt, target,
+             fp16_activations, inputs, fp16_threshold, time_limit) -> None:
     """Analyze ONNX models (files or folders) for what hurts TensorRT."""
     from onnxdoctor import api
     from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
@@ -75,7 +84,10 @@ def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elemen
             refuse_overwriting(output, models, "an input model")
         options = dict(select=_split(select), ignore=_split(ignore), evaluate=evaluate,
                        element_limit=DEFAULT_ELEMENT_LIMIT if max_elements is None else max_elements,
-                       tensorrt=tensorrt, target=target)
+                       tensorrt=tensorrt, target=target, fp16_activations=fp16_activations, inputs=inputs,
+                       fp16_threshold=fp16_threshold, time_limit=time_limit)
+        if inputs is not None and not fp16_activations:
+            raise OnnxDoctorError("--inputs is used only with --fp16-activations")
         # Unknown rule codes are a usage error, before any model is read.
         from onnxdoctor.catalog import select_rules
 
@@ -112,7 +124,7 @@ def _emit(reports, failures, output_format, output) -> None:
         from onnxdoctor.render import text
 
         if output:
-            console = Console(record=True, file=open(_devnull(), "w"), width=120, color_system=None)  # noqa: SIM115
+            console = Console(record=True, file=open(_devnull(), "w"), width=120, color_system=None)
             text.render(reports, failures, console)
             write_atomically(console.export_text().encode(), output)
         else:
@@ -194,8 +206,10 @@ def _parse_static_shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="error", show_default=True,
               help="Exit 1 when a finding after the fix is at or above this severity.")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Stop one verification run or pass after this long (default 300); the report names the bound.")
 def fix(path, output, pass_names, skip, static_shapes, inputs, rtol, atol, dry_run, in_place, unverified,
-        max_elements, output_format, fail_on) -> None:
+        max_elements, output_format, fail_on, time_limit) -> None:
     """Fix a model pass by pass, verifying each pass on real inputs; roll back any that changes an output.
 
     Passes run in this order: toposort, cleanup, static-shapes, fold-constants, remove-identity, int64-to-int32.
@@ -211,7 +225,8 @@ def fix(path, output, pass_names, skip, static_shapes, inputs, rtol, atol, dry_r
         report = api.fix(
             path, None if dry_run else target, passes=_split(pass_names) or None, skip=_split(skip),
             static_shapes=_parse_static_shapes(static_shapes), inputs=inputs, rtol=rtol, atol=atol, in_place=in_place,
-            unverified=unverified, **({} if max_elements is None else {"element_limit": max_elements}),
+            unverified=unverified, time_limit=time_limit,
+            **({} if max_elements is None else {"element_limit": max_elements}),
         )
     except OnnxDoctorError as error:
         _fail(error)
@@ -265,7 +280,8 @@ def _parse_shape(value: str | None, option: str) -> tuple[int, ...] | None:
 def bench(path, backends, with_fix, pass_names, static_shapes, inputs, torch_model, torch_modes, torch_shape,
           precision, runs, seconds, output_format, save) -> None:
     """Time a model on its backends (and after each fix pass) beside PyTorch, on equal terms."""
-    from onnxdoctor.bench.run import BenchOptions, bench as run_bench
+    from onnxdoctor.bench.run import BenchOptions
+    from onnxdoctor.bench.run import bench as run_bench
     from onnxdoctor.render import bench as render_bench
 
     try:

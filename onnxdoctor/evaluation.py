@@ -8,7 +8,6 @@ those tools, we keep the error text and name the node.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +16,8 @@ import onnx
 from onnxdoctor import isolation
 from onnxdoctor.graph import GraphView, constant_node_value
 from onnxdoctor.model import LoadedModel
+from onnxdoctor.ops.roles import SIZE_CREATING_OPS
+from onnxdoctor.wording import error_text
 
 # Tensors above this many elements are neither read nor computed: the node is reported
 # foldable by structure, without a value (keeps diagnose fast and small on big models).
@@ -26,13 +27,7 @@ _KEPT_ELEMENTS = 64
 
 # Ops whose output size comes from input values, not input sizes: evaluated only when shape
 # inference knows the output size, so a hostile model cannot make us allocate without bound.
-SIZE_CREATING_OPS = frozenset(
-    {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample", "Pad", "OneHot", "EyeLike", "Col2Im",
-     "CenterCropPad", "Einsum", "MatMul", "Gemm", "Conv", "ConvTranspose"}
-)
 
-_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")
-_ORT_SOURCE = re.compile(r"\S*onnxruntime_src/\S+:\d+\s+.*?\)\s*(?:\[with [^\]]*\]\s*)?")
 
 
 @dataclass
@@ -49,14 +44,6 @@ class Evaluation:
     # tensor → (dtype, shape) of everything evaluated, kept values or not
     shapes: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
     evaluator: str = ""
-
-
-def clean_error(error: BaseException | str) -> str:
-    """An evaluator error as one readable line, without source paths and C++ signatures."""
-    text = " ".join(str(error).split())
-    text = _ORT_PREFIX.sub("", text)
-    text = _ORT_SOURCE.sub("", text)
-    return text.strip() or type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -249,4 +236,4 @@ def _evaluate_node_by_node(view, runnable, values, evaluation, template, bounds)
         try:
             values.update(_run_nodes([node], inputs, template, bounds))
         except Exception as error:  # noqa: BLE001 - the evaluator's error is the finding
-            evaluation.failures[index] = clean_error(error)
+            evaluation.failures[index] = error_text(error)

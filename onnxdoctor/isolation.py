@@ -131,14 +131,32 @@ def run_model(
         values = [onnxruntime.OrtValue.ortvalue_from_numpy(value) for value in weights.values()]
         options.add_external_initializers(list(weights), values)
     session = onnxruntime.InferenceSession(model, options, providers=providers)
-    return session.run(output_names, feeds)
+    return [_dense(value) for value in session.run(output_names, feeds)]
+
+
+def _dense(value):
+    """A sparse output (a graph output fed by a sparse initializer) as the dense array it stands
+    for: comparable, and picklable on its way back (ONNX Runtime's SparseTensor is neither)."""
+    if not hasattr(value, "dense_shape"):
+        return value
+    import numpy as np
+
+    dense = np.zeros(tuple(value.dense_shape()), dtype=value.values().dtype)
+    # ONNX Runtime hands back its C++ object here: the Python wrapper's as_coo_view() is get_coo_data().
+    indices = np.asarray(value.get_coo_data().indices())
+    # COO indices come flat (one linear index per value) or as one row of coordinates per value.
+    if indices.ndim == 1:
+        dense.reshape(-1)[indices] = value.values()
+    else:
+        dense[tuple(indices.T)] = value.values()
+    return dense
 
 
 class _Worker:
     def __init__(self) -> None:
         # What the worker prints (a C++ abort message) goes to a file nobody sees, not the user's
         # terminal; its last line explains a crash. Unlinked at once: nothing stays on disk.
-        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the worker lives
+        self.errors = tempfile.TemporaryFile()
         package = str(Path(__file__).resolve().parent)
         self.process = subprocess.Popen(
             [sys.executable, "-c", _BOOTSTRAP, package],

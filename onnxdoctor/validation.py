@@ -31,26 +31,36 @@ ONNX_ERRORS = (
 # onnx's data propagation allocates one element per dim of a 1-D tensor, so a declared dim of
 # 2**34 would take 100+ GiB. Before inference such dims are made symbolic ("huge").
 LARGEST_DIM = 2**31 - 1
+# With data propagation, onnx also spends about 80 bytes per element of a 1-D tensor it
+# propagates (measured: a declared [410880722] input took 20 GiB and was killed): longer 1-D
+# dims are made symbolic for that inference. 2**20 elements cost about 100 MiB.
+LARGEST_PROPAGATED_VECTOR = 2**20
 
 
 def infer_shapes(model: onnx.ModelProto, **options) -> onnx.ModelProto:
     """onnx shape inference on a model whose absurd declared dims are made symbolic first
     (raises one of ONNX_ERRORS on a broken model)."""
-    return onnx.shape_inference.infer_shapes(_without_absurd_dims(model), **options)
+    vector_limit = LARGEST_PROPAGATED_VECTOR if options.get("data_prop") else LARGEST_DIM
+    return onnx.shape_inference.infer_shapes(_without_absurd_dims(model, vector_limit), **options)
 
 
-def _without_absurd_dims(model: onnx.ModelProto) -> onnx.ModelProto:
+def _too_large(value: onnx.ValueInfoProto, vector_limit: int) -> list:
+    dims = value.type.tensor_type.shape.dim
+    limit = vector_limit if len(dims) == 1 else LARGEST_DIM
+    return [dim for dim in dims if dim.dim_value > limit]
+
+
+def _without_absurd_dims(model: onnx.ModelProto, vector_limit: int = LARGEST_DIM) -> onnx.ModelProto:
     graph = model.graph
     declared = [*graph.input, *graph.output, *graph.value_info]
-    if not any(dim.dim_value > LARGEST_DIM for value in declared for dim in value.type.tensor_type.shape.dim):
+    if not any(_too_large(value, vector_limit) for value in declared):
         return model
     tamed = onnx.ModelProto()
     tamed.CopyFrom(model)
     for value in (*tamed.graph.input, *tamed.graph.output, *tamed.graph.value_info):
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_value > LARGEST_DIM:
-                dim.Clear()
-                dim.dim_param = "huge"
+        for dim in _too_large(value, vector_limit):
+            dim.Clear()
+            dim.dim_param = "huge"
     return tamed
 
 

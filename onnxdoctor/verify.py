@@ -16,6 +16,7 @@ import onnx
 
 from onnxdoctor import isolation
 from onnxdoctor.model import OnnxDoctorError, exceeds_protobuf_limit, split_weights
+from onnxdoctor.wording import error_text
 
 # Tolerances: fp32 outputs by default, looser when the model computes in fp16.
 FP32_TOLERANCE = (1e-4, 1e-5)  # rtol, atol
@@ -188,7 +189,7 @@ class Verifier:
         try:
             self.reference = self._run(reference)
         except Exception as error:  # noqa: BLE001 - the user's model cannot run: nothing can be verified
-            raise ModelDoesNotRun(_first_line(error)) from None
+            raise ModelDoesNotRun(error_text(error)) from None
 
     def _run(self, model: onnx.ModelProto) -> dict[str, np.ndarray]:
         serialized, weights = serialize(model)
@@ -205,7 +206,7 @@ class Verifier:
         try:
             results = self._run(candidate)
         except Exception as error:  # noqa: BLE001 - a rewrite that breaks the model is rolled back
-            return Verification(False, error=_first_line(error))
+            return Verification(False, error=error_text(error))
         outputs = [self._compare(name, self.reference[name], results[name]) for name in self.output_names]
         return Verification(all(output.passed for output in outputs), outputs)
 
@@ -233,8 +234,3 @@ class Verifier:
         mismatches = float((~equal).sum())
         return OutputDifference(name, mismatches and float(np.abs(actual.astype(np.float64) - expected).max()),
                                 0.0 if not mismatches else float("inf"), bool(equal.all()))
-
-
-def _first_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:500] or type(error).__name__

@@ -37,6 +37,12 @@ def _huge_dims(model):
         dim.dim_value = 3_000_000_000
 
 
+def _long_vector(model):
+    (dim,) = model.graph.input[0].type.tensor_type.shape.dim
+    dim.Clear()
+    dim.dim_value = 410_880_722
+
+
 def _future_opset(model):
     model.opset_import[0].version = 99
 
@@ -146,6 +152,8 @@ CASES = {
     "opset from the future": lambda folder: _edit("od301_unfolded_constant", folder, _future_opset),
     "nested Loop/If defects": lambda folder: _copy("nested_defects", folder),
     "dims in the billions": lambda folder: _edit("clean", folder, _huge_dims),
+    # Found by the fuzzer: onnx's data propagation took 20 GiB for this one 1-D input.
+    "a 1-D input of 410 million elements": lambda folder: _edit("od302_custom_op", folder, _long_vector),
     "data that does not match its dims": lambda folder: _edit("od301_unfolded_constant", folder, _lying_dims),
     "external data location with a NUL byte": lambda folder: _external(folder, "external_data.bin\0.txt"),
     "external data location over the file-name limit": lambda folder: _external(folder, "w" * 300 + ".bin"),

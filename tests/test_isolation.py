@@ -77,7 +77,7 @@ def slow_constant_model(tmp_path, boxes=260_000):
 
 @pytest.fixture
 def short_bounds(monkeypatch):
-    """The defaults the API uses, set short (the API takes no limit of its own yet)."""
+    """The defaults the API uses, set short (the bounds the API and CLI take are tested at the end)."""
     monkeypatch.setattr(isolation, "EVALUATION_TIME_LIMIT", SHORT)
     monkeypatch.setattr(isolation, "VERIFICATION_TIME_LIMIT", SHORT)
 
@@ -221,3 +221,19 @@ def test_an_all_nan_output_beside_a_finite_one_is_named(tmp_path):
     assert fold.notes == ["not compared: y: every reference value is NaN or infinite"]
     (y, z) = fold.verification.outputs
     assert (y.compared, z.compared) == (False, True)
+
+
+def test_the_cli_time_limit_bounds_fix_and_diagnose(tmp_path):
+    import subprocess
+    import sys
+
+    loop = endless_loop_model(tmp_path)
+    started = time.monotonic()
+    refused = subprocess.run([sys.executable, "-m", "onnxdoctor", "fix", str(loop), "--dry-run", "--time-limit",
+                              str(SHORT)], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and f"stopped after {SHORT:g} s (time limit)" in refused.stderr
+    assert time.monotonic() - started < 3 * SHORT + 20
+    slow = slow_constant_model(tmp_path)
+    report = subprocess.run([sys.executable, "-m", "onnxdoctor", "diagnose", str(slow), "--format", "json",
+                             "--time-limit", str(SHORT)], capture_output=True, text=True, timeout=120)
+    assert f"ONNX Runtime was stopped after {SHORT:g} s (time limit)" in report.stdout

@@ -27,13 +27,17 @@ class FloatConstant:
 
 def float_constants(graph: GraphAnalysis) -> Iterator[FloatConstant]:
     """Float initializers and Constant outputs that something reads, up to `element_limit`
-    elements each (larger ones are never read)."""
+    elements each (larger ones are never read). Weights stored as external data stay on disk
+    unless the FP16 analysis is asked for (--fp16-activations): a plain diagnose reads the
+    graph, not gigabytes of weights."""
     view = graph.view
     limit = graph.options.element_limit
     for name, tensor in view.initializers.items():
         if name in view.overridable or tensor.data_type not in CONVERTED_TYPES or not view.consumers.get(name):
             continue
         if math.prod(tensor.dims) > limit:
+            continue
+        if tensor.data_location == onnx.TensorProto.EXTERNAL and not graph.options.fp16_activations:
             continue
         value = graph.model.tensor_value(tensor)
         if value is not None:

@@ -16,7 +16,6 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -256,9 +255,12 @@ def bench(path: str | os.PathLike, options: BenchOptions = BenchOptions(),
 def _verify_search(report: BenchReport, model: onnx.ModelProto, feeds, torch_feeds, outputs, active) -> None:
     """Each configuration's outputs against ONNX Runtime on the CPU; the fastest verified one named."""
     from onnxdoctor.engines.compare import Tolerance, compare_outputs
-    from onnxdoctor.engines.onnxruntime_runner import OnnxRuntimeRunner, precision_of
-
-    from onnxdoctor.engines.onnxruntime_runner import OnnxRuntimeOptions, cuda_available
+    from onnxdoctor.engines.onnxruntime_runner import (
+        OnnxRuntimeOptions,
+        OnnxRuntimeRunner,
+        cuda_available,
+        precision_of,
+    )
 
     try:
         with OnnxRuntimeRunner(model, name="reference") as reference_runner:

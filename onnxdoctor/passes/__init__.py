@@ -25,6 +25,9 @@ class PassOptions:
     static_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # Never fold tensors above this many elements.
     element_limit: int = DEFAULT_ELEMENT_LIMIT
+    # What verification uses (--inputs, the tolerance), for passes that check their own candidates (fp16).
+    inputs: str | None = None
+    tolerance: tuple[float, float] | None = None
 
 
 @dataclass
@@ -45,6 +48,11 @@ class Pass:
     name: str = ""
     resolves: tuple[str, ...] = ()
     description: str = ""
+    # Whether `fix` runs the pass when no --passes are named (fp16 only runs when asked for).
+    default: bool = True
+    # The verification tolerance (rtol, atol) when this pass is chosen and none is given; None:
+    # the model's own (verify.default_tolerance).
+    tolerance: tuple[float, float] | None = None
 
     def applies(self, options: PassOptions) -> bool:
         """Whether the pass has anything to do with these options (static-shapes needs shapes)."""
@@ -193,9 +201,10 @@ def all_passes() -> list[Pass]:
     """Every pass, in the fixed order the pipeline runs them."""
     from onnxdoctor.passes.cleanup import Cleanup
     from onnxdoctor.passes.fold_constants import FoldConstants
+    from onnxdoctor.passes.fp16 import Fp16
     from onnxdoctor.passes.int64_to_int32 import Int64ToInt32
     from onnxdoctor.passes.remove_identity import RemoveIdentity
     from onnxdoctor.passes.static_shapes import StaticShapes
     from onnxdoctor.passes.toposort import Toposort
 
-    return [Toposort(), Cleanup(), StaticShapes(), FoldConstants(), RemoveIdentity(), Int64ToInt32()]
+    return [Toposort(), Cleanup(), StaticShapes(), FoldConstants(), RemoveIdentity(), Int64ToInt32(), Fp16()]

@@ -26,11 +26,36 @@ class Comparison:
     other: ProfileReport
     op_types: list[Difference]
     blocks: list[Difference]
+    # Where the change comes from, when one op type carries most of it, with what that means here.
+    findings: list[str]
+
+
+# One op type "carries" a change when it makes up at least this share of the layers' total change.
+_DOMINANT_SHARE = 0.6
 
 
 def compare(baseline: ProfileReport, other: ProfileReport) -> Comparison:
-    return Comparison(other=other, op_types=_differences(baseline.op_types, other.op_types),
-                      blocks=_differences(baseline.blocks, other.blocks))
+    op_types = _differences(baseline.op_types, other.op_types)
+    return Comparison(other=other, op_types=op_types, blocks=_differences(baseline.blocks, other.blocks),
+                      findings=_where_the_change_is(baseline, other, op_types))
+
+
+def _where_the_change_is(baseline: ProfileReport, other: ProfileReport, op_types: list[Difference]) -> list[str]:
+    total = other.layer_sum - baseline.layer_sum
+    if not op_types or total == 0:
+        return []
+    top = op_types[0]
+    if top.difference * total <= 0 or abs(top.difference) < _DOMINANT_SHARE * abs(total):
+        return []
+    direction = "slower" if total > 0 else "faster"
+    line = (f"{top.name} layers make {abs(top.difference) / abs(total):.0%} of the change: {other.model} is {direction} "
+            f"in {top.name} ({top.baseline * 1e6:.0f} µs → {top.other * 1e6:.0f} µs per run)")
+    if baseline.description.mode.startswith("CUDA"):
+        # Under CUDA the profiler times the host side of each layer: a change there is work done
+        # before the kernel starts (choosing and preparing kernels, e.g. cuDNN's), not the kernel.
+        line += ("; these are host-side times under CUDA, so the difference is work done per call before the "
+                 "kernels run (kernel selection and setup in the provider), not GPU time")
+    return [line]
 
 
 def _differences(baseline: list[Rollup], other: list[Rollup]) -> list[Difference]:

@@ -22,9 +22,8 @@ def _error_columns(step) -> str:
     worst_absolute = max((o.max_absolute for o in verification.outputs), default=0.0)
     worst_relative = max((o.max_relative for o in verification.outputs), default=0.0)
     failed = [o.name for o in verification.outputs if not o.passed]
-    empty = [o.name for o in verification.outputs if not o.compared]
+    # Outputs that were not compared (empty, or NaN throughout) are named in the step's notes.
     text = f"  max abs {worst_absolute:.3g}, max rel {worst_relative:.3g}"
-    text += f" [dim](empty, not compared: {shown(', '.join(empty))})[/dim]" if empty and not verification.vacuous else ""
     return text + (f" [red](differs: {shown(', '.join(failed))})[/red]" if failed else "") + notes
 
 

@@ -79,7 +79,7 @@ def fix_record(report) -> dict:
                     "error": _printable_or_none(verification.error),
                     "outputs": [
                         {"name": o.name, "max_absolute": _finite(o.max_absolute), "max_relative": _finite(o.max_relative),
-                         "passed": o.passed, "compared": o.compared}
+                         "passed": o.passed, "compared": o.compared, "note": o.note or None}
                         for o in verification.outputs
                     ],
                 },

@@ -104,6 +104,8 @@ def render_comparison(report, console: Console) -> None:
             table.add_row(escape(row.name), duration(row.baseline), duration(row.other),
                           f"[{style}]{_signed(row.difference)}[/{style}]")
         console.print(table)
+    for line in comparison.findings:
+        console.print(f"  [yellow]•[/yellow] {escape(line)}")
 
 
 def _signed(seconds: float) -> str:
@@ -150,7 +152,7 @@ def profile_record(report) -> dict:
                     for row in differences]
 
         record["comparison"] = {"other": profile_record(comparison.other), "op_types": rows(comparison.op_types),
-                                "blocks": rows(comparison.blocks)}
+                                "blocks": rows(comparison.blocks), "findings": comparison.findings}
     return record
 
 
