@@ -36,3 +36,19 @@ def rules_of(report) -> list[str]:
 
 def findings_of(report, rule: str):
     return [finding for finding in report.findings if finding.rule == rule]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_engine_cache(tmp_path_factory):
+    """Engines the tests build are cached in a temporary folder, never in the user's ~/.cache."""
+    import os
+
+    from onnxdoctor.engines.tensorrt import ENGINE_CACHE_VARIABLE
+
+    previous = os.environ.get(ENGINE_CACHE_VARIABLE)
+    os.environ[ENGINE_CACHE_VARIABLE] = str(tmp_path_factory.mktemp("engines"))
+    yield
+    if previous is None:
+        del os.environ[ENGINE_CACHE_VARIABLE]
+    else:
+        os.environ[ENGINE_CACHE_VARIABLE] = previous

@@ -41,6 +41,65 @@ class EngineBuild:
     # Everything TensorRT logged at warning level or above (info with `verbose`), classified.
     log: list[BuildMessage] = field(default_factory=list)
     engine: bytes | None = field(default=None, repr=False)
+    # True when the engine came from the engine cache (no build ran; `log` is the build's, kept).
+    cached: bool = False
+
+
+# Engines are cached by model and build configuration (see engine_key); this variable names the
+# folder ("off" turns the cache off). Default: ~/.cache/onnxdoctor/engines.
+ENGINE_CACHE_VARIABLE = "ONNXDOCTOR_ENGINE_CACHE"
+
+
+def engine_cache_folder() -> Path | None:
+    import os
+
+    chosen = os.environ.get(ENGINE_CACHE_VARIABLE)
+    if chosen == "off":
+        return None
+    return Path(chosen) if chosen else Path.home() / ".cache" / "onnxdoctor" / "engines"
+
+
+def engine_key(model, trt_version: str, input_shapes: dict | None, device: str) -> str:
+    """What makes one engine: the model's bytes, the TensorRT that builds it, the optimization
+    profile's shapes and the device it is built for."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(model.SerializeToString(deterministic=True))
+    config = {"tensorrt": trt_version, "shapes": {k: list(v) for k, v in sorted((input_shapes or {}).items())},
+              "device": device}
+    digest.update(json.dumps(config, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _cached_build(folder: Path, key: str) -> EngineBuild | None:
+    import json
+
+    engine_path, record_path = folder / f"{key}.engine", folder / f"{key}.json"
+    if not engine_path.is_file() or not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    engine = engine_path.read_bytes()
+    if len(engine) != record["engine_bytes"]:
+        return None  # a torn or foreign file: build again
+    return EngineBuild(tensorrt=record["tensorrt"], parsed=True, layers=record["layers"], built=True,
+                       engine_bytes=len(engine), seconds=record["seconds"],
+                       log=[BuildMessage(m["severity"], m["text"], tuple(m["nodes"]), m["rule"]) for m in record["log"]],
+                       engine=engine, cached=True)
+
+
+def _store_build(folder: Path, key: str, build: EngineBuild) -> None:
+    import json
+    from dataclasses import asdict
+
+    from onnxdoctor.files import write_atomically
+
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"tensorrt": build.tensorrt, "layers": build.layers, "engine_bytes": build.engine_bytes,
+              "seconds": build.seconds, "log": [asdict(message) for message in build.log]}
+    # Engine first: a record without its engine is never found.
+    write_atomically(build.engine, folder / f"{key}.engine")
+    write_atomically(json.dumps(record).encode(), folder / f"{key}.json")
 
 
 # TensorRT log lines → the rule that explains them: the patterns of onnxdoctor.ops.tensorrt,
@@ -224,15 +283,27 @@ class TensorRTRunner(Runner):
         trt = tensorrt_module(self.rtx)
         if not self.rtx and importlib.util.find_spec("tensorrt") is None:
             raise RunnerUnavailable("full TensorRT is not installed here (NVIDIA's tensorrt wheel)")
-        self.build = build_engine(self.model, rtx=self.rtx, keep_engine=True, input_shapes=self.input_shapes)
+        from onnxdoctor.engines.onnxruntime_runner import _gpu_name
+
+        folder = engine_cache_folder()
+        key = engine_key(self.model, f"{trt.__name__} {trt.__version__}", self.input_shapes,
+                         _gpu_name() if gpu_present() else "no GPU")
+        self.build = _cached_build(folder, key) if folder is not None else None
+        if self.build is None:
+            self.build = build_engine(self.model, rtx=self.rtx, keep_engine=True, input_shapes=self.input_shapes)
+            if folder is not None and self.build.built:
+                try:
+                    _store_build(folder, key, self.build)
+                except OSError:
+                    pass  # a cache that cannot be written only costs the next build
         if not self.build.parsed:
             raise RunnerUnavailable(f"{trt.__name__} cannot parse the model: {'; '.join(self.build.errors)[:300]}")
         if not self.build.built:
             errors = [message.text for message in self.build.log if message.severity == "error"]
             raise RunnerUnavailable(f"{trt.__name__} parsed the model but the build failed: "
                                     + (" ".join(" ".join(errors).split())[:300] or "no reason logged"))
-        built = (f"engine built ({self.build.engine_bytes / 1e6:.1f} MB in {self.build.seconds:.1f} s) "
-                 "but it cannot run here: ")
+        how = "from the engine cache" if self.build.cached else f"in {self.build.seconds:.1f} s"
+        built = f"engine built ({self.build.engine_bytes / 1e6:.1f} MB {how}) but it cannot run here: "
         if not gpu_present():
             raise RunnerUnavailable(built + "no NVIDIA GPU")
         from polygraphy.backend.trt import EngineFromBytes, TrtRunner
