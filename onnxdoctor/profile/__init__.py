@@ -24,6 +24,7 @@ def profile(
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     inputs: str | os.PathLike | None = None,
     diagnose: bool = True,
+    torch: str | None = None,
 ) -> ProfileReport:
     """Profile a model in ONNX Runtime: each layer's median time over `runs` calls (after
     `warm_up` calls left out), mapped back to the original nodes, with why it is slow.
@@ -32,6 +33,8 @@ def profile(
     second model profiled on the same inputs, interleaved with the first, set side by side
     (`report.comparison`). Inputs are `inputs` (.npz) or seeded random ones at `input_shapes`
     or the declared shapes. `diagnose` links layers to diagnose findings (OD301, OD303).
+    `torch` (an Ultralytics .pt/.yaml or package.module:factory) times the PyTorch model per
+    block on the same inputs and sets it beside the ONNX blocks (`report.torch_comparison`).
     The files are only read. Raises OnnxDoctorError for unusable input or a bad option.
     """
     from onnxdoctor.engines.onnxruntime_runner import OnnxRuntimeOptions, cuda_available
@@ -60,6 +63,14 @@ def profile(
                for each, session in zip(paths, sessions, strict=True)]
     if compare is not None:
         reports[0].comparison = compare_profiles(reports[0], reports[1])
+    if torch is not None:
+        from onnxdoctor.engines.torch_runner import load_torch_model
+        from onnxdoctor.profile.compare import compare_with_torch
+        from onnxdoctor.profile.torch_profile import profile_torch_blocks
+
+        device = "cuda" if provider == "cuda" else "cpu"
+        blocks = profile_torch_blocks(load_torch_model(torch), feeds, runs=runs, warm_up=warm_up, device=device)
+        reports[0].torch_comparison = compare_with_torch(reports[0], blocks)
     return reports[0]
 
 

@@ -23,8 +23,11 @@ from onnxdoctor.files import check_writable, refuse_overwriting
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Layers shown in the table.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a self-contained HTML report (charts inline, no network).")
+@click.option("--torch", "torch_model", default=None, metavar="MODEL",
+              help="Also time this PyTorch model per block (Ultralytics .pt/.yaml, or package.module:factory).")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def profile_command(path, backend, other, input_shapes, inputs, runs, warm_up, top, html_path, output_format) -> None:
+def profile_command(path, backend, other, input_shapes, inputs, runs, warm_up, top, html_path, torch_model,
+                    output_format) -> None:
     """Where the time of one inference goes, layer by layer, mapped back to the ONNX nodes, and why."""
     from onnxdoctor.cli import _fail, _parse_static_shapes
     from onnxdoctor.profile import profile
@@ -39,7 +42,8 @@ def profile_command(path, backend, other, input_shapes, inputs, runs, warm_up, t
 
         with Console(stderr=True).status("profiling"):
             report = profile(path, backend=backend, compare=other, runs=runs, warm_up=warm_up,
-                             input_shapes=_shapes(_parse_static_shapes, input_shapes), inputs=inputs)
+                             input_shapes=_shapes(_parse_static_shapes, input_shapes), inputs=inputs,
+                             torch=torch_model)
     except OnnxDoctorError as error:
         _fail(error)
     if html_path:

@@ -63,3 +63,10 @@ def _differences(baseline: list[Rollup], other: list[Rollup]) -> list[Difference
     after = {rollup.name: rollup.time for rollup in other}
     rows = [Difference(name, before.get(name, 0.0), after.get(name, 0.0)) for name in {*before, *after}]
     return sorted(rows, key=lambda row: (-abs(row.difference), row.name))
+
+
+def compare_with_torch(report: ProfileReport, torch_blocks: dict[str, float]) -> list[Difference]:
+    """The ONNX model's blocks (baseline) beside PyTorch's (other), biggest difference first.
+    Blocks only one side has (ONNX Runtime folded a block away, or a torch block with no
+    `/model.N/` nodes) show 0 on the other side."""
+    return _differences(report.blocks, [Rollup(name, seconds, 0.0, 1) for name, seconds in torch_blocks.items()])

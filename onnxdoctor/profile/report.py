@@ -98,6 +98,8 @@ class ProfileReport:
     unplaced_findings: list[Reason] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     comparison: Comparison | None = None
+    # The same blocks in PyTorch (baseline: this ONNX model; other: PyTorch), with --torch.
+    torch_comparison: list | None = None
 
     @property
     def unaccounted(self) -> float:

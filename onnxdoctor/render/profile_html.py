@@ -48,6 +48,13 @@ def render_html(report, top: int = 25) -> str:
         parts.append("</ul>")
     if report.comparison is not None:
         parts.append(_comparison(report))
+    if report.torch_comparison:
+        shown = report.torch_comparison[:15]
+        parts.append("<h2>Beside PyTorch, by block</h2>")
+        parts.append(f'<p class="meta">Blue: {escape(report.model)} in {escape(description.label)}; purple: the '
+                     "PyTorch model, timed per block on the same inputs. Biggest differences first.</p>")
+        parts.append(_bars("beside PyTorch", [(row.name, row.baseline, BAR_COLOR) for row in shown],
+                           other=[row.other for row in shown]))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

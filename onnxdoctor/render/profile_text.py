@@ -54,6 +54,8 @@ def render_text(report, console: Console, top: int = 15) -> None:
     _why(report, console, top)
     if report.comparison is not None:
         render_comparison(report, console)
+    if report.torch_comparison:
+        _render_torch(report, console)
 
 
 def _totals(report, console: Console) -> None:
@@ -108,6 +110,18 @@ def render_comparison(report, console: Console) -> None:
         console.print(f"  [yellow]•[/yellow] {escape(line)}")
 
 
+def _render_torch(report, console: Console) -> None:
+    table = Table(show_edge=False, pad_edge=False, header_style="bold", title_justify="left",
+                  title="Beside PyTorch, by block, biggest difference first")
+    for column, justify in (("block", "left"), ("ONNX model", "right"), ("PyTorch", "right"), ("difference", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    for row in report.torch_comparison[:12]:
+        style = "green" if row.difference < 0 else "red" if row.difference > 0 else "dim"
+        table.add_row(escape(row.name), duration(row.baseline), duration(row.other),
+                      f"[{style}]{_signed(row.difference)}[/{style}]")
+    console.print(table)
+
+
 def _signed(seconds: float) -> str:
     return ("+" if seconds > 0 else "") + duration(seconds)
 
@@ -153,6 +167,9 @@ def profile_record(report) -> dict:
 
         record["comparison"] = {"other": profile_record(comparison.other), "op_types": rows(comparison.op_types),
                                 "blocks": rows(comparison.blocks), "findings": comparison.findings}
+    record["torch_blocks"] = None if not report.torch_comparison else [
+        {"block": row.name, "onnx": row.baseline, "torch": row.other, "difference": row.difference}
+        for row in report.torch_comparison]
     return record
 
 
