@@ -96,6 +96,41 @@ def _bare_cuda_graph_loop(checkpoint: str, shape, precision: str, runs: int) -> 
     return statistics.median(times[20:])
 
 
+def _repeatability(model: Path, checkpoint: Path, budget: dict) -> list[str]:
+    """The same configuration benched twice: how far two runs of bench agree."""
+    from onnxdoctor.bench.run import BenchOptions, bench
+
+    medians = []
+    for _ in range(2):
+        report = bench(model, BenchOptions(backends=("ort-cuda",), torch=str(checkpoint), torch_modes=("cuda-graph",),
+                                           precision="fp16", **budget))
+        medians.append({row.runner: row.summary.median for row in report.rows if row.summary is not None})
+    lines = ["\n### Repeatability (fp16)\n", "| runner | run 1 ms | run 2 ms | difference |", "| --- | ---: | ---: | ---: |"]
+    for runner, first in medians[0].items():
+        second = medians[1][runner]
+        lines.append(f"| {runner} | {first * 1000:.3f} | {second * 1000:.3f} | {abs(second / first - 1) * 100:.1f}% |")
+    return lines
+
+
+def _overhead(model: Path, checkpoint: Path, budget: dict, runs: int) -> list[str]:
+    """bench's PyTorch CUDA-graph row, benched alone, against the bare loop doing the same work;
+    three of each, alternating, so neither side gets the warmer GPU."""
+    from onnxdoctor.bench.run import BenchOptions, bench
+
+    bare, benched = [], []
+    for _ in range(3):
+        bare.append(_bare_cuda_graph_loop(str(checkpoint), (4, 3, 640, 640), "fp16", runs))
+        alone = bench(model, BenchOptions(backends=(), torch=str(checkpoint), torch_modes=("cuda-graph",),
+                                          precision="fp16", **budget))
+        benched.append(alone.rows[0].summary.median)
+    bare_ms, bench_ms = statistics.median(bare) * 1000, statistics.median(benched) * 1000
+    return ["\n### bench's own overhead (fp16, PyTorch CUDA graph)\n",
+            f"bare loop (numpy into page-locked memory, copy in, replay, copy out, wait), medians of 3 runs: "
+            f"{', '.join(f'{value * 1000:.3f}' for value in bare)} ms; bench's row benched alone: "
+            f"{', '.join(f'{value * 1000:.3f}' for value in benched)} ms; bench adds "
+            f"{(bench_ms / bare_ms - 1) * 100:+.1f}% (target ≤ 2%)"]
+
+
 def _exports(out: Path, half: bool) -> tuple[Path, dict[str, Path]]:
     """A .pt as a user has one (yaml, realistic BatchNorm statistics), and Ultralytics' exports of it:
     PyTorch and ONNX then hold the same weights, so their outputs can be compared too."""
@@ -121,7 +156,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--smoke", action="store_true",
                         help="a quick pass of the script itself on a machine without a GPU (fp32, few runs)")
+    parser.add_argument("--parts", default="bench,search,repeat,overhead,fp16-pass",
+                        help="comma-separated: bench, search, repeat, overhead, fp16-pass (default: all)")
     arguments = parser.parse_args()
+    parts = set(arguments.parts.split(","))
     out: Path = arguments.out
     out.mkdir(parents=True, exist_ok=True)
 
@@ -141,7 +179,7 @@ def main() -> None:
              "the ONNX models exported from that .pt by Ultralytics (fp32, and half=True), batch 4, 640x640"]
     budget = dict(runs=arguments.runs, seconds=arguments.seconds)
     results = {}
-    for precision, model in models.items():
+    for precision, model in models.items() if "bench" in parts else ():
         modes = ("eager", "cuda-graph", "compile") if precision == "fp32" else ("eager", "cuda-graph")
         modes = ("eager",) if arguments.smoke else modes
         options = BenchOptions(backends=("ort-cuda", "trt-rtx"), fix=True, torch=str(checkpoint),
@@ -152,7 +190,7 @@ def main() -> None:
         (out / f"bench-{precision}.json").write_text(render_json(report))
         lines += _table(report, f"{precision}: per fix pass, beside PyTorch ({time.perf_counter() - started:.0f} s)")
         print("\n".join(lines[-40:]), flush=True)
-    for precision, model in models.items():
+    for precision, model in models.items() if "search" in parts else ():
         started = time.perf_counter()
         report = bench(model, BenchOptions(search=True, torch=str(checkpoint), precision=precision,
                                            **budget), progress=lambda message: print(message, flush=True))
@@ -163,26 +201,20 @@ def main() -> None:
     if arguments.smoke:
         (out / "gpu_bench.md").write_text("\n".join(lines) + "\n")
         return
-    # Repeatability and overhead: the same two configurations twice, then the bare loop.
-    medians = []
-    for _ in range(2):
-        report = bench(models["fp16"], BenchOptions(backends=("ort-cuda",), torch=str(checkpoint),
-                                                    torch_modes=("cuda-graph",), precision="fp16", **budget))
-        medians.append({row.runner: row.summary.median for row in report.rows if row.summary is not None})
-    bare = _bare_cuda_graph_loop(str(checkpoint), (4, 3, 640, 640), "fp16", arguments.runs)
-    lines += ["\n### Repeatability and overhead (fp16)\n", "| runner | run 1 ms | run 2 ms | difference |",
-              "| --- | ---: | ---: | ---: |"]
-    for runner in medians[0]:
-        first, second = medians[0][runner], medians[1].get(runner)
-        lines.append(f"| {runner} | {first * 1000:.3f} | {second * 1000:.3f} | {abs(second / first - 1) * 100:.1f}% |")
-    # Overhead: the PyTorch CUDA-graph row benched alone (interleaved with ONNX Runtime, every call
-    # starts after another model's work, with colder caches), beside the bare loop.
-    alone = bench(models["fp16"], BenchOptions(backends=(), torch=str(checkpoint), torch_modes=("cuda-graph",),
-                                               precision="fp16", **budget))
-    graph_median = alone.rows[0].summary.median
-    lines.append(f"\nbare CUDA-graph loop (copy in, replay, copy out): {bare * 1000:.3f} ms; bench's torch-cuda-graph "
-                 f"row benched alone: {graph_median * 1000:.3f} ms; bench adds {(graph_median / bare - 1) * 100:+.1f}% "
-                 f"(target ≤ 2%); interleaved with ONNX Runtime above: {medians[1]['torch-cuda-graph'] * 1000:.3f} ms")
+    if "repeat" in parts:
+        lines += _repeatability(models["fp16"], checkpoint, budget)
+    if "overhead" in parts:
+        lines += _overhead(models["fp16"], checkpoint, budget, arguments.runs)
+    if "fp16-pass" in parts:
+        # onnxdoctor's fp16 pass on the fp32 export, verified here on ONNX Runtime CUDA, timed
+        # interleaved with the fp32 model it came from.
+        started = time.perf_counter()
+        report = bench(models["fp32"], BenchOptions(backends=("ort-cuda",), fix=True, passes=("fp16",), **budget),
+                       progress=lambda message: print(message, flush=True))
+        (out / "fp16-pass.json").write_text(render_json(report))
+        lines += _table(report, f"fp32 export against onnxdoctor's fp16 pass, ORT CUDA ({time.perf_counter() - started:.0f} s)")
+        for step in report.fix_steps:
+            lines.append(f"- pass {step.name}: {step.status}: {step.summary[:400]}")
     (out / "gpu_bench.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[-12:]))
 

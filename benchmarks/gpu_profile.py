@@ -1,5 +1,6 @@
 """`onnxdoctor profile` on a GPU: the seed model (yolov8n-pose, batch 4, 640) on ONNX Runtime CUDA,
-the fp32 export against Ultralytics' half=True export, side by side.
+the fp32 export against Ultralytics' half=True export, side by side, and the PyTorch model
+(the .pt both were exported from) per block.
 
 Usage, on a machine with a CUDA GPU, torch, ultralytics and onnxruntime-gpu:
     python benchmarks/gpu_profile.py OUT_FOLDER [--runs 50]
@@ -35,9 +36,10 @@ def main() -> None:
     from onnxdoctor.render.profile_html import render_html
     from onnxdoctor.render.profile_text import render_json, render_text
 
-    _, models = _exports(Path(tempfile.mkdtemp(prefix="gpu-profile-")), half=arguments.backend == "ort-cuda")
+    checkpoint, models = _exports(Path(tempfile.mkdtemp(prefix="gpu-profile-")), half=arguments.backend == "ort-cuda")
     compare = models.get("fp16")
-    report = profile(models["fp32"], backend=arguments.backend, compare=compare, runs=arguments.runs, warm_up=10)
+    report = profile(models["fp32"], backend=arguments.backend, compare=compare, runs=arguments.runs, warm_up=10,
+                     torch=str(checkpoint))
     stem = arguments.out / "profile-fp32-vs-fp16"
     with open(f"{stem}.txt", "w") as stream:
         console = Console(file=stream, width=200, color_system=None)
