@@ -12,6 +12,7 @@ import onnx
 from onnxdoctor.analysis import AnalysisOptions, GraphAnalysis
 from onnxdoctor.analyzers import run_analyzers
 from onnxdoctor.catalog import load_catalog, select_rules
+from onnxdoctor.engines import isolated
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
 from onnxdoctor.findings import Report
 from onnxdoctor.graph import build_views
@@ -24,12 +25,11 @@ from onnxdoctor.model import (
     refuse_overwriting,
     save_model,
 )
-from onnxdoctor.passes import Pass, PassOptions, PassRefused, all_passes
+from onnxdoctor.passes import Pass, PassOptions, all_passes
 from onnxdoctor.passes.static_shapes import set_static_shape
-from onnxdoctor.passes.toposort import Toposort
-from onnxdoctor.pipeline import Step, run_passes
+from onnxdoctor.pipeline import Observer, Step, Verify, run_passes, verify_against
 from onnxdoctor.validation import validate
-from onnxdoctor.verify import ModelDoesNotRun, Verifier, default_tolerance, make_inputs, verification_device
+from onnxdoctor.verify import ModelDoesNotRun, default_tolerance, make_inputs
 
 
 def diagnose(
@@ -169,6 +169,7 @@ def fix(
     element_limit: int = DEFAULT_ELEMENT_LIMIT,
     time_limit: float | None = None,
     memory_limit: int | None = None,
+    observers: Iterable[Observer] = (),
 ) -> FixReport:
     """Rewrite a model pass by pass, verifying each pass on real inputs; write the result.
 
@@ -181,7 +182,8 @@ def fix(
     unless `unverified`, which applies the passes and marks each one unverified.
     Each verification run and each pass that runs ONNX Runtime is stopped after `time_limit`
     seconds (None: 300 s) or at `memory_limit` bytes (None: three quarters of the memory); the
-    report says which bound stopped it.
+    report says which bound stopped it. `observers` see every step after verification, with the
+    model the pipeline goes on with (bench times each pass's result that way).
     Raises OnnxDoctorError for unusable input, a bad option, or an output that would
     overwrite the input without `in_place`, its external data or the `inputs` file.
     """
@@ -214,8 +216,9 @@ def fix(
     tolerance = (tolerance[0] if rtol is None else rtol, tolerance[1] if atol is None else atol)
     options = replace(options, inputs=str(inputs) if inputs is not None else None, tolerance=tolerance)
     limits = {"time_limit": time_limit, "memory_limit": memory_limit}
-    verifier, unverified_reason = _make_verifier(model, feeds, tolerance, before, unverified, limits)
-    fixed, steps = run_passes(model, chosen, options, verifier, **limits)
+    verification, unverified_reason = _start_verification(model, feeds, tolerance, unverified, limits)
+    checks = [verification] if verification is not None else []
+    fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits)
     target = Path(output) if output is not None else source
     after = diagnose_model(LoadedModel(path=target, proto=fixed), codes, element_limit=element_limit)
     if output is not None:
@@ -230,25 +233,16 @@ def fix(
         tolerance=tolerance,
         inputs={name: tuple(value.shape) for name, value in feeds.items()},
         unverified_reason=unverified_reason,
-        verified_on=verification_device(),
+        verified_on=isolated.device(),
     )
 
 
-def _make_verifier(model, feeds, tolerance, before: Report, unverified: bool,
-                   limits: dict) -> tuple[Verifier | None, str | None]:
-    """The verifier, with the original model as reference; or None and the reason, if the
-    model cannot run and the user said `unverified`."""
+def _start_verification(model, feeds, tolerance, unverified: bool, limits: dict) -> tuple[Verify | None, str | None]:
+    """Verification against the original model (pipeline.verify_against); or None and the
+    reason, if the model cannot run and the user said `unverified`."""
     try:
-        return Verifier(model, feeds, *tolerance, **limits), None
+        return verify_against(model, feeds, tolerance, **limits), None
     except ModelDoesNotRun as error:
-        unsorted = any(finding.rule == "OD201" for finding in before.findings)
-        if unsorted:
-            # ONNX Runtime sorts a main graph itself but rejects unsorted subgraph bodies. Node
-            # order is no part of what a graph computes, so the sorted model is the reference.
-            try:
-                return Verifier(Toposort().run(model, PassOptions()).model, feeds, *tolerance, **limits), None
-            except (ModelDoesNotRun, PassRefused):
-                pass
         if not unverified:
             raise
         return None, f"the model does not run in ONNX Runtime ({error.reason})"

@@ -1,21 +1,42 @@
-"""Run rewrite passes in order, verifying each against the original model; roll back failures."""
+"""Run rewrite passes in order: each result diffed once, checked, shown to observers; roll back failures.
+
+One step: the pass runs (in the isolated worker when it runs ONNX Runtime); the pipeline diffs
+its result against its input, unless the pass did (compare_models); checks the postconditions
+(inputs, outputs and opsets kept; onnx.checker accepts the result when it accepted the input);
+asks each observer's `check` whether to keep a changed model (verification is such an observer:
+Verify); then tells every observer what became of the step and which model goes on (`observe`:
+per-pass benchmarks take their snapshots there).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 import numpy as np
 import onnx
 
 from onnxdoctor import isolation
-from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult
+from onnxdoctor.engines.isolated import deserialize, serialize
+from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult, compare_models
 from onnxdoctor.validation import checker_error
-from onnxdoctor.verify import Verification, Verifier, serialize
+from onnxdoctor.verify import ModelDoesNotRun, Verification, Verifier
 
-# What happened to a pass.
-APPLIED, UNVERIFIED, UNCHANGED, ROLLED_BACK, REFUSED, NOT_APPLICABLE = (
-    "applied", "unverified", "unchanged", "rolled back", "refused", "not applicable"
-)
+
+class StepStatus(StrEnum):
+    """What happened to a pass; the values are what reports print and JSON holds."""
+
+    APPLIED = "applied"  # changed the model, verified
+    UNVERIFIED = "unverified"  # changed the model, nothing could verify it
+    UNCHANGED = "unchanged"
+    ROLLED_BACK = "rolled back"  # its result was refused: outputs differ, checker, stopped
+    REFUSED = "refused"  # the pass declined this model (PassRefused)
+    NOT_APPLICABLE = "not applicable"  # nothing asked of it (static-shapes without --static-shape)
+
+
+# When observers disagree on a changed model, the most cautious verdict wins.
+_CAUTION = {StepStatus.APPLIED: 0, StepStatus.UNVERIFIED: 1, StepStatus.ROLLED_BACK: 2}
 # Passes that run ONNX Runtime (through onnx-graphsurgeon's fold_constants): they run in the
 # isolated worker, so a constant that never finishes or crashes ONNX Runtime costs only the pass.
 ISOLATED_PASSES = frozenset({"fold-constants", "static-shapes"})
@@ -25,99 +46,171 @@ ISOLATED_PASSES = frozenset({"fold-constants", "static-shapes"})
 class Step:
     name: str
     resolves: tuple[str, ...]
-    status: str
+    status: StepStatus
     summary: str
     result: PassResult | None = None
     verification: Verification | None = None
     notes: list[str] = field(default_factory=list)
 
 
+class Observer:
+    """Sees every step of run_passes; override either method."""
+
+    def check(self, step: Step, candidate: onnx.ModelProto) -> StepStatus | None:
+        """Judge a changed model that met the postconditions: APPLIED (verified), UNVERIFIED,
+        ROLLED_BACK (refused), or None for no opinion; notes and a verification go on `step`."""
+        return None
+
+    def observe(self, step: Step, model: onnx.ModelProto) -> None:
+        """After the step's status is settled; `model` is the one the pipeline goes on with
+        (the pass's result when it was kept, else the model the pass was given)."""
+
+
+class Verify(Observer):
+    """Verification as an observer: each changed model against the reference run; a model whose
+    outputs differ is rolled back, one compared on nothing finite stays unverified."""
+
+    def __init__(self, verifier: Verifier) -> None:
+        self.verifier = verifier
+
+    def check(self, step: Step, candidate: onnx.ModelProto) -> StepStatus:
+        step.verification = verification = self.verifier.check(candidate)
+        if not verification.passed:
+            return StepStatus.ROLLED_BACK
+        if verification.vacuous:
+            step.notes.append(f"nothing was compared ({'; '.join(verification.not_compared)}); give --inputs")
+            return StepStatus.UNVERIFIED
+        step.notes.extend(f"not compared: {output}" for output in verification.not_compared)
+        return StepStatus.APPLIED
+
+
+def verify_against(
+    model: onnx.ModelProto,
+    feeds: dict[str, np.ndarray],
+    tolerance: tuple[float, float],
+    *,
+    time_limit: float | None = None,
+    memory_limit: int | None = None,
+) -> Verify:
+    """Verification with `model`'s outputs on `feeds` as the reference. ONNX Runtime sorts a main
+    graph itself but rejects unsorted subgraph bodies; node order is no part of what a graph
+    computes, so a model that does not run as it is has its toposorted form as the reference.
+    Raises ModelDoesNotRun, with the model's own reason, when neither runs."""
+    from onnxdoctor.passes.toposort import Toposort
+
+    def start(reference: onnx.ModelProto) -> Verify:
+        return Verify(Verifier(reference, feeds, *tolerance, time_limit=time_limit, memory_limit=memory_limit))
+
+    try:
+        return start(model)
+    except ModelDoesNotRun as error:
+        reason = error
+    try:
+        sorted_model = Toposort().run(model, PassOptions())
+        if sorted_model.changed:
+            return start(sorted_model.model)
+    except (ModelDoesNotRun, PassRefused):
+        pass
+    raise reason
+
+
 def run_passes(
     model: onnx.ModelProto,
     passes: list[Pass],
     options: PassOptions,
-    verifier: Verifier | None,
+    observers: Iterable[Observer] = (),
     *,
     time_limit: float | None = None,
     memory_limit: int | None = None,
 ) -> tuple[onnx.ModelProto, list[Step]]:
-    """Each pass sees the model the previous accepted pass left. With `verifier` None (a model
-    ONNX Runtime cannot run, and the user said --unverified) passes apply as UNVERIFIED.
-    An ISOLATED_PASSES pass stopped at `time_limit` seconds or `memory_limit` bytes (None:
-    isolation.VERIFICATION_TIME_LIMIT, isolation.MEMORY_LIMIT), or one that crashed, is rolled
-    back with what stopped it as its note."""
+    """Each pass sees the model the previous accepted pass left. Without an observer that checks
+    (no Verify: a model ONNX Runtime cannot run, and the user said --unverified) a changed model
+    is kept as UNVERIFIED. An ISOLATED_PASSES pass stopped at `time_limit` seconds or
+    `memory_limit` bytes (None: isolation.VERIFICATION_TIME_LIMIT, isolation.MEMORY_LIMIT), or
+    one that crashed, is rolled back with what stopped it as its note."""
+    observers = list(observers)
     if time_limit is None:
         time_limit = isolation.VERIFICATION_TIME_LIMIT
     if memory_limit is None:
         memory_limit = isolation.MEMORY_LIMIT
     steps = []
+    # The checker's precondition, taken once: every kept result meets it again (postcondition).
     valid_before = checker_error(model) is None
     for rewrite in passes:
-        step = Step(rewrite.name, rewrite.resolves, NOT_APPLICABLE, "")
+        step = Step(rewrite.name, rewrite.resolves, StepStatus.NOT_APPLICABLE, "")
         steps.append(step)
-        if not rewrite.applies(options):
-            step.summary = "nothing asked of it"
-            continue
-        try:
-            result = _run_pass(rewrite, model, options, time_limit, memory_limit)
-        except PassRefused as refusal:
-            step.status, step.summary = REFUSED, str(refusal)
-            continue
-        except isolation.Stopped as stop:
-            step.status, step.summary, step.notes = ROLLED_BACK, "did not finish", [stop.reason]
-            continue
-        step.result, step.summary = result, result.summary
-        if not result.changed:
-            step.status = UNCHANGED
-            continue
-        _keep_interface(model, result.model)
-        broken = checker_error(result.model) if valid_before else None
-        if broken:
-            # Same outputs or not, a pass must not leave a model the ONNX checker rejects.
-            step.status, step.notes = ROLLED_BACK, [f"onnx.checker rejects the result: {broken}"]
-            continue
-        if verifier is None:
-            step.status, model = UNVERIFIED, result.model
-            continue
-        step.verification = verifier.check(result.model)
-        unverified = step.verification.not_compared if step.verification.passed else []
-        if step.verification.vacuous:
-            step.status, model = UNVERIFIED, result.model
-            step.notes.append(f"nothing was compared ({'; '.join(unverified)}); give --inputs")
-        elif step.verification.passed:
-            step.status, model = APPLIED, result.model
-            step.notes.extend(f"not compared: {output}" for output in unverified)
-        else:
-            step.status = ROLLED_BACK
+        model = _step(rewrite, model, options, step, valid_before, observers, time_limit, memory_limit)
+        for observer in observers:
+            observer.observe(step, model)
     return model, steps
+
+
+def _step(rewrite: Pass, model: onnx.ModelProto, options: PassOptions, step: Step, valid_before: bool,
+          observers: list[Observer], time_limit: float, memory_limit: int) -> onnx.ModelProto:
+    """Run one pass, fill in `step`, and return the model the pipeline goes on with."""
+    if not rewrite.applies(options):
+        step.summary = "nothing asked of it"
+        return model
+    try:
+        result = _run_pass(rewrite, model, options, time_limit, memory_limit)
+    except PassRefused as refusal:
+        step.status, step.summary = StepStatus.REFUSED, str(refusal)
+        return model
+    except isolation.Stopped as stop:
+        step.status, step.summary, step.notes = StepStatus.ROLLED_BACK, "did not finish", [stop.reason]
+        return model
+    step.result, step.summary = result, result.summary
+    if not result.changed:
+        step.status = StepStatus.UNCHANGED
+        return model
+    _keep_interface(model, result.model)
+    broken = checker_error(result.model) if valid_before else None
+    if broken:
+        # Same outputs or not, a pass must not leave a model the ONNX checker rejects.
+        step.status, step.notes = StepStatus.ROLLED_BACK, [f"onnx.checker rejects the result: {broken}"]
+        return model
+    verdicts = []
+    for observer in observers:
+        verdict = observer.check(step, result.model)
+        if verdict is not None:
+            verdicts.append(verdict)
+        if verdict == StepStatus.ROLLED_BACK:
+            break
+    step.status = max(verdicts, key=_CAUTION.__getitem__, default=StepStatus.UNVERIFIED)
+    return model if step.status == StepStatus.ROLLED_BACK else result.model
 
 
 def _run_pass(rewrite: Pass, model: onnx.ModelProto, options: PassOptions, time_limit, memory_limit) -> PassResult:
     if rewrite.name not in ISOLATED_PASSES:
-        return rewrite.run(model, options)
+        return settle(rewrite, model, rewrite.run(model, options))
     serialized, weights = serialize(model)
     changed, summary, removed, added, tensors, rewritten = isolation.call(
         run_serialized_pass, rewrite, serialized, weights, options,
         what=f"the {rewrite.name} pass", time_limit=time_limit, memory_limit=memory_limit,
     )
     # An unchanged model is handed on as it came (the pass's own contract).
-    return PassResult(deserialize(*rewritten) if changed else model, changed, summary, removed, added, tensors)
+    return PassResult(deserialize(*rewritten) if changed else model, changed, summary, removed, added, tensors,
+                      diffed=True)
 
 
 def run_serialized_pass(rewrite: Pass, serialized: bytes, weights: dict, options: PassOptions) -> tuple:
-    """A pass run in the isolated worker: its PassResult as picklable parts, the model serialized."""
-    result = rewrite.run(deserialize(serialized, weights), options)
+    """A pass run in the isolated worker, diffed there too (both models are at hand): its
+    settled PassResult as picklable parts, the model serialized."""
+    model = deserialize(serialized, weights)
+    result = settle(rewrite, model, rewrite.run(model, options))
     rewritten = serialize(result.model) if result.changed else (b"", {})
     return result.changed, result.summary, result.nodes_removed, result.nodes_added, result.tensors_changed, rewritten
 
 
-def deserialize(serialized: bytes, weights: dict[str, np.ndarray]) -> onnx.ModelProto:
-    """The model verify.serialize took apart, its large weights back in place."""
-    model = onnx.ModelProto.FromString(serialized)
-    for tensor in model.graph.initializer:
-        if tensor.name in weights:
-            tensor.CopyFrom(onnx.numpy_helper.from_array(weights[tensor.name], tensor.name))
-    return model
+def settle(rewrite: Pass, before: onnx.ModelProto, result: PassResult) -> PassResult:
+    """The pass's result with what changed diffed against `before`, once (not again when the
+    pass diffed it itself), and its summary written out; an unchanged model is `before`."""
+    if result.changed and not result.diffed:
+        result = replace(compare_models(before, result.model, "", order_matters=rewrite.order_matters),
+                         summary=result.summary)
+    if callable(result.summary):
+        result = replace(result, summary=result.summary(result))
+    return result
 
 
 def _keep_interface(before: onnx.ModelProto, after: onnx.ModelProto) -> None:

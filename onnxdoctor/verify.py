@@ -8,14 +8,17 @@ models run in ONNX Runtime (CUDA when present, else CPU) and every output is com
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from onnxdoctor import isolation
-from onnxdoctor.model import OnnxDoctorError, exceeds_protobuf_limit, split_weights
+from onnxdoctor.engines.base import Runner
+from onnxdoctor.engines.compare import Tolerance, compare_output
+from onnxdoctor.engines.isolated import IsolatedOnnxRuntimeRunner
+from onnxdoctor.model import OnnxDoctorError
 from onnxdoctor.wording import error_text
 
 # Tolerances: fp32 outputs by default, looser when the model computes in fp16.
@@ -135,40 +138,16 @@ def _inputs_from_file(path: Path, inputs) -> dict[str, np.ndarray]:
     return {value.name: feeds[value.name] for value in inputs}
 
 
-def _providers() -> list:
-    """CUDA when this onnxruntime has it, else CPU. TF32 off: ONNX Runtime's CUDA provider
-    rounds fp32 matmuls and convolutions to TF32 by default, an error of about 1e-3 that
-    would fail an fp32 comparison the rewrite did not cause."""
-    providers: list = []
-    if "CUDAExecutionProvider" in isolation.onnxruntime_providers():
-        providers.append(("CUDAExecutionProvider", {"use_tf32": "0"}))
-    return [*providers, "CPUExecutionProvider"]
-
-
-def verification_device() -> str:
-    """Where verification runs: the first provider ONNX Runtime will use."""
-    first = _providers()[0]
-    return "CUDA" if isinstance(first, tuple) else "CPU"
-
-
-def serialize(model: onnx.ModelProto) -> tuple[bytes, dict[str, np.ndarray]]:
-    """The model as bytes for ONNX Runtime (or onnx) in another process. Over protobuf's 2 GiB
-    a model cannot be serialized: its large weights travel beside it as arrays, each left in
-    the bytes as a stub marked external."""
-    if not exceeds_protobuf_limit(model):
-        return model.SerializeToString(), {}
-    skeleton, large = split_weights(model)
-    return skeleton.SerializeToString(), {tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in large}
-
-
 class Verifier:
-    """Runs the reference model once, then compares each candidate against it, output by output.
+    """Reference runner vs candidate runner: runs the reference model once, then each candidate
+    on the same feeds, and compares output by output (engines.compare: an element passes when
+    |candidate - reference| <= atol + rtol * |reference|, NaN equal to NaN; integer and boolean
+    outputs must match exactly; a rewrite must also keep every output's shape and type).
 
-    An output passes when every element satisfies |candidate - reference| <= atol + rtol * |reference|
-    (numpy.isclose; NaN equals NaN); integer and boolean outputs must match exactly. Each run
-    happens in the isolated worker, stopped after `time_limit` seconds or at `memory_limit`
-    bytes (None: isolation.VERIFICATION_TIME_LIMIT, isolation.MEMORY_LIMIT): a reference run
-    stopped that way is ModelDoesNotRun, a candidate's fails its check.
+    The runs go through `make_runner(model)`, by default engines.isolated's ONNX Runtime in the
+    isolated worker, stopped after `time_limit` seconds or at `memory_limit` bytes (None:
+    isolation.VERIFICATION_TIME_LIMIT, isolation.MEMORY_LIMIT): a reference run that fails or
+    is stopped is ModelDoesNotRun, a candidate's fails its check.
     """
 
     def __init__(
@@ -180,11 +159,14 @@ class Verifier:
         *,
         time_limit: float | None = None,
         memory_limit: int | None = None,
+        make_runner: Callable[[onnx.ModelProto], Runner] | None = None,
     ) -> None:
         self.feeds = feeds
         self.rtol, self.atol = rtol, atol
-        self.time_limit = isolation.VERIFICATION_TIME_LIMIT if time_limit is None else time_limit
-        self.memory_limit = isolation.MEMORY_LIMIT if memory_limit is None else memory_limit
+        self.tolerance = Tolerance(rtol, atol)
+        self.make_runner = make_runner or (
+            lambda model: IsolatedOnnxRuntimeRunner(model, time_limit=time_limit, memory_limit=memory_limit)
+        )
         self.output_names = [value.name for value in reference.graph.output]
         try:
             self.reference = self._run(reference)
@@ -192,12 +174,8 @@ class Verifier:
             raise ModelDoesNotRun(error_text(error)) from None
 
     def _run(self, model: onnx.ModelProto) -> dict[str, np.ndarray]:
-        serialized, weights = serialize(model)
-        results = isolation.call(
-            isolation.run_model, serialized, weights, self.feeds, self.output_names, _providers(),
-            what="ONNX Runtime", time_limit=self.time_limit, memory_limit=self.memory_limit,
-        )
-        return dict(zip(self.output_names, results, strict=True))
+        with self.make_runner(model) as runner:
+            return runner.infer(self.feeds)
 
     def check(self, candidate: onnx.ModelProto) -> Verification:
         names = [value.name for value in candidate.graph.output]
@@ -211,26 +189,13 @@ class Verifier:
         return Verification(all(output.passed for output in outputs), outputs)
 
     def _compare(self, name: str, expected: np.ndarray, actual: np.ndarray) -> OutputDifference:
-        if expected.shape != actual.shape or expected.dtype != actual.dtype:
+        if expected.dtype != actual.dtype:
+            # engines.compare only asks for numbers on both sides; a rewrite must keep the type too.
             return OutputDifference(name, float("inf"), float("inf"), False)
-        if expected.size == 0:
-            return OutputDifference(name, 0.0, 0.0, True, compared=False, note="empty on these inputs")
-        if expected.dtype.kind in "fc":
-            wide_expected = np.atleast_1d(expected).astype(np.float64)
-            wide_actual = np.atleast_1d(actual).astype(np.float64)
-            passed = bool(np.isclose(wide_actual, wide_expected, rtol=self.rtol, atol=self.atol, equal_nan=True).all())
-            finite = np.isfinite(wide_expected)
-            if not finite.any():
-                # NaN equals NaN and inf equals inf: such a pass compares no number at all.
-                return OutputDifference(name, 0.0 if passed else float("inf"), 0.0 if passed else float("inf"), passed,
-                                        compared=False, note="every reference value is NaN or infinite")
-            # The differences are those of the finite reference values (a non-finite one either
-            # matches exactly or fails the check above); a NaN or inf against a number is infinitely off.
-            difference = np.abs(wide_actual[finite] - wide_expected[finite])
-            difference[~np.isfinite(difference)] = np.inf
-            relative = difference / np.maximum(np.abs(wide_expected[finite]), np.finfo(np.float64).tiny)
-            return OutputDifference(name, float(difference.max()), float(relative.max()), passed)
-        equal = expected == actual
-        mismatches = float((~equal).sum())
-        return OutputDifference(name, mismatches and float(np.abs(actual.astype(np.float64) - expected).max()),
-                                0.0 if not mismatches else float("inf"), bool(equal.all()))
+        compared = compare_output(name, expected, actual, self.tolerance)
+        if compared.compared:
+            return OutputDifference(name, compared.max_absolute, compared.max_relative, compared.passed)
+        # Passed or not, nothing finite was compared: the errors are none or infinite, and the note says why.
+        error = 0.0 if compared.passed else float("inf")
+        note = "empty on these inputs" if expected.size == 0 else "every reference value is NaN or infinite"
+        return OutputDifference(name, error, error, compared.passed, compared=False, note=note)

@@ -23,6 +23,7 @@ import onnx
 from onnxdoctor.bench import stats
 from onnxdoctor.engines.base import Runner, RunnerDescription, RunnerUnavailable, Timing
 from onnxdoctor.model import OnnxDoctorError, load_full_model, load_model
+from onnxdoctor.pipeline import Observer, Step, StepStatus
 
 BACKENDS = ("auto", "ort-cpu", "ort-cuda", "trt", "trt-rtx")
 
@@ -169,6 +170,17 @@ def search_configurations(model: onnx.ModelProto, feeds, options: BenchOptions) 
     return found
 
 
+class KeptModels(Observer):
+    """The model after each pass fix kept (verified or not): the rows bench times per pass."""
+
+    def __init__(self) -> None:
+        self.models: list[tuple[str, onnx.ModelProto]] = []
+
+    def observe(self, step: Step, model: onnx.ModelProto) -> None:
+        if step.status in (StepStatus.APPLIED, StepStatus.UNVERIFIED):
+            self.models.append((f"after {step.name}", model))
+
+
 def bench(path: str | os.PathLike, options: BenchOptions = BenchOptions(),
           progress: Callable[[str], None] = lambda message: None) -> BenchReport:
     """Time the model (and the model after each verified fix pass) on the chosen backends,
@@ -185,12 +197,11 @@ def bench(path: str | os.PathLike, options: BenchOptions = BenchOptions(),
         from onnxdoctor import api
 
         progress("fixing, each pass verified")
+        kept = KeptModels()
         report = api.fix(path, None, passes=list(options.passes) if options.passes else None,
-                         static_shapes=options.static_shapes, inputs=options.inputs)
+                         static_shapes=options.static_shapes, inputs=options.inputs, observers=[kept])
         fix_steps = report.steps
-        for step in report.steps:
-            if step.status in ("applied", "unverified") and step.result is not None:
-                snapshots.append((f"after {step.name}", step.result.model))
+        snapshots.extend(kept.models)
     rows: list[BenchRow] = []
     runners: list[tuple[BenchRow, Runner, dict]] = []
     if options.search:

@@ -1,7 +1,11 @@
-"""Rewrite passes: each takes a model and returns a new one with what it changed.
+"""Rewrite passes: each takes a model and returns the model and whether it changed.
 
-A pass never verifies itself; the pipeline (onnxdoctor.pipeline) runs the model before and
-after every pass and rolls the pass back if any output differs.
+The contract (after onnx-ir's passes): `Pass.run(model, options)` returns a PassResult, never
+modifying `model`. `changed=False` promises the model came back as it went in; `changed=True`
+says the pass rewrote it, and the pipeline (onnxdoctor.pipeline) then diffs the two once
+(compare_models) to fill in what changed, and whether anything did. A pass never verifies
+itself: the pipeline checks the result (interface kept, onnx.checker), runs observers
+(verification, per-pass benchmarks) and rolls the pass back if any output differs.
 """
 
 from __future__ import annotations
@@ -34,10 +38,15 @@ class PassOptions:
 class PassResult:
     model: onnx.ModelProto
     changed: bool
-    summary: str
+    # A sentence for the report; or, for a pass whose sentence counts what changed, a function
+    # of the diffed PassResult that the pipeline calls once the diff is made.
+    summary: str | Callable[[PassResult], str] = ""
     nodes_removed: list[str] = field(default_factory=list)
     nodes_added: list[str] = field(default_factory=list)
     tensors_changed: list[str] = field(default_factory=list)
+    # True when the lists above are the diff against the pass's input (compare_models made
+    # them): the pipeline does not diff again.
+    diffed: bool = False
 
 
 class PassRefused(Exception):
@@ -53,6 +62,9 @@ class Pass:
     # The verification tolerance (rtol, atol) when this pass is chosen and none is given; None:
     # the model's own (verify.default_tolerance).
     tolerance: tuple[float, float] | None = None
+    # Whether a new node order alone is a change (toposort); other passes' graphsurgeon exports
+    # re-sort whatever they touch, and that is no change.
+    order_matters: bool = False
 
     def applies(self, options: PassOptions) -> bool:
         """Whether the pass has anything to do with these options (static-shapes needs shapes)."""
@@ -111,7 +123,7 @@ def compare_models(before: onnx.ModelProto, after: onnx.ModelProto, summary: str
         _node_contents(before) != _node_contents(after)
     )
     # An unchanged model is handed on as it came, not as a re-export of itself.
-    return PassResult(after if changed else before, changed, summary, removed, added, changed_tensors)
+    return PassResult(after if changed else before, changed, summary, removed, added, changed_tensors, diffed=True)
 
 
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:

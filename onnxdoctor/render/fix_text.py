@@ -5,11 +5,12 @@ from __future__ import annotations
 from rich.console import Console
 
 from onnxdoctor.catalog import load_catalog
-from onnxdoctor.pipeline import APPLIED, REFUSED, ROLLED_BACK, UNVERIFIED
+from onnxdoctor.pipeline import StepStatus
 from onnxdoctor.render.json import rule_counts_before_after
 from onnxdoctor.render.text import shown
 
-_STATUS_STYLES = {APPLIED: "green", ROLLED_BACK: "bold red", REFUSED: "yellow", UNVERIFIED: "yellow"}
+_STATUS_STYLES = {StepStatus.APPLIED: "green", StepStatus.ROLLED_BACK: "bold red", StepStatus.REFUSED: "yellow",
+                  StepStatus.UNVERIFIED: "yellow"}
 
 
 def _error_columns(step) -> str:
