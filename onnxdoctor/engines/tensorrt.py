@@ -43,6 +43,10 @@ class EngineBuild:
     engine: bytes | None = field(default=None, repr=False)
     # True when the engine came from the engine cache (no build ran; `log` is the build's, kept).
     cached: bool = False
+    # The parsed network's layers: (name, layer type, first output's type). TensorRT names a
+    # layer after the ONNX node it comes from; layers the parser adds (shape arithmetic) are
+    # named ONNXTRT_*.
+    network_layers: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 # Engines are cached by model and build configuration (see engine_key); this variable names the
@@ -85,7 +89,8 @@ def _cached_build(folder: Path, key: str) -> EngineBuild | None:
     return EngineBuild(tensorrt=record["tensorrt"], parsed=True, layers=record["layers"], built=True,
                        engine_bytes=len(engine), seconds=record["seconds"],
                        log=[BuildMessage(m["severity"], m["text"], tuple(m["nodes"]), m["rule"]) for m in record["log"]],
-                       engine=engine, cached=True)
+                       engine=engine, cached=True,
+                       network_layers=[tuple(layer) for layer in record.get("network_layers", [])])
 
 
 def _store_build(folder: Path, key: str, build: EngineBuild) -> None:
@@ -96,7 +101,8 @@ def _store_build(folder: Path, key: str, build: EngineBuild) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     record = {"tensorrt": build.tensorrt, "layers": build.layers, "engine_bytes": build.engine_bytes,
-              "seconds": build.seconds, "log": [asdict(message) for message in build.log]}
+              "seconds": build.seconds, "log": [asdict(message) for message in build.log],
+              "network_layers": build.network_layers}
     # Engine first: a record without its engine is never found.
     write_atomically(build.engine, folder / f"{key}.engine")
     write_atomically(json.dumps(record).encode(), folder / f"{key}.json")
@@ -231,6 +237,7 @@ def build_engine(path_or_model, *, build: bool = True, rtx: bool = False, verbos
         result.parsed = bool(parsed) and parser.num_errors == 0
         result.errors = [str(parser.get_error(index)) for index in range(parser.num_errors)]
         result.layers = network.num_layers
+        result.network_layers = [_layer_record(network.get_layer(index)) for index in range(network.num_layers)]
         if result.parsed and build:
             profiles = [_profile(Profile(), network, input_shapes or {})] if input_shapes else None
             try:
@@ -243,6 +250,11 @@ def build_engine(path_or_model, *, build: bool = True, rtx: bool = False, verbos
     result.seconds = time.perf_counter() - started
     result.log = _classified(capture.messages, [node.name for node in model.graph.node])
     return result
+
+
+def _layer_record(layer) -> tuple[str, str, str]:
+    output = str(layer.get_output(0).dtype).rsplit(".", 1)[-1] if layer.num_outputs else ""
+    return layer.name, str(layer.type).rsplit(".", 1)[-1], output
 
 
 def _profile(profile, network, shapes: dict[str, tuple[int, ...]]):
@@ -313,6 +325,10 @@ class TensorRTRunner(Runner):
             self._runner.activate()
         except Exception as error:  # noqa: BLE001 - e.g. TensorRT-RTX on a GPU it has no kernels for
             raise RunnerUnavailable(built + " ".join(str(error).split())[:300]) from None
+
+    def engine_context(self):
+        """The TensorRT execution context (for IProfiler): Polygraphy's runner holds it."""
+        return self._runner.context
 
     def deactivate_impl(self) -> None:
         if self._runner is not None:

@@ -10,8 +10,9 @@ from onnxdoctor.files import check_writable, refuse_overwriting
 
 @click.command("profile")
 @click.argument("path")
-@click.option("--backend", type=click.Choice(["auto", "ort-cpu", "ort-cuda"]), default="auto", show_default=True,
-              help="ONNX Runtime's CPU or CUDA provider; auto takes CUDA when ONNX Runtime has it.")
+@click.option("--backend", type=click.Choice(["auto", "ort-cpu", "ort-cuda", "trt", "trt-rtx"]), default="auto",
+              show_default=True, help="ONNX Runtime's CPU or CUDA provider (auto: CUDA when ONNX Runtime has it), "
+              "or a TensorRT engine (per-layer times where it can run; else its layers, untimed, and why).")
 @click.option("--compare", "other", default=None, metavar="OTHER.onnx",
               help="Profile another model on the same inputs and set the two side by side.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:DxD...",
@@ -33,6 +34,10 @@ def profile_command(path, backend, other, input_shapes, inputs, runs, warm_up, t
     from onnxdoctor.profile import profile
     from onnxdoctor.render import profile_text
 
+    if backend in ("trt", "trt-rtx"):
+        _profile_tensorrt(path, backend, other, input_shapes, inputs, runs, warm_up, top, html_path, torch_model,
+                          output_format)
+        return
     try:
         if html_path:
             check_writable(html_path)
@@ -69,3 +74,31 @@ def _shapes(parse, values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
         return parse(values)
     except OnnxDoctorError as error:
         raise OnnxDoctorError(str(error).replace("--static-shape", "--input-shape")) from None
+
+
+def _profile_tensorrt(path, backend, other, input_shapes, inputs, runs, warm_up, top, html_path, torch_model,
+                      output_format) -> None:
+    from onnxdoctor.cli import _fail, _parse_static_shapes
+    from onnxdoctor.profile.tensorrt_profile import profile_tensorrt
+    from onnxdoctor.render import profile_text
+
+    try:
+        if other or html_path or torch_model:
+            raise OnnxDoctorError(f"--backend {backend} profiles one engine: --compare, --html and --torch work with "
+                                  "ONNX Runtime backends")
+        from rich.console import Console
+
+        with Console(stderr=True).status("building the engine"):
+            report = profile_tensorrt(path, rtx=backend == "trt-rtx", input_shapes=_shapes(_parse_static_shapes,
+                                      input_shapes), inputs=inputs, runs=runs, warm_up=warm_up)
+    except OnnxDoctorError as error:
+        _fail(error)
+    if output_format == "json":
+        click.echo(profile_text.render_tensorrt_json(report), nl=False)
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=True, width=200)
+    profile_text.render_tensorrt_text(report, console, top=top)

@@ -186,3 +186,35 @@ def _finite(value):
     if isinstance(value, list):
         return [_finite(item) for item in value]
     return value
+
+
+def render_tensorrt_text(report, console: Console, top: int = 15) -> None:
+    """A TensorRT profile: the engine's layers and their ONNX nodes; times where an engine ran."""
+    how = "from the engine cache" if report.cached else f"built in {report.build_seconds:.1f} s"
+    console.print(f"[bold]{escape(report.model)}[/bold]  {escape(report.tensorrt)}; engine "
+                  f"{report.engine_bytes / 1e6:.1f} MB, {how}; {len(report.layers)} layers")
+    if report.not_timed:
+        console.print(f"[yellow]not timed: {escape(report.not_timed)}[/yellow]")
+        console.print("[dim]the layers below are the parsed network's (what the builder starts from), "
+                      "with no time[/dim]")
+    console.print("by layer type: " + ", ".join(f"{escape(kind)} {count}" for kind, count in report.types))
+    timed = report.not_timed is None
+    table = Table(show_edge=False, pad_edge=False, header_style="bold", title_justify="left",
+                  title=f"Layers ({min(top, len(report.layers))} of {len(report.layers)}"
+                        + (", slowest first)" if timed else ", in network order)"))
+    columns = [("layer", "left"), ("type", "left"), ("time" if timed else "output", "right"), ("ONNX nodes", "left")]
+    for column, justify in columns:
+        table.add_column(column, justify=justify, no_wrap=column != "ONNX nodes")
+    for layer in report.layers[:top]:
+        table.add_row(escape(layer.name), escape(layer.type),
+                      duration(layer.time) if timed and layer.time is not None else escape(layer.output_type),
+                      "(added by the parser)" if layer.inserted else escape(_nodes(layer.nodes, False)))
+    console.print(table)
+    for note in report.notes:
+        console.print(f"  [yellow]•[/yellow] {escape(note)}")
+
+
+def render_tensorrt_json(report) -> str:
+    from dataclasses import asdict
+
+    return json.dumps({"schema_version": 1, **asdict(report)}, indent=2, ensure_ascii=False) + "\n"
