@@ -79,15 +79,16 @@ def test_folding_refuses_tensors_above_the_limit(transformer, tmp_path):
 
 
 def test_a_model_over_the_protobuf_limit_is_verified(transformer, monkeypatch):
+    import onnxdoctor.engines.isolated
     import onnxdoctor.model
-    import onnxdoctor.verify
 
     # The real code path for models over 2 GiB (weights handed to ONNX Runtime from memory),
     # with the limit lowered to this model's size.
     monkeypatch.setattr(onnxdoctor.model, "PROTOBUF_LIMIT", 100_000)
     handed_over = []
-    split = onnxdoctor.verify.split_weights
-    monkeypatch.setattr(onnxdoctor.verify, "split_weights", lambda model: handed_over.append(1) or split(model))
+    split = onnxdoctor.engines.isolated.split_weights
+    monkeypatch.setattr(onnxdoctor.engines.isolated, "split_weights",
+                        lambda model: handed_over.append(1) or split(model))
     report = api.fix(transformer, None)
     fold = next(step for step in report.steps if step.name == "fold-constants")
     assert fold.status == "applied" and fold.verification.passed
