@@ -14,14 +14,14 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "diagnose": "onnxdoctor.api",
     "fix": "onnxdoctor.api",
-    "FixReport": "onnxdoctor.api",
+    "FixReport": "onnxdoctor.report",
     "bench": "onnxdoctor.bench.run",
     "BenchOptions": "onnxdoctor.bench.run",
     "BenchReport": "onnxdoctor.bench.run",
     "profile": "onnxdoctor.profile",
-    "Finding": "onnxdoctor.findings",
-    "Report": "onnxdoctor.findings",
-    "Severity": "onnxdoctor.findings",
+    "Finding": "onnxdoctor.report",
+    "Report": "onnxdoctor.report",
+    "Severity": "onnxdoctor.report",
     "OnnxDoctorError": "onnxdoctor.errors",
 }
 __all__ = [*_EXPORTS, "__version__"]

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT, Evaluation, evaluate_constants
-from onnxdoctor.findings import Finding
 from onnxdoctor.graph import GraphView
 from onnxdoctor.model import LoadedModel
+from onnxdoctor.report import Finding
 from onnxdoctor.validation import ValidationResult
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -14,7 +14,6 @@ from onnxdoctor.analyzers import run_analyzers
 from onnxdoctor.catalog import load_catalog, select_rules
 from onnxdoctor.engines import isolated
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
-from onnxdoctor.findings import Report
 from onnxdoctor.graph import build_views
 from onnxdoctor.model import (
     LoadedModel,
@@ -27,7 +26,8 @@ from onnxdoctor.model import (
 )
 from onnxdoctor.passes import Pass, PassOptions, all_passes
 from onnxdoctor.passes.static_shapes import set_static_shape
-from onnxdoctor.pipeline import Observer, Step, Verify, run_passes, verify_against
+from onnxdoctor.pipeline import Observer, Verify, run_passes, verify_against
+from onnxdoctor.report import FixReport, Report
 from onnxdoctor.validation import validate
 from onnxdoctor.verify import ModelDoesNotRun, default_tolerance, make_inputs
 
@@ -135,23 +135,6 @@ def diagnose_model(
             "evaluator": ", ".join(sorted(evaluators)) or None,
         },
     )
-
-
-@dataclass
-class FixReport:
-    """What `fix` did: the diagnosis before and after, each pass's step, and where it wrote."""
-
-    model: str
-    output: str | None
-    before: Report
-    after: Report
-    steps: list[Step]
-    tolerance: tuple[float, float]
-    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    # Why nothing was verified (a model ONNX Runtime cannot run, fixed with unverified=True).
-    unverified_reason: str | None = None
-    # Where the comparisons ran: "CUDA" or "CPU" (ONNX Runtime's execution provider).
-    verified_on: str = "CPU"
 
 
 def fix(

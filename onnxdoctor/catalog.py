@@ -9,7 +9,7 @@ from pathlib import Path
 import tomllib
 
 from onnxdoctor.errors import OnnxDoctorError
-from onnxdoctor.findings import Severity
+from onnxdoctor.report import Severity
 
 _PACKAGE = Path(__file__).resolve().parent
 # Installed wheels carry the catalog inside the package; a source checkout keeps it at the top.

@@ -150,7 +150,7 @@ def _exit_code(reports, fail_on: str) -> int:
     if fail_on == "never":
         return EXIT_CLEAN
     from onnxdoctor.catalog import load_catalog
-    from onnxdoctor.findings import Severity
+    from onnxdoctor.report import Severity
 
     threshold = Severity.parse(fail_on)
     catalog = load_catalog()

@@ -11,8 +11,7 @@ per-pass benchmarks take their snapshots there).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -20,37 +19,15 @@ import onnx
 from onnxdoctor import isolation
 from onnxdoctor.engines.isolated import deserialize, serialize
 from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult, compare_models
+from onnxdoctor.report import Step, StepStatus
 from onnxdoctor.validation import checker_error
-from onnxdoctor.verify import ModelDoesNotRun, Verification, Verifier
-
-
-class StepStatus(StrEnum):
-    """What happened to a pass; the values are what reports print and JSON holds."""
-
-    APPLIED = "applied"  # changed the model, verified
-    UNVERIFIED = "unverified"  # changed the model, nothing could verify it
-    UNCHANGED = "unchanged"
-    ROLLED_BACK = "rolled back"  # its result was refused: outputs differ, checker, stopped
-    REFUSED = "refused"  # the pass declined this model (PassRefused)
-    NOT_APPLICABLE = "not applicable"  # nothing asked of it (static-shapes without --static-shape)
-
+from onnxdoctor.verify import ModelDoesNotRun, Verifier
 
 # When observers disagree on a changed model, the most cautious verdict wins.
 _CAUTION = {StepStatus.APPLIED: 0, StepStatus.UNVERIFIED: 1, StepStatus.ROLLED_BACK: 2}
 # Passes that run ONNX Runtime (through onnx-graphsurgeon's fold_constants): they run in the
 # isolated worker, so a constant that never finishes or crashes ONNX Runtime costs only the pass.
 ISOLATED_PASSES = frozenset({"fold-constants", "static-shapes"})
-
-
-@dataclass
-class Step:
-    name: str
-    resolves: tuple[str, ...]
-    status: StepStatus
-    summary: str
-    result: PassResult | None = None
-    verification: Verification | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 class Observer:

@@ -11,7 +11,7 @@ from conftest import ROOT
 
 from onnxdoctor.analyzers import load_analyzers
 from onnxdoctor.catalog import find_rule, load_catalog, select_rules
-from onnxdoctor.findings import Severity
+from onnxdoctor.report import Severity
 
 FIX_PASSES = {"toposort", "cleanup", "fold-constants", "static-shapes", "int64-to-int32", "remove-identity", "fp16"}
 

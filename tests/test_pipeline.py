@@ -21,7 +21,8 @@ from onnxdoctor.engines.isolated import IsolatedOnnxRuntimeRunner
 from onnxdoctor.engines.onnxruntime_runner import OnnxRuntimeRunner
 from onnxdoctor.model import load_full_model, load_model
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models
-from onnxdoctor.pipeline import Observer, StepStatus, run_passes, verify_against
+from onnxdoctor.pipeline import Observer, run_passes, verify_against
+from onnxdoctor.report import StepStatus
 from onnxdoctor.verify import ModelDoesNotRun, Verifier, make_inputs
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from onnxdoctor.analysis import GraphAnalysis
-from onnxdoctor.findings import Finding
+from onnxdoctor.report import Finding
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding
 from onnxdoctor.ops.tensorrt import DATA_DEPENDENT_OPS, ONNX_TENSORRT_OPERATORS, op_note, resolve_target
+from onnxdoctor.report import Finding
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 

@@ -9,7 +9,7 @@ import onnx
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding
+from onnxdoctor.report import Finding
 from onnxdoctor.wording import plural, shortened
 
 _STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")

@@ -14,9 +14,9 @@ import numpy as np
 from onnxdoctor.activations import intermediate_float_tensors, run_with_intermediates, tensor_range
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding
 from onnxdoctor.model import load_full_model
 from onnxdoctor.ops.fp16 import FP16_MAX
+from onnxdoctor.report import Finding
 from onnxdoctor.verify import make_inputs
 
 

@@ -9,9 +9,9 @@ import numpy as np
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
 from onnxdoctor.analyzers.fp16_common import float_constants, reader_indices, readers_text
-from onnxdoctor.findings import Finding
 from onnxdoctor.model import read_tensor
 from onnxdoctor.ops.fp16 import EPSILON_ATTRIBUTES, FP16_MAX, FP16_ZERO_BELOW, FP32_MINIMUM_LIKE
+from onnxdoctor.report import Finding
 
 # Ops that divide by or take the root of what an epsilon is added to.
 _EPSILON_TARGETS = frozenset({"Sqrt", "Div", "Reciprocal", "Pow"})

@@ -8,7 +8,8 @@ import onnx
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding, plural
+from onnxdoctor.report import Finding
+from onnxdoctor.wording import plural
 
 _FLOAT, _FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 

@@ -15,7 +15,6 @@ import onnx
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding
 from onnxdoctor.ops.fp16 import (
     ACCUMULATING_PRODUCTS,
     EXP_OVERFLOW_INPUT,
@@ -26,6 +25,7 @@ from onnxdoctor.ops.fp16 import (
     SUMMING_REDUCTIONS,
     fp16_max_power_input,
 )
+from onnxdoctor.report import Finding
 
 _FLOATS = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE})
 

@@ -9,8 +9,8 @@ import numpy as np
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
 from onnxdoctor.analyzers.fp16_common import float_constants, reader_indices, readers_text, shape_text
-from onnxdoctor.findings import Finding
 from onnxdoctor.ops.fp16 import FP16_MAX, FP32_MINIMUM_LIKE
+from onnxdoctor.report import Finding
 
 
 @analyzer("OD501")

@@ -9,8 +9,8 @@ import numpy as np
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
 from onnxdoctor.analyzers.fp16_common import float_constants, reader_indices, readers_text, roles, shape_text
-from onnxdoctor.findings import Finding
 from onnxdoctor.ops.fp16 import FP16_SMALLEST_NORMAL, FP16_ZERO_BELOW, UNDERFLOW_SHARE, ZERO_SENSITIVE_ROLES
+from onnxdoctor.report import Finding
 
 # Why small values matter (or not) for each role a tensor plays.
 _CONSEQUENCE = {

@@ -8,8 +8,8 @@ import onnx
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding
 from onnxdoctor.ops.roles import accepts_int32
+from onnxdoctor.report import Finding
 from onnxdoctor.wording import shortened
 
 _INT64 = onnx.TensorProto.INT64

@@ -8,7 +8,7 @@ import numpy as np
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding
+from onnxdoctor.report import Finding
 
 _INT32 = np.iinfo(np.int32)
 _INT64 = np.iinfo(np.int64)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding
+from onnxdoctor.report import Finding
 
 
 @analyzer("OD201")

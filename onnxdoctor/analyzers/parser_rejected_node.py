@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding, plural
 from onnxdoctor.ops.tensorrt import parser_note
+from onnxdoctor.report import Finding
+from onnxdoctor.wording import plural
 
 # Only a change at the source (another op, a plugin, another type) helps.
 _NO_PASS = ""

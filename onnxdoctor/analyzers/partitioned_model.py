@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding, plural
 from onnxdoctor.ops.tensorrt import parser_note
+from onnxdoctor.report import Finding
+from onnxdoctor.wording import plural
 
 
 @analyzer("OD602", whole_model=True)

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
-from onnxdoctor.findings import Finding
 from onnxdoctor.ops.tensorrt import resolve_target
+from onnxdoctor.report import Finding
 
 _STANDARD_DOMAINS = ("", "ai.onnx")
 # TensorRT's own plugins are named <Name>_TRT (EfficientNMS_TRT, ROIAlign_TRT, ...).

@@ -23,7 +23,8 @@ import onnx
 from onnxdoctor.bench import stats
 from onnxdoctor.engines.base import Runner, RunnerDescription, RunnerUnavailable, Timing
 from onnxdoctor.model import OnnxDoctorError, load_full_model, load_model
-from onnxdoctor.pipeline import Observer, Step, StepStatus
+from onnxdoctor.pipeline import Observer
+from onnxdoctor.report import Step, StepStatus
 
 BACKENDS = ("auto", "ort-cpu", "ort-cuda", "trt", "trt-rtx")
 

@@ -74,9 +74,6 @@ class Pass:
         raise NotImplementedError
 
 
-# The one node namer is wording.node_label; passes written against the old name keep working.
-node_key = node_label
-
 
 def _node_keys(model: onnx.ModelProto) -> Counter:
     return Counter(node_label(node) for graph in walk_graphs(model.graph) for node in graph.node)

@@ -6,7 +6,7 @@ import re
 from json import dumps  # not `import json`: that name is this package's JSON renderer
 
 from onnxdoctor.catalog import Rule, load_catalog
-from onnxdoctor.findings import Finding
+from onnxdoctor.report import Finding
 
 FORMATS = ("text", "json", "sarif", "github")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 
 from onnxdoctor.catalog import load_catalog
-from onnxdoctor.pipeline import StepStatus
 from onnxdoctor.render.json import rule_counts_before_after
 from onnxdoctor.render.text import shown
+from onnxdoctor.report import StepStatus
 
 _STATUS_STYLES = {StepStatus.APPLIED: "green", StepStatus.ROLLED_BACK: "bold red", StepStatus.REFUSED: "yellow",
                   StepStatus.UNVERIFIED: "yellow"}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from onnxdoctor.findings import Report, Severity
 from onnxdoctor.render import printable, rule_of
+from onnxdoctor.report import Report, Severity
 
 _COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 

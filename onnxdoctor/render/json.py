@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from onnxdoctor.catalog import load_catalog
-from onnxdoctor.findings import Report
 from onnxdoctor.render import fix_command, json_text, printable, rule_of
+from onnxdoctor.report import Report
 
 SCHEMA_VERSION = 1
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from onnxdoctor import __version__
 from onnxdoctor.catalog import load_catalog
-from onnxdoctor.findings import Report, Severity
 from onnxdoctor.render import json_text, printable, rule_of
+from onnxdoctor.report import Report, Severity
 
 _LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 

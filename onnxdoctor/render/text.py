@@ -8,8 +8,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from onnxdoctor.catalog import load_catalog
-from onnxdoctor.findings import Report, Severity, plural
 from onnxdoctor.render import fix_command, printable, rule_of
+from onnxdoctor.report import Report, Severity
+from onnxdoctor.wording import plural
 
 _STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _NODES_SHOWN = 6
