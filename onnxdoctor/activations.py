@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from onnxdoctor.engines.isolated import providers
 from onnxdoctor.errors import OnnxDoctorError
 from onnxdoctor.graph import TensorType
 from onnxdoctor.model import exceeds_protobuf_limit, split_weights
@@ -81,7 +82,10 @@ def run_with_intermediates(
         options.add_external_initializers(list(weights), values)
     names = [value.name for value in probed.graph.output]
     try:
-        session = onnxruntime.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
+        # Where verification runs (CUDA with TF32 off when there is one): the fp16 pass decides
+        # what to keep in FP32 from these runs, and on a GPU ONNX Runtime's CPU provider hides
+        # FP16 rounding the CUDA provider shows (measured: the pass rolled back on an H200).
+        session = onnxruntime.InferenceSession(serialized, options, providers=providers())
         results = session.run(names, feeds)
     except Exception as error:  # noqa: BLE001 - ONNX Runtime's own errors name no common type
         text = " ".join(str(error).split())[:300]
