@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import stat
 import tempfile
@@ -438,9 +439,13 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data
 def _save_model(model: onnx.ModelProto, path: Path, external_data: bool) -> None:
     if not external_data and not exceeds_protobuf_limit(model):
         write_atomically(model.SerializeToString(), path)
+        _remove_stale_data(path, keep=None)
         return
     data_name = f"{path.name}.data"
-    if (path.parent / data_name).exists():
+    replacing = (path.parent / data_name).exists()
+    # PATH.data is taken over only from the model this save replaces: another model may read it.
+    own_data = replacing and _reads_data_file(path, data_name)
+    if replacing:
         # Never rename over a data file in use (the input's, when fixing in place): the old
         # model would point at new data if we were stopped between the two renames.
         data_name = f"{path.name}.{secrets.token_hex(4)}.data"
@@ -454,3 +459,45 @@ def _save_model(model: onnx.ModelProto, path: Path, external_data: bool) -> None
         if (Path(staging) / data_name).exists():
             publish_file(Path(staging) / data_name, path.parent / data_name)
         publish_file(staged, path)
+        if own_data and (path.parent / data_name).exists():
+            data_name = _take_plain_data_name(model, path, data_name, Path(staging))
+    _remove_stale_data(path, keep=data_name)
+
+
+def _take_plain_data_name(model: onnx.ModelProto, path: Path, data_name: str, staging: Path) -> str:
+    """Give the new data the name PATH.data once the model no longer reads the old one there:
+    a hard link takes the name (the model and its data stay a complete pair at every moment),
+    then the model is rewritten to read it. Where hard links are not allowed, the data keeps
+    its temporary name; the name used is returned."""
+    plain = f"{path.name}.data"
+    try:
+        os.link(path.parent / data_name, staging / plain)
+    except OSError:
+        return data_name
+    publish_file(staging / plain, path.parent / plain)
+    for tensor in all_tensors(model.graph):
+        for entry in tensor.external_data:
+            if entry.key == "location" and entry.value == data_name:
+                entry.value = plain
+    write_atomically(model.SerializeToString(), path)
+    return plain
+
+
+def _reads_data_file(path: Path, data_name: str) -> bool:
+    """Whether the model at `path` (its structure only) keeps weights in `data_name`."""
+    try:
+        existing = onnx.load(path, load_external_data=False)
+    except (OSError, DecodeError, ValueError):
+        return False
+    return any(entry.key == "location" and entry.value == data_name
+               for tensor in all_tensors(existing.graph) for entry in tensor.external_data)
+
+
+def _remove_stale_data(path: Path, keep: str | None) -> None:
+    """Remove the PATH.<hash>.data files earlier saves to this path left (see _save_model), all
+    but `keep`: each save's model reads only its own. Other files are left alone, PATH.data
+    too (it may be another model's data)."""
+    stale = re.compile(re.escape(path.name) + r"\.[0-9a-f]{8}\.data")
+    for candidate in path.parent.iterdir():
+        if candidate.name != keep and stale.fullmatch(candidate.name) and candidate.is_file():
+            candidate.unlink()

@@ -1,22 +1,21 @@
 """Proving a rewrite changed no output: run the model before and after on the same inputs.
 
-Inputs are the user's (--inputs data.npz) or random ones matching the input specs; the
+Inputs are the user's (--inputs data.npz) or random ones that fit the model (engines.inputs); the
 models run in ONNX Runtime (CUDA when present, else CPU) and every output is compared.
 (Polygraphy's runner was measured here to import torch on every run, 2 s of a 3 s fix.)
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import onnx
 
 from onnxdoctor.engines.base import Runner
 from onnxdoctor.engines.compare import Tolerance, compare_output
+from onnxdoctor.engines.inputs import make_inputs  # noqa: F401 - inputs are made in engines.inputs; kept importable here
 from onnxdoctor.engines.isolated import IsolatedOnnxRuntimeRunner
 from onnxdoctor.model import OnnxDoctorError
 from onnxdoctor.wording import error_text
@@ -24,24 +23,6 @@ from onnxdoctor.wording import error_text
 # Tolerances: fp32 outputs by default, looser when the model computes in fp16.
 FP32_TOLERANCE = (1e-4, 1e-5)  # rtol, atol
 FP16_TOLERANCE = (1e-2, 1e-3)
-# Dynamic dims without a value from --static-shape: 1 for the first (batch) axis, this elsewhere.
-DEFAULT_DYNAMIC_DIM = 64
-# Largest random input generated (elements): a model declaring dims in the billions is refused
-# with a message, not answered with an allocation that takes the machine down.
-MAX_GENERATED_ELEMENTS = 1 << 28
-
-_NUMPY_TYPES = {
-    onnx.TensorProto.FLOAT: np.float32,
-    onnx.TensorProto.FLOAT16: np.float16,
-    onnx.TensorProto.DOUBLE: np.float64,
-    onnx.TensorProto.INT64: np.int64,
-    onnx.TensorProto.INT32: np.int32,
-    onnx.TensorProto.INT8: np.int8,
-    onnx.TensorProto.UINT8: np.uint8,
-    onnx.TensorProto.BOOL: np.bool_,
-}
-
-
 class ModelDoesNotRun(OnnxDoctorError):
     """The original model fails in ONNX Runtime, so nothing can be compared with it."""
 
@@ -88,54 +69,6 @@ def default_tolerance(model: onnx.ModelProto) -> tuple[float, float]:
     types = {value.type.tensor_type.elem_type for value in (*model.graph.input, *model.graph.output)}
     types |= {tensor.data_type for tensor in model.graph.initializer}
     return FP16_TOLERANCE if onnx.TensorProto.FLOAT16 in types else FP32_TOLERANCE
-
-
-def make_inputs(
-    model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None, data: str | Path | None = None
-) -> dict[str, np.ndarray]:
-    """The inputs every comparison uses: from an .npz file, else seeded random values."""
-    initializers = {tensor.name for tensor in model.graph.initializer}
-    inputs = [value for value in model.graph.input if value.name not in initializers]
-    if data is not None:
-        return _inputs_from_file(Path(data), inputs)
-    generator = np.random.default_rng(0)
-    feeds = {}
-    for value in inputs:
-        tensor_type = value.type.tensor_type
-        dtype = _NUMPY_TYPES.get(tensor_type.elem_type)
-        if dtype is None:
-            raise OnnxDoctorError(f"input {value.name!r} has an element type verification cannot generate; pass --inputs")
-        shape = (shapes or {}).get(value.name) or tuple(
-            dim.dim_value if dim.HasField("dim_value") else (1 if axis == 0 else DEFAULT_DYNAMIC_DIM)
-            for axis, dim in enumerate(tensor_type.shape.dim)
-        )
-        if math.prod(shape) > MAX_GENERATED_ELEMENTS or any(dim < 0 for dim in shape):
-            raise OnnxDoctorError(
-                f"input {value.name!r} of shape {'x'.join(map(str, shape))} is too large to generate for verification; "
-                "give a smaller --static-shape or --inputs"
-            )
-        if dtype == np.bool_:
-            feed = generator.random(shape) < 0.5
-        elif np.issubdtype(dtype, np.integer):
-            # Small non-negative values: valid as indices and token ids for most models.
-            feed = generator.integers(0, 8, size=shape)
-        else:
-            feed = generator.random(shape, dtype=np.float32)
-        # asarray: a scalar input (an If condition) must be a 0-d array, not a numpy scalar.
-        feeds[value.name] = np.asarray(feed).astype(dtype)
-    return feeds
-
-
-def _inputs_from_file(path: Path, inputs) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            feeds = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError) as error:
-        raise OnnxDoctorError(f"--inputs {path}: cannot read as .npz ({error})") from None
-    missing = [value.name for value in inputs if value.name not in feeds]
-    if missing:
-        raise OnnxDoctorError(f"--inputs {path}: no array for input(s) {', '.join(missing)}")
-    return {value.name: feeds[value.name] for value in inputs}
 
 
 class Verifier:

@@ -96,8 +96,19 @@ def find_constness(view: GraphView) -> Constness:
     element_dims: dict[str, list[frozenset[DynamicDim]]] = {}
     dynamic = view.dynamic_dims
 
+    # Per-axis input dims of tensors whose shape a Reshape to a tracked shape value set: shape
+    # inference loses these dims ('unk__13') where the target went through arithmetic it does
+    # not propagate, while the elements of the target say what each one depends on.
+    reshaped: dict[str, list[frozenset[DynamicDim]]] = {}
+
+    def dim_dependence(tensor: str, axis: int, dim: int | str | None) -> frozenset[DynamicDim]:
+        if tensor in reshaped and not isinstance(dim, int) and not dynamic.names_input_dim(dim):
+            return reshaped[tensor][axis]
+        return dynamic.of_dim(tensor, axis, dim)
+
     for index in view.topological_order:
         node = view.nodes[index]
+        _follow_reshapes(view, node, elements, element_dims, reshaped, dim_dependence)
         if not _may_be_constant(view, index):
             continue
         inputs = view.node_inputs(index)
@@ -116,7 +127,7 @@ def find_constness(view: GraphView) -> Constness:
             if shape is None:
                 dims = dynamic.reaching(inputs[0])
             else:
-                per_element = [dynamic.of_dim(inputs[0], first + axis, dim) for axis, dim in enumerate(shape)]
+                per_element = [dim_dependence(inputs[0], first + axis, dim) for axis, dim in enumerate(shape)]
                 if node.op_type == "Shape":
                     elements[outputs[0]] = shape
                     element_dims[outputs[0]] = per_element
@@ -128,7 +139,7 @@ def find_constness(view: GraphView) -> Constness:
             computed.add(index)
             constant.update(outputs)
             continue
-        elif inputs and inputs[0] in elements and all(name in constant for name in inputs[1:]):
+        elif node.op_type in ("Gather", "Slice") and inputs[0] in elements and all(name in constant for name in inputs[1:]):
             picked = _picked_positions(view, index, len(elements[inputs[0]]))
             if picked is None:
                 dims = depends.get(inputs[0], frozenset())
@@ -144,6 +155,10 @@ def find_constness(view: GraphView) -> Constness:
                         element_dims[outputs[0]] = [element_dims[inputs[0]][k] for k in positions]
         elif inputs and all(name in constant or name in depends for name in inputs):
             dims = frozenset().union(*(depends.get(name, frozenset()) for name in inputs))
+            if node.op_type in ("Concat", "Unsqueeze"):
+                vector = _shape_vector(view, node, constant, depends, elements, element_dims)
+                if vector is not None:
+                    elements[outputs[0]], element_dims[outputs[0]] = vector
         else:
             continue
         if value is not None:
@@ -157,6 +172,55 @@ def find_constness(view: GraphView) -> Constness:
         frozenset(constant), frozenset(computed), frozenset(constant_ops),
         MappingProxyType(known_values), MappingProxyType(depends),
     )
+
+
+def _shape_vector(view: GraphView, node: onnx.NodeProto, constant, depends, elements, element_dims):
+    """The elements of a 1-D shape value an Unsqueeze (of a scalar) or a Concat (of 1-D pieces)
+    builds, and the input dims each depends on; None where a piece's length is unknown."""
+    values: list[int | str | None] = []
+    dims: list[frozenset[DynamicDim]] = []
+    pieces = node.input[:1] if node.op_type == "Unsqueeze" else node.input
+    if node.op_type == "Concat" and next((a.i for a in node.attribute if a.name == "axis"), 0) not in (0, -1):
+        return None
+    for name in pieces:
+        if name in element_dims:
+            values.extend(elements[name])
+            dims.extend(element_dims[name])
+            continue
+        piece_type = view.tensor_type(name)
+        if piece_type is None or piece_type.shape is None or len(piece_type.shape) > 1:
+            return None
+        length = piece_type.shape[0] if piece_type.shape else 1
+        if not isinstance(length, int):
+            return None
+        known = view.small_constant(name) if name in constant else None
+        values.extend(known.reshape(-1).tolist() if known is not None and known.size == length else [None] * length)
+        dims.extend([depends.get(name, frozenset())] * length)
+    return values, dims
+
+
+def _follow_reshapes(view: GraphView, node: onnx.NodeProto, elements, element_dims, reshaped, dim_dependence) -> None:
+    """Record the per-axis input dims of a Reshape output whose target shape value is tracked,
+    and carry them through a Transpose."""
+    if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] in element_dims and node.output[0]:
+        data, target = node.input[0], node.input[1]
+        data_type = view.tensor_type(data)
+        data_shape = data_type.shape if data_type is not None else None
+        per_axis = []
+        for axis, (value, dims) in enumerate(zip(elements[target], element_dims[target], strict=True)):
+            if value == -1 or (value == 0 and data_shape is None):
+                # The dim Reshape infers comes from every dim of the data.
+                per_axis.append(view.dynamic_dims.reaching(data))
+            elif value == 0:
+                per_axis.append(dim_dependence(data, axis, data_shape[axis]) if axis < len(data_shape) else frozenset())
+            else:
+                per_axis.append(dims)
+        reshaped[node.output[0]] = per_axis
+    elif node.op_type == "Transpose" and node.input and node.input[0] in reshaped and node.output[0]:
+        source = reshaped[node.input[0]]
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), list(range(len(source)))[::-1])
+        if sorted(perm) == list(range(len(source))):
+            reshaped[node.output[0]] = [source[axis] for axis in perm]
 
 
 def _may_be_constant(view: GraphView, index: int) -> bool:

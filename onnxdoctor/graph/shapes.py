@@ -74,6 +74,10 @@ class DynamicDims:
         """The dynamic input dims anywhere upstream of a tensor."""
         return self._reaching.get(tensor, frozenset())
 
+    def names_input_dim(self, dim: int | str | None) -> bool:
+        """Whether `dim` is the name of a dynamic input dim (not one inference made up)."""
+        return isinstance(dim, str) and dim in self._by_param
+
     def of_dim(self, tensor: str, axis: int, dim: int | str | None) -> frozenset[DynamicDim]:
         """The input dims one dim of `tensor` (as shape inference gives it: `dim`) depends on."""
         if isinstance(dim, int):
@@ -93,7 +97,9 @@ def shape_dependent_nodes(
     """Nodes that compute from input shapes alone (constant once the input shapes are fixed),
     with the input dims they depend on.
 
-    A Shape node read only by foldable nodes is left out: folding alone removes it.
+    A Shape node read only by foldable nodes is left out: folding alone removes it. A Shape
+    node read only by shape computations depends on the dims they pick from it (a Slice of
+    the last dim does not depend on the batch), not on every dim of its source.
     """
     found = {}
     for index, node in enumerate(topology.nodes):
@@ -104,4 +110,10 @@ def shape_dependent_nodes(
         if readers and all(reader in foldable_nodes for reader in readers):
             continue
         found[index] = shape_dependence[outputs[0]]
+        reader_outputs = [topology.nodes[reader].output[0] for reader in readers if topology.nodes[reader].output]
+        if node.op_type == "Shape" and readers and len(reader_outputs) == len(readers) and all(
+            name in shape_dependence for name in reader_outputs
+        ):
+            picked = frozenset().union(*(shape_dependence[name] for name in reader_outputs))
+            found[index] = found[index] & picked
     return found

@@ -59,3 +59,21 @@ def test_constant_in_if_branch_uses_outer_scope():
     assert finding.graph == "main / branch.then_branch"
     assert finding.nodes == ("then_double",)
     assert "then_four = 4.0" in finding.message
+
+
+def test_identical_one_node_subgraphs_are_one_finding(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    weights = [onnx.numpy_helper.from_array(np.full(4, k, np.float32), f"bias_{k}") for k in range(3)]
+    nodes = [helper.make_node("Identity", [f"bias_{k}"], [f"bias_{k}_copy"], name=f"copy_{k}") for k in range(3)]
+    nodes += [helper.make_node("Add", ["x", "bias_0_copy"], ["x0"], name="add_0"),
+              helper.make_node("Add", ["x0", "bias_1_copy"], ["x1"], name="add_1"),
+              helper.make_node("Add", ["x1", "bias_2_copy"], ["y"], name="add_2")]
+    graph = helper.make_graph(nodes, "copies", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], initializer=weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "copies.onnx")
+    (finding,) = findings_of(diagnose(tmp_path / "copies.onnx"), "OD301")
+    assert finding.nodes == ("copy_0", "copy_1", "copy_2")
+    assert finding.message.startswith("3 constant subgraphs of 1 node never folded: Identity ×3")
