@@ -199,7 +199,9 @@ def fix(
     tolerance = (tolerance[0] if rtol is None else rtol, tolerance[1] if atol is None else atol)
     options = replace(options, inputs=str(inputs) if inputs is not None else None, tolerance=tolerance)
     limits = {"time_limit": time_limit, "memory_limit": memory_limit}
-    verification, unverified_reason = _start_verification(model, feeds, tolerance, unverified, limits)
+    atol_by_range = any(rewrite.atol_by_range for rewrite in chosen)
+    verification, unverified_reason = _start_verification(model, feeds, tolerance, unverified,
+                                                          {**limits, "atol_by_range": atol_by_range})
     checks = [verification] if verification is not None else []
     fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits)
     target = Path(output) if output is not None else source
@@ -217,6 +219,7 @@ def fix(
         inputs={name: tuple(value.shape) for name, value in feeds.items()},
         unverified_reason=unverified_reason,
         verified_on=isolated.device(),
+        atol_by_range=atol_by_range,
     )
 
 

@@ -68,6 +68,7 @@ def verify_against(
     *,
     time_limit: float | None = None,
     memory_limit: int | None = None,
+    atol_by_range: bool = False,
 ) -> Verify:
     """Verification with `model`'s outputs on `feeds` as the reference. ONNX Runtime sorts a main
     graph itself but rejects unsorted subgraph bodies; node order is no part of what a graph
@@ -76,7 +77,8 @@ def verify_against(
     from onnxdoctor.passes.toposort import Toposort
 
     def start(reference: onnx.ModelProto) -> Verify:
-        return Verify(Verifier(reference, feeds, *tolerance, time_limit=time_limit, memory_limit=memory_limit))
+        return Verify(Verifier(reference, feeds, *tolerance, time_limit=time_limit, memory_limit=memory_limit,
+                               atol_by_range=atol_by_range))
 
     try:
         return start(model)

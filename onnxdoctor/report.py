@@ -104,3 +104,5 @@ class FixReport:
     unverified_reason: str | None = None
     # Where the comparisons ran: "CUDA" or "CPU" (ONNX Runtime's execution provider).
     verified_on: str = "CPU"
+    # atol was a fraction of each output's largest magnitude (a pass asked for it: fp16).
+    atol_by_range: bool = False

@@ -93,10 +93,12 @@ class Verifier:
         time_limit: float | None = None,
         memory_limit: int | None = None,
         make_runner: Callable[[onnx.ModelProto], Runner] | None = None,
+        atol_by_range: bool = False,
     ) -> None:
         self.feeds = feeds
         self.rtol, self.atol = rtol, atol
-        self.tolerance = Tolerance(rtol, atol)
+        # atol_by_range: atol is a fraction of each output's largest magnitude (see engines.compare).
+        self.tolerance = Tolerance(rtol, atol, atol_by_range)
         self.make_runner = make_runner or (
             lambda model: IsolatedOnnxRuntimeRunner(model, time_limit=time_limit, memory_limit=memory_limit)
         )

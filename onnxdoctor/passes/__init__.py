@@ -54,6 +54,10 @@ class PassRefused(Exception):
 
 
 class Pass:
+    # Whether verification takes atol as a fraction of each output's largest magnitude (FP16:
+    # its rounding scales with the activations, so outputs in pixels are off by a share of their
+    # range even where their values are small).
+    atol_by_range: bool = False
     name: str = ""
     resolves: tuple[str, ...] = ()
     description: str = ""
