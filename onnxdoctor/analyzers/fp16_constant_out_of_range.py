@@ -52,7 +52,9 @@ def fp16_constant_out_of_range(graph: GraphAnalysis) -> Iterator[Finding]:
 
 def _constant_findings(graph: GraphAnalysis, constant) -> Iterator[Finding]:
     view = graph.view
-    flat = constant.value.reshape(-1).astype(np.float64)
+    # A damaged tensor's bytes can decode to anything; a value with no float64 form is not finite.
+    with np.errstate(invalid="ignore", over="ignore"):
+        flat = constant.value.reshape(-1).astype(np.float64)
     finite = flat[np.isfinite(flat)]
     readers = reader_indices(graph, constant.name)
     # Clip's bounds at ±inf still mean "no bound".
