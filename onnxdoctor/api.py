@@ -13,6 +13,7 @@ from onnxdoctor.analysis import AnalysisOptions, GraphAnalysis
 from onnxdoctor.analyzers import run_analyzers
 from onnxdoctor.catalog import load_catalog, select_rules
 from onnxdoctor.engines import isolated
+from onnxdoctor.engines.inputs import zero_inputs
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
 from onnxdoctor.graph import build_views
 from onnxdoctor.model import (
@@ -200,8 +201,9 @@ def fix(
     options = replace(options, inputs=str(inputs) if inputs is not None else None, tolerance=tolerance)
     limits = {"time_limit": time_limit, "memory_limit": memory_limit}
     atol_by_range = any(rewrite.atol_by_range for rewrite in chosen)
-    verification, unverified_reason = _start_verification(model, feeds, tolerance, unverified,
-                                                          {**limits, "atol_by_range": atol_by_range})
+    verification, unverified_reason, feeds = _start_verification(
+        model, feeds, tolerance, unverified, {**limits, "atol_by_range": atol_by_range},
+        generated=inputs is None, invalid=any(finding.rule == "OD101" for finding in before.findings))
     checks = [verification] if verification is not None else []
     fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits)
     target = Path(output) if output is not None else source
@@ -223,15 +225,30 @@ def fix(
     )
 
 
-def _start_verification(model, feeds, tolerance, unverified: bool, limits: dict) -> tuple[Verify | None, str | None]:
-    """Verification against the original model (pipeline.verify_against); or None and the
-    reason, if the model cannot run and the user said `unverified`."""
+def _start_verification(model, feeds, tolerance, unverified: bool, limits: dict, *, generated: bool,
+                        invalid: bool) -> tuple[Verify | None, str | None, dict]:
+    """Verification against the original model (pipeline.verify_against), and the feeds it runs
+    on; or None and the reason, if the model cannot run and the user said `unverified`.
+    Generated inputs the model rejects (an index out of a table the graph does not show) are
+    tried once more as zeros, valid as indices, ids and masks alike."""
     try:
-        return verify_against(model, feeds, tolerance, **limits), None
+        return verify_against(model, feeds, tolerance, **limits), None, feeds
     except ModelDoesNotRun as error:
-        if not unverified:
-            raise
-        return None, f"the model does not run in ONNX Runtime ({error.reason})"
+        failure = error
+    if generated:
+        zeros = zero_inputs(feeds)
+        try:
+            return verify_against(model, zeros, tolerance, **limits), None, zeros
+        except ModelDoesNotRun:
+            pass
+    if unverified:
+        return None, f"the model does not run in ONNX Runtime ({failure.reason})", feeds
+    if invalid:
+        # No input helps a model the checker rejects: say that, not "give --inputs".
+        raise OnnxDoctorError(f"the model does not run in ONNX Runtime ({failure.reason}); it is not a valid model "
+                              "(OD101: see onnxdoctor diagnose), so no rewrite can be verified; fix that at the "
+                              "source, or apply the passes without verification with --unverified") from None
+    raise failure
 
 
 def _default_tolerance(model: onnx.ModelProto, chosen: list[Pass]) -> tuple[float, float]:

@@ -186,3 +186,32 @@ def test_output_never_overwrites_the_inputs_external_data(tmp_path):
     assert not findings_of(api.diagnose(folder / "external_data.onnx"), "OD101")
     (data_file,) = [p for p in folder.iterdir() if p.name.startswith("external_data.onnx.")]
     assert data_file.name.endswith(".data")
+
+
+def test_generated_inputs_the_model_rejects_are_retried_as_zeros(tmp_path):
+    # idx + 5 indexes a 6-row table: random small ints overflow it, zeros do not.
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["four", "one"], ["five"], name="make_five"),  # for fold-constants to fold
+         helper.make_node("Add", ["idx", "five"], ["shifted"], name="shift"),
+         helper.make_node("Gather", ["table", "shifted"], ["out"], name="lookup")],
+        "shifted_lookup", [helper.make_tensor_value_info("idx", TensorProto.INT64, [3])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [3, 2])],
+        [numpy_helper.from_array(np.array(4, np.int64), "four"), numpy_helper.from_array(np.array(1, np.int64), "one"),
+         numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(6, 2), "table")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "lookup.onnx"
+    onnx.save(model, path)
+    report = api.fix(path, None)
+    assert report.inputs == {"idx": (3,)} and report.unverified_reason is None
+    fold = next(step for step in report.steps if step.name == "fold-constants")
+    assert fold.status == "applied" and fold.verification.passed
+
+
+def test_an_invalid_model_that_does_not_run_is_not_told_to_give_inputs():
+    with pytest.raises(OnnxDoctorError) as refusal:
+        api.fix(planted("od101_type_mismatch"), None)
+    message = str(refusal.value)
+    assert "OD101" in message and "--inputs" not in message
