@@ -18,6 +18,7 @@ from onnxdoctor.engines.isolated import providers
 from onnxdoctor.errors import OnnxDoctorError
 from onnxdoctor.graph import TensorType
 from onnxdoctor.model import exceeds_protobuf_limit, split_weights
+from onnxdoctor.wording import error_text
 
 # Every intermediate tensor returned together stays below this many elements (1 GiB of FP32).
 TOTAL_ELEMENT_LIMIT = 1 << 28
@@ -88,7 +89,7 @@ def run_with_intermediates(
         session = onnxruntime.InferenceSession(serialized, options, providers=providers())
         results = session.run(names, feeds)
     except Exception as error:  # noqa: BLE001 - ONNX Runtime's own errors name no common type
-        text = " ".join(str(error).split())[:300]
+        text = error_text(error, 300)
         raise OnnxDoctorError(f"ONNX Runtime cannot run the model to measure activations ({text})") from None
     return dict(zip(names, results, strict=True))
 

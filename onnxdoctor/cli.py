@@ -310,11 +310,9 @@ def bench(path, backends, with_fix, pass_names, static_shapes, inputs, torch_mod
     else:
         from rich.console import Console
 
-        console = Console(highlight=False, soft_wrap=True)
-        if not console.is_terminal:
-            # Piped or captured: the whole table, not one cropped to 80 columns.
-            console = Console(highlight=False, soft_wrap=True, width=220)
-        render_bench.render_text(report, console)
+        from onnxdoctor.render import output_console
+
+        render_bench.render_text(report, output_console())
 
 
 @main.command("rules")

@@ -25,6 +25,7 @@ from onnxdoctor.engines.base import Runner, RunnerDescription, RunnerUnavailable
 from onnxdoctor.model import OnnxDoctorError, load_full_model, load_model
 from onnxdoctor.pipeline import Observer
 from onnxdoctor.report import Step, StepStatus
+from onnxdoctor.wording import error_text
 
 BACKENDS = ("auto", "ort-cpu", "ort-cuda", "trt", "trt-rtx")
 
@@ -308,7 +309,7 @@ def _verify_search(report: BenchReport, model: onnx.ModelProto, feeds, torch_fee
 
 
 def _one_line(error: BaseException) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split())[:300]
+    return f"{type(error).__name__}: {error_text(error, 300)}"
 
 
 def _torch_feeds(feeds: dict[str, np.ndarray], shape: tuple[int, ...] | None) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from onnxdoctor.engines.base import Runner, RunnerDescription, RunnerUnavailable, Timing
 from onnxdoctor.ops.tensorrt import LOG_PATTERNS
+from onnxdoctor.wording import error_text
 
 
 @dataclass(frozen=True)
@@ -313,7 +314,7 @@ class TensorRTRunner(Runner):
         if not self.build.built:
             errors = [message.text for message in self.build.log if message.severity == "error"]
             raise RunnerUnavailable(f"{trt.__name__} parsed the model but the build failed: "
-                                    + (" ".join(" ".join(errors).split())[:300] or "no reason logged"))
+                                    + (error_text(" ".join(errors), 300) if errors else "no reason logged"))
         how = "from the engine cache" if self.build.cached else f"in {self.build.seconds:.1f} s"
         built = f"engine built ({self.build.engine_bytes / 1e6:.1f} MB {how}) but it cannot run here: "
         if not gpu_present():
@@ -324,7 +325,7 @@ class TensorRTRunner(Runner):
             self._runner = TrtRunner(EngineFromBytes(self.build.engine))
             self._runner.activate()
         except Exception as error:  # noqa: BLE001 - e.g. TensorRT-RTX on a GPU it has no kernels for
-            raise RunnerUnavailable(built + " ".join(str(error).split())[:300]) from None
+            raise RunnerUnavailable(built + error_text(error, 300)) from None
 
     def engine_context(self):
         """The TensorRT execution context (for IProfiler): Polygraphy's runner holds it."""

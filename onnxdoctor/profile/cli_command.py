@@ -59,13 +59,9 @@ def profile_command(path, backend, other, input_shapes, inputs, runs, warm_up, t
     if output_format == "json":
         click.echo(profile_text.render_json(report), nl=False)
         return
-    from rich.console import Console
+    from onnxdoctor.render import output_console
 
-    console = Console(highlight=False, soft_wrap=True)
-    if not console.is_terminal:
-        # Piped or captured: the whole table, not one cropped to 80 columns.
-        console = Console(highlight=False, soft_wrap=True, width=200)
-    profile_text.render_text(report, console, top=top)
+    profile_text.render_text(report, output_console(), top=top)
 
 
 def _shapes(parse, values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
@@ -96,9 +92,6 @@ def _profile_tensorrt(path, backend, other, input_shapes, inputs, runs, warm_up,
     if output_format == "json":
         click.echo(profile_text.render_tensorrt_json(report), nl=False)
         return
-    from rich.console import Console
+    from onnxdoctor.render import output_console
 
-    console = Console(highlight=False, soft_wrap=True)
-    if not console.is_terminal:
-        console = Console(highlight=False, soft_wrap=True, width=200)
-    profile_text.render_tensorrt_text(report, console, top=top)
+    profile_text.render_tensorrt_text(report, output_console(), top=top)

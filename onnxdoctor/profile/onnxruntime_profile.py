@@ -23,6 +23,7 @@ from onnxdoctor.engines.base import RunnerDescription
 from onnxdoctor.engines.onnxruntime_runner import OnnxRuntimeOptions, OnnxRuntimeRunner, onnxruntime_module
 from onnxdoctor.model import OnnxDoctorError
 from onnxdoctor.profile.mapping import INSERTED_OPS, Origin, map_to_original
+from onnxdoctor.wording import error_text
 
 KERNEL_SUFFIX = "_kernel_time"
 
@@ -96,7 +97,7 @@ def profile_sessions(models: list[onnx.ModelProto], feeds: dict[str, np.ndarray]
             profiles[-1].wall_unprofiled = walls[id(reference)]
         return profiles
     except ort_errors as error:
-        reason = " ".join(str(error).split())[:300]
+        reason = error_text(error, 300)
         raise OnnxDoctorError(f"ONNX Runtime cannot run the model, so it cannot be profiled: {reason}") from None
     finally:
         for runner in runners:

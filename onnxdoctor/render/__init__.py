@@ -51,3 +51,14 @@ def fix_command(rule: Rule, finding: Finding | None = None) -> str | None:
     if finding is not None and finding.fix is not None:
         return finding.fix
     return f"onnxdoctor fix --passes {rule.fix_pass}" if rule.fix_pass else None
+
+
+def output_console():
+    """The console reports print to: the terminal's width there; piped or captured, wide enough
+    for whole tables instead of cropping them to 80 columns."""
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=True, width=220)
+    return console
