@@ -308,8 +308,6 @@ def bench(path, backends, with_fix, pass_names, static_shapes, inputs, torch_mod
     if output_format == "json":
         click.echo(rendered_json, nl=False)
     else:
-        from rich.console import Console
-
         from onnxdoctor.render import output_console
 
         render_bench.render_text(report, output_console())
