@@ -19,6 +19,8 @@ _EXPORTS = {
     "BenchOptions": "onnxdoctor.bench.run",
     "BenchReport": "onnxdoctor.bench.run",
     "profile": "onnxdoctor.profile",
+    "doctor": "onnxdoctor.doctor",
+    "DoctorReport": "onnxdoctor.doctor",
     "Finding": "onnxdoctor.report",
     "Report": "onnxdoctor.report",
     "Severity": "onnxdoctor.report",

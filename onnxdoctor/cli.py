@@ -371,9 +371,11 @@ def explain_log_command(log, model, output_format) -> None:
 
 def _register_engine_commands() -> None:
     # profile lives in its own package; importing its command loads click only.
+    from onnxdoctor.doctor.cli_command import doctor_command
     from onnxdoctor.profile.cli_command import profile_command
 
     main.add_command(profile_command)
+    main.add_command(doctor_command)
 
 
 _register_engine_commands()

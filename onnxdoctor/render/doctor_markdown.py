@@ -1,0 +1,93 @@
+"""`onnxdoctor doctor`'s summary.md: what was wrong, what was fixed, what it changed in speed
+(with the verdicts), and what still needs a person's decision. Reads a DoctorReport only."""
+
+from __future__ import annotations
+
+from onnxdoctor.render import printable
+
+
+def _text(text: str) -> str:
+    """Model text as one Markdown line that renders as written: no raw HTML, no table breaks."""
+    return printable(text).replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|")
+
+
+def milliseconds(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.2f}"
+
+
+def versus(comparison: dict | None) -> str:
+    """'0.97x (0.95–0.99) faster': the ratio of medians, its 95% interval and the verdict."""
+    if comparison is None:
+        return "-"
+    return (f"{comparison['ratio']:.2f}x ({comparison['ratio_low']:.2f}–{comparison['ratio_high']:.2f}) "
+            f"{comparison['verdict']}")
+
+
+def inputs_text(inputs: dict) -> str:
+    return ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in inputs.items())
+
+
+def render(report) -> str:
+    lines = [f"# onnxdoctor doctor: {_text(report.model)}", ""]
+    if report.export:
+        export = report.export
+        lines.append(f"Exported with {_text(export['exporter'])} (torch {_text(export['torch'])}), batch "
+                     f"{export['batch']}, image size {export['imgsz']}, {'dynamic' if export['dynamic'] else 'static'} "
+                     f"shapes, not simplified; {_text(export['weights'])}.")
+    lines.append(f"Every stage ran on {_text(inputs_text(report.inputs))}. TensorRT parser: "
+                 f"{_text(report.tensorrt_parser)}.")
+    lines += ["", "## What was wrong", ""]
+    found = [change for change in report.changes if change["before"]]
+    if not found:
+        lines.append("Nothing: diagnose found no finding in the original model.")
+    else:
+        lines += ["| severity | rule | before → after | example |", "| --- | --- | --- | --- |"]
+        lines += [f"| {change['severity']} | {change['rule']} {change['name']} | {change['before']} → "
+                  f"{change['after']} | {_text(change['message'])} |" for change in found]
+    appeared = [change for change in report.changes if not change["before"]]
+    lines += [f"\nNew after the fix: {change['rule']} {change['name']} ×{change['after']} "
+              f"({_text(change['message'])})" for change in appeared]
+    fix = report.fix
+    lines += ["", "## What was fixed", "",
+              f"Each pass was verified on {fix['verified_on']} against the original model (rtol "
+              f"{fix['tolerance']['rtol']:g}, atol {fix['tolerance']['atol']:g}"
+              f"{' of each output range' if fix['tolerance']['atol_by_range'] else ''}); a pass that changed an "
+              "output beyond that would have been rolled back.", "",
+              "| pass | status | resolves | what it did | largest error |", "| --- | --- | --- | --- | --- |"]
+    for step in fix["passes"]:
+        if step["status"] == "not applicable":
+            continue
+        verification = step["verification"]
+        errors = [output["max_absolute"] for output in verification["outputs"]] if verification else []
+        worst = max((error for error in errors if error is not None), default=None)
+        lines.append(f"| {step['pass']} | {step['status']} | {', '.join(step['resolves']) or '-'} | "
+                     f"{_text(step['summary'])} | {'-' if worst is None else f'{worst:.3g}'} |")
+    lines += ["", "## What it changed in speed", ""]
+    bench = report.bench
+    lines += ["| step | runner | nodes | median ms | 95% interval ms | vs original | vs PyTorch |",
+              "| --- | --- | ---: | ---: | --- | --- | --- |"]
+    for row in bench["rows"]:
+        if row["unavailable"]:
+            lines.append(f"| {_text(row['step'])} | {row['runner']} | {row['nodes'] or '-'} | not run | | | |")
+            continue
+        summary = row["summary"]
+        lines.append(f"| {_text(row['step'])} | {row['runner']} | {row['nodes'] or '-'} | "
+                     f"{milliseconds(summary['median'])} | {milliseconds(summary['median_low'])}–"
+                     f"{milliseconds(summary['median_high'])} | {versus(row['versus_original'])} | "
+                     f"{versus(row['versus_torch'])} |")
+    lines += ["", "Ratios are time over the baseline's time (below 1: faster), medians of interleaved runs with "
+              "their 95% interval; the verdict is faster or slower only when the interval excludes 1.",
+              "", "Measured on: " + _text("; ".join(f"{key} {value}" for key, value in bench["environment"].items()))]
+    profile = report.profile
+    lines += ["", "## Where the fixed model spends its time", "",
+              f"{_text(profile['backend']['mode'])} on {_text(profile['backend']['device'])}: "
+              f"{milliseconds(profile['time']['wall_unprofiled'])} ms per run; by op type: "
+              + ", ".join(f"{_text(rollup['name'])} {rollup['share']:.0%}" for rollup in profile["op_types"][:5])
+              + "."]
+    lines += ["", "## What needs your decision", ""]
+    lines += [f"- {_text(decision)}" for decision in report.decisions] or ["Nothing: every finding that matters "
+                                                                          "was fixed and verified."]
+    if report.notes:
+        lines += ["", "## Notes", ""] + [f"- {_text(note)}" for note in report.notes]
+    lines += ["", "## Files", ""] + [f"- `{name}`: {what}" for what, name in report.files.items()]
+    return "\n".join(lines) + "\n"
