@@ -37,7 +37,7 @@ def test_diagnose_works_with_heavy_packages_unimportable(tmp_path):
     assert "OD202" in result.stdout
 
 
-LIGHT_COMMANDS = (["--help"], ["rules"], ["explain", "OD301"], ["bench", "--help"], ["profile", "--help"],
+LIGHT_COMMANDS = (["--help"], ["rules"], ["explain", "OD301"], ["bench", "--help"], ["profile", "--help"], ["doctor", "--help"],
                   ["fix", "--help"], ["diagnose", "--help"])
 NOT_FOR_HELP = ("onnx", "numpy", "networkx", "onnxruntime", "onnx_graphsurgeon", "polygraphy", *HEAVY)
 

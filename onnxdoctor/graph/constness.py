@@ -128,7 +128,7 @@ def find_constness(view: GraphView) -> Constness:
                 dims = dynamic.reaching(inputs[0])
             else:
                 per_element = [dim_dependence(inputs[0], first + axis, dim) for axis, dim in enumerate(shape)]
-                if node.op_type == "Shape":
+                if node.op_type == "Shape" and outputs:
                     elements[outputs[0]] = shape
                     element_dims[outputs[0]] = per_element
                 if all(isinstance(dim, int) for dim in shape) and math.prod(shape) <= _INT64_MAX:
@@ -139,7 +139,8 @@ def find_constness(view: GraphView) -> Constness:
             computed.add(index)
             constant.update(outputs)
             continue
-        elif node.op_type in ("Gather", "Slice") and inputs[0] in elements and all(name in constant for name in inputs[1:]):
+        elif (node.op_type in ("Gather", "Slice") and inputs and outputs and inputs[0] in elements
+              and all(name in constant for name in inputs[1:])):
             picked = _picked_positions(view, index, len(elements[inputs[0]]))
             if picked is None:
                 dims = depends.get(inputs[0], frozenset())
@@ -174,6 +175,9 @@ def find_constness(view: GraphView) -> Constness:
     )
 
 
+_LONGEST_SHAPE_VALUE = 1024
+
+
 def _shape_vector(view: GraphView, node: onnx.NodeProto, constant, depends, elements, element_dims):
     """The elements of a 1-D shape value an Unsqueeze (of a scalar) or a Concat (of 1-D pieces)
     builds, and the input dims each depends on; None where a piece's length is unknown."""
@@ -191,7 +195,8 @@ def _shape_vector(view: GraphView, node: onnx.NodeProto, constant, depends, elem
         if piece_type is None or piece_type.shape is None or len(piece_type.shape) > 1:
             return None
         length = piece_type.shape[0] if piece_type.shape else 1
-        if not isinstance(length, int):
+        # Shape values are short; a declared length in the millions is a hostile model, not a shape.
+        if not isinstance(length, int) or length > _LONGEST_SHAPE_VALUE:
             return None
         known = view.small_constant(name) if name in constant else None
         values.extend(known.reshape(-1).tolist() if known is not None and known.size == length else [None] * length)
@@ -202,7 +207,10 @@ def _shape_vector(view: GraphView, node: onnx.NodeProto, constant, depends, elem
 def _follow_reshapes(view: GraphView, node: onnx.NodeProto, elements, element_dims, reshaped, dim_dependence) -> None:
     """Record the per-axis input dims of a Reshape output whose target shape value is tracked,
     and carry them through a Transpose."""
-    if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] in element_dims and node.output[0]:
+    # Malformed nodes (no outputs) are OD101's; they are skipped here, not indexed.
+    if not node.output or not node.output[0]:
+        return
+    if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] in element_dims:
         data, target = node.input[0], node.input[1]
         data_type = view.tensor_type(data)
         data_shape = data_type.shape if data_type is not None else None
@@ -216,7 +224,7 @@ def _follow_reshapes(view: GraphView, node: onnx.NodeProto, elements, element_di
             else:
                 per_axis.append(dims)
         reshaped[node.output[0]] = per_axis
-    elif node.op_type == "Transpose" and node.input and node.input[0] in reshaped and node.output[0]:
+    elif node.op_type == "Transpose" and node.input and node.input[0] in reshaped:
         source = reshaped[node.input[0]]
         perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), list(range(len(source)))[::-1])
         if sorted(perm) == list(range(len(source))):
