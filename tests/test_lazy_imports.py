@@ -67,3 +67,17 @@ def test_the_package_exposes_its_api_lazily():
     assert result.returncode == 0, result.stderr
     for name in ("diagnose", "fix", "bench", "profile", "Finding", "Report", "OnnxDoctorError"):
         assert name in result.stdout
+
+
+def test_api_functions_stay_callable_after_their_packages_are_imported():
+    # bench, profile and doctor are packages as well as API functions: importing a module of the
+    # package rebinds the name to the package, which must still be the function when called.
+    script = ("import onnxdoctor, onnxdoctor.cli, onnxdoctor.bench.stats, onnxdoctor.profile.report, "
+              "onnxdoctor.doctor.report\n"
+              "from onnxdoctor.bench.run import BenchOptions\n"
+              f"report = onnxdoctor.bench({str(planted('clean'))!r}, BenchOptions(backends=('ort-cpu',), runs=3, "
+              "seconds=0.2))\n"
+              "assert report.rows[0].summary.median > 0\n"
+              "assert callable(onnxdoctor.profile) and callable(onnxdoctor.doctor)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

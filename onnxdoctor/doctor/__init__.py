@@ -268,3 +268,8 @@ def _decisions(after: dict, fixing: dict, bench_data: dict, dynamic_dims: list[s
                              "if its other gains matter on your target")
     decisions += [f"not equal terms: {line}" for line in bench_data["differences"]]
     return decisions
+
+
+from onnxdoctor.packages import callable_package  # noqa: E402 - after the package's own names
+
+callable_package(__name__, "onnxdoctor.doctor:doctor")

@@ -78,3 +78,8 @@ def _findings(path) -> list:
     from onnxdoctor.api import diagnose
 
     return diagnose(path).findings
+
+
+from onnxdoctor.packages import callable_package  # noqa: E402 - after the package's own names
+
+callable_package(__name__, "onnxdoctor.profile:profile")
