@@ -67,8 +67,9 @@ class Summary:
 class Comparison:
     """A candidate's times against a baseline's, measured interleaved.
 
-    `ratio` is the candidate's median over the baseline's: 0.8 means the candidate takes 80% of the
-    baseline's time. `ratio_low`..`ratio_high` contains the true ratio with probability `confidence`
+    `ratio` is how many times the baseline's time the candidate takes (0.8: 80% of it), estimated as
+    Hodges and Lehmann do (the median of all pairwise ratios), so it always lies in its interval
+    (the ratio of the two medians can fall outside it on a noisy machine). `ratio_low`..`ratio_high` contains the true ratio with probability `confidence`
     (Hodges–Lehmann interval on log times). The verdict is FASTER or SLOWER only when the interval
     excludes 1 and the ratio is beyond 1 ± `minimum_effect`; anything else is no significant difference.
     """
@@ -135,7 +136,10 @@ def compare(
     low = _pairwise_difference(candidate_logs, baseline_logs, rank)
     high = _pairwise_difference(candidate_logs, baseline_logs, pairs + 1 - rank)
     candidate_summary, baseline_summary = summarize(candidate), summarize(baseline)
-    ratio = candidate_summary.median / baseline_summary.median
+    # The Hodges–Lehmann estimate: the median pairwise difference of log times (the mean of the two
+    # middle ones when their count is even).
+    middle = [(pairs + 1) // 2, pairs // 2 + 1]
+    ratio = math.exp(sum(_pairwise_difference(candidate_logs, baseline_logs, rank_) for rank_ in middle) / 2)
     verdict = Verdict.NO_SIGNIFICANT_DIFFERENCE
     if confidence >= CONFIDENCE:
         if low > 0 and ratio >= 1 + minimum_effect:

@@ -244,3 +244,16 @@ def test_real_workloads_interleaved_give_the_right_verdict():
     samples = interleave(runs, repetitions=40, max_seconds=0.0)
     assert compare(samples["large"], samples["small"]).verdict is Verdict.SLOWER
     assert compare(samples["small"], samples["large"]).verdict is Verdict.FASTER
+
+
+def test_the_ratio_always_lies_in_its_interval():
+    # Bimodal times (a clock that switches between two speeds), as a loaded machine gives: the
+    # medians land on different modes, so their ratio (0.84) falls outside the interval of the
+    # ratio (0.993-1.005); the Hodges-Lehmann ratio reported lies inside it.
+    first = [1.50873, 1.50506, 1.50086, 1.00468, 1.00783, 1.50344, 1.00579, 1.00123, 1.00823, 1.50773, 1.50107,
+             1.51069, 1.00259, 1.0013]
+    second = [1.51151, 1.50068, 1.00619, 1.50776, 1.50074, 1.00017, 1.50966, 1.50964, 1.00091, 1.50546, 1.00618,
+              1.00479, 1.00323]
+    comparison = compare(first, second)
+    assert comparison.ratio_low <= comparison.ratio <= comparison.ratio_high
+    assert comparison.verdict is Verdict.NO_SIGNIFICANT_DIFFERENCE
