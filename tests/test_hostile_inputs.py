@@ -43,6 +43,14 @@ def _long_vector(model):
     dim.dim_value = 410_880_722
 
 
+def _empty_but_huge(model):
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[0].Clear()
+    dims[0].dim_value = 0
+    dims[1].Clear()
+    dims[1].dim_value = 2**62
+
+
 def _future_opset(model):
     model.opset_import[0].version = 99
 
@@ -154,6 +162,8 @@ CASES = {
     "dims in the billions": lambda folder: _edit("clean", folder, _huge_dims),
     # Found by the fuzzer: onnx's data propagation took 20 GiB for this one 1-D input.
     "a 1-D input of 410 million elements": lambda folder: _edit("od302_custom_op", folder, _long_vector),
+    # Found by the fuzzer: no element at all, but numpy refuses to make an array of that shape.
+    "an empty input with a dim of 2**62": lambda folder: _edit("clean", folder, _empty_but_huge),
     "data that does not match its dims": lambda folder: _edit("od301_unfolded_constant", folder, _lying_dims),
     "external data location with a NUL byte": lambda folder: _external(folder, "external_data.bin\0.txt"),
     "external data location over the file-name limit": lambda folder: _external(folder, "w" * 300 + ".bin"),

@@ -69,7 +69,8 @@ def make_inputs(
             raise OnnxDoctorError(f"input {value.name!r} has an element type verification cannot generate; pass --inputs")
         shape = shapes.get(value.name) or tuple(
             _dim_value(dim, axis, dims) for axis, dim in enumerate(tensor_type.shape.dim))
-        if math.prod(shape) > MAX_GENERATED_ELEMENTS or any(dim < 0 for dim in shape):
+        # Each dim too: numpy refuses a shape like (0, 2**62) although it has no element (fuzzer).
+        if math.prod(shape) > MAX_GENERATED_ELEMENTS or any(dim < 0 or dim > MAX_GENERATED_ELEMENTS for dim in shape):
             raise OnnxDoctorError(
                 f"input {value.name!r} of shape {'x'.join(map(str, shape))} is too large to generate for verification; "
                 "give a smaller --static-shape or --inputs"
