@@ -63,3 +63,11 @@ def plain(value):
     if isinstance(value, (list, tuple)):
         return [plain(item) for item in value]
     return value
+
+
+def largest_error(step: dict) -> float | None:
+    """The largest absolute error over a fix step's outputs (its JSON record), None where it was
+    not verified or no output had a finite error."""
+    verification = step["verification"]
+    errors = [output["max_absolute"] for output in verification["outputs"]] if verification else []
+    return max((error for error in errors if error is not None), default=None)

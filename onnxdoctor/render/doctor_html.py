@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
+from onnxdoctor.doctor.report import largest_error
 from onnxdoctor.render import printable
 from onnxdoctor.render.doctor_markdown import inputs_text, milliseconds, versus
 from onnxdoctor.render.profile_html import BAR_COLOR, FLAGGED_COLOR, OTHER_COLOR, STYLE
@@ -63,9 +64,7 @@ def _fix(report) -> str:
     for step in fix["passes"]:
         if step["status"] == "not applicable":
             continue
-        verification = step["verification"]
-        errors = [output["max_absolute"] for output in verification["outputs"]] if verification else []
-        worst = max((error for error in errors if error is not None), default=None)
+        worst = largest_error(step)
         rows.append(f"<tr><td>{_text(step['pass'])}</td><td>{_text(step['status'])}</td>"
                     f"<td>{_text(', '.join(step['resolves']) or '-')}</td><td>{_text(step['summary'])}</td>"
                     f"<td class=number>{'-' if worst is None else f'{worst:.3g}'}</td></tr>")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from onnxdoctor.doctor.report import largest_error
 from onnxdoctor.render import printable
 
 
@@ -57,9 +58,7 @@ def render(report) -> str:
     for step in fix["passes"]:
         if step["status"] == "not applicable":
             continue
-        verification = step["verification"]
-        errors = [output["max_absolute"] for output in verification["outputs"]] if verification else []
-        worst = max((error for error in errors if error is not None), default=None)
+        worst = largest_error(step)
         lines.append(f"| {step['pass']} | {step['status']} | {', '.join(step['resolves']) or '-'} | "
                      f"{_text(step['summary'])} | {'-' if worst is None else f'{worst:.3g}'} |")
     lines += ["", "## What it changed in speed", ""]
