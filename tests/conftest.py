@@ -52,3 +52,22 @@ def private_engine_cache(tmp_path_factory):
         del os.environ[ENGINE_CACHE_VARIABLE]
     else:
         os.environ[ENGINE_CACHE_VARIABLE] = previous
+
+
+def screenshot_colors(page: Path, folder: Path, height: int) -> dict[tuple[int, int, int], int]:
+    """Render an HTML page in headless Chromium and count the pixels of each colour; the test is
+    skipped, saying why, where no chromium binary is installed."""
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium binary to render the HTML report (apt-get install chromium)")
+    screenshot = folder / "screenshot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={screenshot}", f"--window-size=1000,{height}", page.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    from PIL import Image
+
+    with Image.open(screenshot) as image:
+        return {color: count for count, color in image.convert("RGB").getcolors(maxcolors=1 << 20)}

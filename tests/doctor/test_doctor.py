@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import planted
+from conftest import planted, screenshot_colors
 
 from onnxdoctor import api
 from onnxdoctor.cli import main
@@ -76,17 +76,7 @@ def test_the_html_report_renders_in_chromium(seed_case, tmp_path):
     html = page.read_text(encoding="utf-8")
     assert html.count("<svg") == 5  # bench, op types, blocks, slowest layers, beside PyTorch
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "<script" not in html
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("no chromium binary to render the HTML report (apt-get install chromium)")
-    screenshot = tmp_path / "report.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--screenshot={screenshot}", "--window-size=1000,2400", page.as_uri()],
-                   check=True, capture_output=True, timeout=120)
-    from PIL import Image
-
-    with Image.open(screenshot) as image:
-        colors = dict((color, count) for count, color in image.convert("RGB").getcolors(maxcolors=1 << 20))
+    colors = screenshot_colors(page, tmp_path, 2400)
     assert len(colors) > 50, "the page is blank"
     assert colors.get((0x09, 0x69, 0xDA), 0) > 2000, "no bar chart drawn"
     assert colors.get((0x82, 0x50, 0xDF), 0) > 500, "no PyTorch bar drawn"
