@@ -16,10 +16,13 @@ from onnxdoctor.report import Finding
 _CONSEQUENCE = {
     "scale": "a scale: each value that becomes zero zeroes what it multiplies",
     "divisor": "a divisor: each value that becomes zero divides by zero",
-    "weight": "a weight: each value is one term of a sum, so the share of values lost is the share of each sum that changes",
+    "weight": "a weight: each value is one term of a sum, so what matters is the share of the weight's magnitude "
+              "that changes",
     "offset": "an offset: the absolute change stays below 6.1e-5",
     "other": "read where its role is unknown",
 }
+# Roles where each value acts alone (one channel's factor), so the worst value is what counts.
+_PER_VALUE_ROLES = frozenset({"scale", "divisor"})
 
 
 @analyzer("OD502")
@@ -28,21 +31,32 @@ def fp16_weight_underflow(graph: GraphAnalysis) -> Iterator[Finding]:
         value = constant.value
         if value.size <= 1:
             continue  # single values: OD503
-        magnitudes = np.abs(value[np.isfinite(value) & (value != 0)])
+        magnitudes = np.abs(value[np.isfinite(value) & (value != 0)]).astype(np.float64)
         if not magnitudes.size:
             continue
-        zero = int((magnitudes < FP16_ZERO_BELOW).sum())
-        subnormal = int((magnitudes < FP16_SMALLEST_NORMAL).sum()) - zero
-        share = (zero + subnormal) / magnitudes.size
+        small = magnitudes[magnitudes < FP16_SMALLEST_NORMAL]
+        zero = int((small < FP16_ZERO_BELOW).sum())
+        subnormal = int(small.size) - zero
+        if not small.size:
+            continue
+        # What FP16 does to each small value: rounded to the subnormal grid (2**-24 apart) or to zero.
+        change = np.abs(small - small.astype(np.float16).astype(np.float64))
+        worst = float((change / small).max())
+        magnitude_lost = float(change.sum() / magnitudes.sum())
         used_as = roles(graph, constant.name)
         sensitive = zero > 0 and any(role in ZERO_SENSITIVE_ROLES for role in used_as)
-        # A few small values of a large weight change little: reported only where they matter.
-        if not sensitive and not (share >= UNDERFLOW_SHARE and any(role != "offset" for role in used_as)):
+        per_value = any(role in _PER_VALUE_ROLES for role in used_as) and worst >= UNDERFLOW_SHARE
+        summed = (any(role not in _PER_VALUE_ROLES and role != "offset" for role in used_as)
+                  and magnitude_lost >= UNDERFLOW_SHARE)
+        # A few tiny values of a large weight change its sums by almost nothing: reported only where it matters.
+        if not (sensitive or per_value or summed):
             continue
+        share = small.size / magnitudes.size
         yield graph.finding(
             "OD502",
             f"{constant.name} ({shape_text(value)}): {subnormal} of {magnitudes.size} nonzero values become subnormal "
-            f"in FP16 and {zero} become zero ({share:.1%}), {readers_text(graph, constant.name)}; "
+            f"in FP16 and {zero} become zero ({share:.1%}; {magnitude_lost:.1%} of the tensor's magnitude changes, "
+            f"one value by up to {worst:.0%}), {readers_text(graph, constant.name)}; "
             + "; ".join(_CONSEQUENCE[role] for role in used_as),
             nodes=[*constant.producers, *reader_indices(graph, constant.name)],
             tensors=[constant.name],
@@ -50,5 +64,7 @@ def fp16_weight_underflow(graph: GraphAnalysis) -> Iterator[Finding]:
             zero=zero,
             nonzero=int(magnitudes.size),
             share=share,
+            magnitude_lost=magnitude_lost,
+            worst_change=worst,
             roles=used_as,
         )

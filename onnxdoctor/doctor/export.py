@@ -80,17 +80,25 @@ def _quiet(ultralytics):
 
 
 def realistic(model, seed: int = 0) -> None:
-    """Give BatchNorm layers and conv biases the spread of trained values.
+    """Give BatchNorm layers and conv biases the spread of trained values, all drawn from `seed`.
 
     A model built from its yaml has default BatchNorm statistics and identical detection-head
     biases, which the exporter de-duplicates into Identity nodes a trained `.pt` never has, and
     whose activations vanish within a few layers, so no rewrite could be caught changing the
     outputs. Statistics are measured on random images (train mode, cumulative average), as
     training would (the same recipe as the test fixtures, fixtures/yolo.py).
+    Convolution weights are drawn again from the seed (torch's default initialisation), since the
+    yaml build draws them from the unseeded global generator: the same seed gives the same model
+    on every machine. Frozen weights (the DFL's fixed arange) are left as they are.
     """
+    import math
+
     import torch
 
     generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d) and module.weight.requires_grad:
+            torch.nn.init.kaiming_uniform_(module.weight.data, a=math.sqrt(5), generator=generator)
     norms = [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
     for module in norms:
         count = module.num_features

@@ -39,8 +39,9 @@ EXP_ZERO_INPUT = math.log(FP16_ZERO_BELOW)  # -17.33
 LONG_REDUCTION_DEPTH = 2048
 # A constant divisor smaller than this multiplies the numerator by more than 1000.
 SMALL_DIVISOR = 1e-3
-# A tensor in which at least this share of the nonzero values becomes subnormal or zero changes
-# measurably; a few values of a large convolution weight do not.
+# Underflow that changes a weight's magnitude (the sum of |values|: the most each sum it feeds can
+# move, relative to its size) or one value of a scale by at least this much is measurable; a few
+# tiny values among a convolution weight's ordinary ones are not.
 UNDERFLOW_SHARE = 0.01
 
 # Attributes that hold an epsilon added to a variance or norm before a square root or division.
