@@ -76,7 +76,7 @@ def row(name: str, path: Path, converter: str, model: onnx.ModelProto, feeds, re
     except Exception as error:  # noqa: BLE001
         return [name, converter, "-", "-", "-", f"{seconds:.1f}", f"does not run: {str(error)[:90]}"]
     errors = [float(np.nanmax(np.abs(results[key].astype(np.float64) - reference[key]))) for key in reference]
-    within = all(np.isclose(results[key].astype(np.float64), reference[key], rtol=FP16_TOLERANCE[0], atol=FP16_TOLERANCE[1]).all()
+    within = all(np.isclose(results[key].astype(np.float64), reference[key], rtol=FP16_TOLERANCE.rtol, atol=FP16_TOLERANCE.atol).all()
                  for key in reference)
     casts = sum(node.op_type == "Cast" for node in converted.graph.node)
     total = sum(node.op_type not in ("Cast", "Constant") for node in converted.graph.node)

@@ -48,7 +48,7 @@ def _table(report, title: str) -> list[str]:
     for line in report.differences:
         lines.append(f"- not equal terms: {line}")
     if report.fastest:
-        lines.append(f"- fastest verified deployment: **{report.fastest}** (outputs within rtol {report.tolerance[0]:g}, atol {report.tolerance[1]:g} x output range of ONNX Runtime CPU)")
+        lines.append(f"- fastest verified deployment: **{report.fastest}** (outputs within {report.tolerance.describe()} of ONNX Runtime CPU)")
     for row in report.rows:
         for note in row.notes:
             lines.append(f"- {row.runner} {row.step}: {note}")
@@ -131,6 +131,40 @@ def _overhead(model: Path, checkpoint: Path, budget: dict, runs: int) -> list[st
             f"{(bench_ms / bare_ms - 1) * 100:+.1f}% (target ≤ 2%)"]
 
 
+def _fp16_error(models: dict[str, Path]) -> list[str]:
+    """How far a whole-model FP16 computation is from FP32, output by output, in units of the
+    fp16 pass's bound (rtol 1e-2, atol 1e-3 of each output's range): Ultralytics' half=True export
+    against its fp32 export, both on ONNX Runtime CUDA (TF32 off), on the verification inputs.
+    This is what an FP16 deployment does by construction, so a criterion for the fp16 pass must
+    pass it."""
+    import numpy as np
+    import onnx
+
+    from onnxdoctor.engines.compare import Tolerance
+    from onnxdoctor.engines.inputs import make_inputs
+    from onnxdoctor.engines.onnxruntime_runner import OnnxRuntimeOptions, OnnxRuntimeRunner
+
+    feeds = make_inputs(onnx.load(models["fp32"]))
+    results = {}
+    for precision, path in models.items():
+        cast = {name: value.astype(np.float16 if precision == "fp16" else np.float32) for name, value in feeds.items()}
+        with OnnxRuntimeRunner(onnx.load(path), OnnxRuntimeOptions(provider="cuda"), name=precision) as runner:
+            results[precision] = runner.infer(cast)
+    bound = Tolerance(1e-2, 1e-3, atol_by_range=True)
+    quantiles = (0.5, 0.9, 0.99, 0.999, 0.9999)
+    lines = ["\n### FP16 against FP32, whole model (Ultralytics half=True vs fp32 export, ORT CUDA)\n",
+             "error in units of the bound |d| / (1e-3 x range + 1e-2 x |ref|); at most 1 passes\n",
+             "| output | elements | " + " | ".join(f"q{q:g}" for q in quantiles) + " | max | within | max abs |",
+             "| --- | ---: | " + " | ".join("---:" for _ in quantiles) + " | ---: | ---: | ---: |"]
+    for (name, expected), actual in zip(results["fp32"].items(), results["fp16"].values(), strict=True):
+        ratios = bound.error_ratios(expected, actual.astype(np.float32))
+        finite = ratios[np.isfinite(ratios)]
+        values = " | ".join(f"{np.quantile(finite, q):.3g}" for q in quantiles)
+        lines.append(f"| {name} | {expected.size} | {values} | {finite.max():.3g} | {(finite <= 1).mean():.5f} | "
+                     f"{np.abs(expected.astype(np.float64) - actual).max():.4g} |")
+    return lines
+
+
 def _exports(out: Path, half: bool) -> tuple[Path, dict[str, Path]]:
     """A .pt as a user has one (yaml, realistic BatchNorm statistics), and Ultralytics' exports of it:
     PyTorch and ONNX then hold the same weights, so their outputs can be compared too."""
@@ -156,8 +190,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--smoke", action="store_true",
                         help="a quick pass of the script itself on a machine without a GPU (fp32, few runs)")
-    parser.add_argument("--parts", default="bench,search,repeat,overhead,fp16-pass",
-                        help="comma-separated: bench, search, repeat, overhead, fp16-pass (default: all)")
+    parser.add_argument("--parts", default="bench,search,repeat,overhead,fp16-error,fp16-pass",
+                        help="comma-separated: bench, search, repeat, overhead, fp16-error, fp16-pass (default: all)")
     arguments = parser.parse_args()
     parts = set(arguments.parts.split(","))
     out: Path = arguments.out
@@ -205,6 +239,9 @@ def main() -> None:
         lines += _repeatability(models["fp16"], checkpoint, budget)
     if "overhead" in parts:
         lines += _overhead(models["fp16"], checkpoint, budget, arguments.runs)
+    if "fp16-error" in parts:
+        lines += _fp16_error(models)
+        print("\n".join(lines[-8:]), flush=True)
     if "fp16-pass" in parts:
         # onnxdoctor's fp16 pass on the fp32 export, verified here on ONNX Runtime CUDA, timed
         # interleaved with the fp32 model it came from.

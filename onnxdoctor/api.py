@@ -13,6 +13,7 @@ from onnxdoctor.analysis import AnalysisOptions, GraphAnalysis
 from onnxdoctor.analyzers import run_analyzers
 from onnxdoctor.catalog import load_catalog, select_rules
 from onnxdoctor.engines import isolated
+from onnxdoctor.engines.compare import Tolerance
 from onnxdoctor.engines.inputs import zero_inputs
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
 from onnxdoctor.graph import build_views
@@ -197,12 +198,12 @@ def fix(
             set_static_shape({value.name: value for value in trial.input}, name, shape)
     feeds = make_inputs(model, options.static_shapes, inputs)
     tolerance = _default_tolerance(model, chosen)
-    tolerance = (tolerance[0] if rtol is None else rtol, tolerance[1] if atol is None else atol)
+    tolerance = replace(tolerance, rtol=tolerance.rtol if rtol is None else rtol,
+                        atol=tolerance.atol if atol is None else atol)
     options = replace(options, inputs=str(inputs) if inputs is not None else None, tolerance=tolerance)
     limits = {"time_limit": time_limit, "memory_limit": memory_limit}
-    atol_by_range = any(rewrite.atol_by_range for rewrite in chosen)
     verification, unverified_reason, feeds = _start_verification(
-        model, feeds, tolerance, unverified, {**limits, "atol_by_range": atol_by_range},
+        model, feeds, tolerance, unverified, limits,
         generated=inputs is None, invalid=any(finding.rule == "OD101" for finding in before.findings))
     checks = [verification] if verification is not None else []
     fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits)
@@ -221,7 +222,6 @@ def fix(
         inputs={name: tuple(value.shape) for name, value in feeds.items()},
         unverified_reason=unverified_reason,
         verified_on=isolated.device(),
-        atol_by_range=atol_by_range,
     )
 
 
@@ -251,10 +251,13 @@ def _start_verification(model, feeds, tolerance, unverified: bool, limits: dict,
     raise failure
 
 
-def _default_tolerance(model: onnx.ModelProto, chosen: list[Pass]) -> tuple[float, float]:
+def _default_tolerance(model: onnx.ModelProto, chosen: list[Pass]) -> Tolerance:
     """The model's tolerance, or the loosest a chosen pass states (fp16's for an FP16 conversion)."""
-    tolerances = [default_tolerance(model), *(rewrite.tolerance for rewrite in chosen if rewrite.tolerance is not None)]
-    return max(rtol for rtol, _ in tolerances), max(atol for _, atol in tolerances)
+    tolerance = default_tolerance(model)
+    for rewrite in chosen:
+        if rewrite.tolerance is not None:
+            tolerance = tolerance.loosest(rewrite.tolerance)
+    return tolerance
 
 
 def _choose_passes(passes, skip) -> list[Pass]:

@@ -195,6 +195,8 @@ def _parse_static_shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
               help="Fix an input's shape (e.g. images:4x3x640x640), then fold what becomes constant.")
 @click.option("--inputs", type=click.Path(dir_okay=False), default=None,
               help="Verify on these inputs (.npz with one array per model input) instead of random ones.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="fp16: also convert to FP16 (the fp16 pass, after the others; same as adding it to --passes).")
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (default 1e-4; 1e-2 for fp16 models).")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance (default 1e-5; 1e-3 for fp16 models).")
 @click.option("--dry-run", is_flag=True, help="Run and verify every pass, write nothing.")
@@ -208,7 +210,7 @@ def _parse_static_shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
               help="Exit 1 when a finding after the fix is at or above this severity.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Stop one verification run or pass after this long (default 300); the report names the bound.")
-def fix(path, output, pass_names, skip, static_shapes, inputs, rtol, atol, dry_run, in_place, unverified,
+def fix(path, output, pass_names, skip, static_shapes, inputs, precision, rtol, atol, dry_run, in_place, unverified,
         max_elements, output_format, fail_on, time_limit) -> None:
     """Fix a model pass by pass, verifying each pass on real inputs; roll back any that changes an output.
 
@@ -222,8 +224,14 @@ def fix(path, output, pass_names, skip, static_shapes, inputs, rtol, atol, dry_r
         if not dry_run and not output and not in_place:
             raise OnnxDoctorError("say where to write: -o OUT.onnx, --in-place, or --dry-run")
         target = path if in_place else output
+        passes = _split(pass_names) or None
+        if precision == "fp16":
+            from onnxdoctor.passes import all_passes
+
+            chosen = passes or [rewrite.name for rewrite in all_passes() if rewrite.default]
+            passes = chosen if "fp16" in chosen else [*chosen, "fp16"]
         report = api.fix(
-            path, None if dry_run else target, passes=_split(pass_names) or None, skip=_split(skip),
+            path, None if dry_run else target, passes=passes, skip=_split(skip),
             static_shapes=_parse_static_shapes(static_shapes), inputs=inputs, rtol=rtol, atol=atol, in_place=in_place,
             unverified=unverified, time_limit=time_limit,
             **({} if max_elements is None else {"element_limit": max_elements}),

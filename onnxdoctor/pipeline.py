@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 from onnxdoctor import isolation
+from onnxdoctor.engines.compare import Tolerance
 from onnxdoctor.engines.isolated import deserialize, serialize
 from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult, compare_models
 from onnxdoctor.report import Step, StepStatus
@@ -64,11 +65,10 @@ class Verify(Observer):
 def verify_against(
     model: onnx.ModelProto,
     feeds: dict[str, np.ndarray],
-    tolerance: tuple[float, float],
+    tolerance: Tolerance,
     *,
     time_limit: float | None = None,
     memory_limit: int | None = None,
-    atol_by_range: bool = False,
 ) -> Verify:
     """Verification with `model`'s outputs on `feeds` as the reference. ONNX Runtime sorts a main
     graph itself but rejects unsorted subgraph bodies; node order is no part of what a graph
@@ -77,8 +77,7 @@ def verify_against(
     from onnxdoctor.passes.toposort import Toposort
 
     def start(reference: onnx.ModelProto) -> Verify:
-        return Verify(Verifier(reference, feeds, *tolerance, time_limit=time_limit, memory_limit=memory_limit,
-                               atol_by_range=atol_by_range))
+        return Verify(Verifier(reference, feeds, tolerance, time_limit=time_limit, memory_limit=memory_limit))
 
     try:
         return start(model)

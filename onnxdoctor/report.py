@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from onnxdoctor.engines.compare import Tolerance
     from onnxdoctor.passes import PassResult
     from onnxdoctor.verify import Verification
 
@@ -98,11 +99,9 @@ class FixReport:
     before: Report
     after: Report
     steps: list[Step]
-    tolerance: tuple[float, float]
+    tolerance: Tolerance
     inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # Why nothing was verified (a model ONNX Runtime cannot run, fixed with unverified=True).
     unverified_reason: str | None = None
     # Where the comparisons ran: "CUDA" or "CPU" (ONNX Runtime's execution provider).
     verified_on: str = "CPU"
-    # atol was a fraction of each output's largest magnitude (a pass asked for it: fp16).
-    atol_by_range: bool = False

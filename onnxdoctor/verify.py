@@ -21,8 +21,16 @@ from onnxdoctor.model import OnnxDoctorError
 from onnxdoctor.wording import error_text
 
 # Tolerances: fp32 outputs by default, looser when the model computes in fp16.
-FP32_TOLERANCE = (1e-4, 1e-5)  # rtol, atol
-FP16_TOLERANCE = (1e-2, 1e-3)
+FP32_TOLERANCE = Tolerance(rtol=1e-4, atol=1e-5)
+FP16_TOLERANCE = Tolerance(rtol=1e-2, atol=1e-3)
+# A conversion to FP16 (the fp16 pass): FP16 rounds every activation, so its error scales with
+# the activations (atol a share of each output's range) and a few elements of millions land just
+# outside any elementwise bound; 99.9% of each output's elements within the bound, none made NaN
+# or infinite (engines.compare). Measured with Ultralytics' own half=True export of yolov8n-pose
+# on ONNX Runtime CUDA: see benchmarks/README.md (FP16 verification).
+FP16_CONVERSION_TOLERANCE = Tolerance(rtol=1e-2, atol=1e-3, atol_by_range=True, quantile=0.999)
+
+
 class ModelDoesNotRun(OnnxDoctorError):
     """The original model fails in ONNX Runtime, so nothing can be compared with it."""
 
@@ -65,7 +73,7 @@ class Verification:
         return [f"{output.name}: {output.note}" for output in self.outputs if not output.compared]
 
 
-def default_tolerance(model: onnx.ModelProto) -> tuple[float, float]:
+def default_tolerance(model: onnx.ModelProto) -> Tolerance:
     types = {value.type.tensor_type.elem_type for value in (*model.graph.input, *model.graph.output)}
     types |= {tensor.data_type for tensor in model.graph.initializer}
     return FP16_TOLERANCE if onnx.TensorProto.FLOAT16 in types else FP32_TOLERANCE
@@ -87,18 +95,14 @@ class Verifier:
         self,
         reference: onnx.ModelProto,
         feeds: dict[str, np.ndarray],
-        rtol: float,
-        atol: float,
+        tolerance: Tolerance,
         *,
         time_limit: float | None = None,
         memory_limit: int | None = None,
         make_runner: Callable[[onnx.ModelProto], Runner] | None = None,
-        atol_by_range: bool = False,
     ) -> None:
         self.feeds = feeds
-        self.rtol, self.atol = rtol, atol
-        # atol_by_range: atol is a fraction of each output's largest magnitude (see engines.compare).
-        self.tolerance = Tolerance(rtol, atol, atol_by_range)
+        self.tolerance = tolerance
         self.make_runner = make_runner or (
             lambda model: IsolatedOnnxRuntimeRunner(model, time_limit=time_limit, memory_limit=memory_limit)
         )

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxdoctor import api, isolation
 from onnxdoctor.model import load_full_model, load_model
-from onnxdoctor.verify import ModelDoesNotRun, Verifier, make_inputs
+from onnxdoctor.verify import FP32_TOLERANCE, ModelDoesNotRun, Verifier, make_inputs
 
 SHORT = 1.0  # seconds: the bound the tests set, instead of the defaults' minutes
 
@@ -128,7 +128,7 @@ def test_a_candidate_stopped_at_the_bound_is_rolled_back(tmp_path):
     del reference.graph.node[:]
     reference.graph.node.extend([constant("count", np.array(0.0, np.float32)),
                                  helper.make_node("Add", ["x", "count"], ["y"], name="add_count")])
-    verifier = Verifier(reference, feeds, 1e-4, 1e-5, time_limit=SHORT)
+    verifier = Verifier(reference, feeds, FP32_TOLERANCE, time_limit=SHORT)
     verification = verifier.check(model)
     assert not verification.passed
     assert verification.error == f"ONNX Runtime was stopped after {SHORT:g} s (time limit)"
@@ -142,7 +142,7 @@ def test_the_memory_limit_stops_a_reference_run(tmp_path):
     ], [value("y", [16384, 16384])], inputs=[value("x", [1])])
     model = load_full_model(load_model(path))
     with pytest.raises(ModelDoesNotRun) as refusal:
-        Verifier(model, make_inputs(model), 1e-4, 1e-5, memory_limit=400 << 20)
+        Verifier(model, make_inputs(model), FP32_TOLERANCE, memory_limit=400 << 20)
     assert "ONNX Runtime was stopped at" in refusal.value.reason
     assert refusal.value.reason.endswith("of memory (memory limit 400 MiB)")
 

@@ -23,7 +23,7 @@ from onnxdoctor.model import load_full_model, load_model
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models
 from onnxdoctor.pipeline import Observer, run_passes, verify_against
 from onnxdoctor.report import StepStatus
-from onnxdoctor.verify import ModelDoesNotRun, Verifier, make_inputs
+from onnxdoctor.verify import FP32_TOLERANCE, ModelDoesNotRun, Verifier, make_inputs
 
 
 class DropDeadNodes(Pass):
@@ -118,7 +118,7 @@ def test_a_pass_that_renames_an_output_is_a_bug_not_a_rollback():
 def test_observers_see_every_step_with_the_model_that_goes_on(monkeypatch):
     model = load_full_model(load_model(planted("od203_dead_nodes")))
     recorder = Recorder()
-    verification = verify_against(model, make_inputs(model), (1e-4, 1e-5))
+    verification = verify_against(model, make_inputs(model), FP32_TOLERANCE)
     fixed, steps = run_passes(model, [CopyAsIs(), DropDeadNodes()], PassOptions(), [verification, recorder])
     assert [(name, status) for name, status, _ in recorder.seen] == [
         ("copy-as-is", StepStatus.UNCHANGED), ("drop-dead-nodes", StepStatus.APPLIED)]
@@ -130,7 +130,7 @@ def test_observers_see_every_step_with_the_model_that_goes_on(monkeypatch):
 
 def test_the_most_cautious_verdict_wins():
     model = load_full_model(load_model(planted("od203_dead_nodes")))
-    verification = verify_against(model, make_inputs(model), (1e-4, 1e-5))
+    verification = verify_against(model, make_inputs(model), FP32_TOLERANCE)
     # Verification passes the pass; a second judge refuses it, so the input model goes on.
     veto = Recorder(StepStatus.ROLLED_BACK)
     fixed, (step,) = run_passes(model, [DropDeadNodes()], PassOptions(), [verification, veto])
@@ -161,8 +161,8 @@ def test_an_unsorted_subgraph_the_runtime_rejects_is_verified_against_its_sorted
     model = onnx.load(planted("subgraph_defects"))
     feeds = make_inputs(model)
     with pytest.raises(ModelDoesNotRun):
-        Verifier(model, feeds, 1e-4, 1e-5)
-    verification = verify_against(model, feeds, (1e-4, 1e-5))
+        Verifier(model, feeds, FP32_TOLERANCE)
+    verification = verify_against(model, feeds, FP32_TOLERANCE)
     # The reference is the sorted model: the sorted model itself verifies exactly.
     from onnxdoctor.passes.toposort import Toposort
 
@@ -174,9 +174,9 @@ def test_an_unsorted_subgraph_the_runtime_rejects_is_verified_against_its_sorted
 def test_a_model_that_runs_in_neither_form_keeps_its_own_reason():
     model = onnx.load(planted("od302_custom_op"))
     with pytest.raises(ModelDoesNotRun) as refusal:
-        verify_against(model, make_inputs(model), (1e-4, 1e-5))
+        verify_against(model, make_inputs(model), FP32_TOLERANCE)
     with pytest.raises(ModelDoesNotRun) as direct:
-        Verifier(model, make_inputs(model), 1e-4, 1e-5)
+        Verifier(model, make_inputs(model), FP32_TOLERANCE)
     assert refusal.value.reason == direct.value.reason
 
 
@@ -206,8 +206,8 @@ def test_the_isolated_runner_speaks_the_runner_protocol_and_matches_onnx_runtime
 
 def test_verification_with_in_process_runners_gives_the_same_verdicts():
     feeds = {"x": np.array([1.0, -2.0, 0.5], np.float32)}
-    isolated = Verifier(scaled(3.0), feeds, 1e-4, 1e-5)
-    in_process = Verifier(scaled(3.0), feeds, 1e-4, 1e-5, make_runner=OnnxRuntimeRunner)
+    isolated = Verifier(scaled(3.0), feeds, FP32_TOLERANCE)
+    in_process = Verifier(scaled(3.0), feeds, FP32_TOLERANCE, make_runner=OnnxRuntimeRunner)
     for verifier in (isolated, in_process):
         assert verifier.check(scaled(3.0)).passed
         wrong = verifier.check(scaled(3.003)).outputs[0]
@@ -216,15 +216,15 @@ def test_verification_with_in_process_runners_gives_the_same_verdicts():
 
 def test_a_rewrite_that_changes_an_output_type_fails_even_with_equal_values():
     feeds = {"x": np.array([1.0, 2.0, 4.0], np.float32)}
-    (output,) = Verifier(scaled(1.0), feeds, 1e-4, 1e-5).check(scaled(1.0, TensorProto.DOUBLE)).outputs
+    (output,) = Verifier(scaled(1.0), feeds, FP32_TOLERANCE).check(scaled(1.0, TensorProto.DOUBLE)).outputs
     assert (output.passed, output.max_absolute) == (False, float("inf"))
 
 
 def test_outputs_with_nothing_finite_say_why_they_compared_nothing():
     nan_feeds = {"x": np.full(3, np.nan, np.float32)}
-    verifier = Verifier(scaled(1.0), nan_feeds, 1e-4, 1e-5)
+    verifier = Verifier(scaled(1.0), nan_feeds, FP32_TOLERANCE)
     same = verifier.check(scaled(2.0)).outputs[0]
     assert same.passed and not same.compared and same.note == "every reference value is NaN or infinite"
     assert verifier.check(scaled(2.0)).vacuous
-    empty = Verifier(scaled(1.0), {"x": np.zeros(0, np.float32)}, 1e-4, 1e-5).check(scaled(2.0)).outputs[0]
+    empty = Verifier(scaled(1.0), {"x": np.zeros(0, np.float32)}, FP32_TOLERANCE).check(scaled(2.0)).outputs[0]
     assert empty.passed and not empty.compared and empty.note == "empty on these inputs"

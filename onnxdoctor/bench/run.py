@@ -22,6 +22,7 @@ import onnx
 
 from onnxdoctor.bench import stats
 from onnxdoctor.engines.base import Runner, RunnerDescription, RunnerUnavailable, Timing
+from onnxdoctor.engines.compare import Tolerance
 from onnxdoctor.model import OnnxDoctorError, load_full_model, load_model
 from onnxdoctor.pipeline import Observer
 from onnxdoctor.report import Step, StepStatus
@@ -96,7 +97,7 @@ class BenchReport:
     fix_steps: list = field(default_factory=list)
     # With --search: the fastest row whose outputs matched the reference, and the tolerance used.
     fastest: str | None = None
-    tolerance: tuple[float, float] | None = None
+    tolerance: Tolerance | None = None
 
     @staticmethod
     def row_key(row: BenchRow) -> str:
@@ -144,7 +145,9 @@ def make_onnx_runner(backend: str, model: onnx.ModelProto, feeds: dict[str, np.n
 # Search tolerances: another device's kernels (cuDNN against MLAS, PyTorch against ONNX Runtime)
 # round differently from the CPU reference; these bound what a deployment may change, atol taken
 # relative to each output's range, and the report gives the errors.
-SEARCH_TOLERANCE = {"fp32": (1e-3, 1e-4), "fp16": (2e-2, 2e-3), "mixed": (2e-2, 2e-3)}
+SEARCH_TOLERANCE = {"fp32": Tolerance(1e-3, 1e-4, atol_by_range=True),
+                    "fp16": Tolerance(2e-2, 2e-3, atol_by_range=True),
+                    "mixed": Tolerance(2e-2, 2e-3, atol_by_range=True)}
 
 
 def search_configurations(model: onnx.ModelProto, feeds, options: BenchOptions) -> list[tuple[str, Callable[[], Runner]]]:
@@ -267,7 +270,7 @@ def bench(path: str | os.PathLike, options: BenchOptions = BenchOptions(),
 
 def _verify_search(report: BenchReport, model: onnx.ModelProto, feeds, torch_feeds, outputs, active) -> None:
     """Each configuration's outputs against ONNX Runtime on the CPU; the fastest verified one named."""
-    from onnxdoctor.engines.compare import Tolerance, compare_outputs
+    from onnxdoctor.engines.compare import compare_outputs
     from onnxdoctor.engines.onnxruntime_runner import (
         OnnxRuntimeOptions,
         OnnxRuntimeRunner,
@@ -286,8 +289,7 @@ def _verify_search(report: BenchReport, model: onnx.ModelProto, feeds, torch_fee
                                     f"({' '.join(str(error).split())[:160]}); the reference is ONNX Runtime CUDA, TF32 off")
         with OnnxRuntimeRunner(model, OnnxRuntimeOptions(provider="cuda"), name="reference") as reference_runner:
             reference = reference_runner.infer(feeds)
-    report.tolerance = SEARCH_TOLERANCE[precision_of(model)]
-    tolerance = Tolerance(*report.tolerance, atol_by_range=True)
+    report.tolerance = tolerance = SEARCH_TOLERANCE[precision_of(model)]
     for row, _, feed in active:
         produced = outputs.get(BenchReport.row_key(row))
         if produced is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from onnxdoctor import validation
+from onnxdoctor.engines.compare import Tolerance
 from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
 from onnxdoctor.graph import TensorType
 from onnxdoctor.model import attribute_subgraphs, split_weights, walk_graphs
@@ -31,7 +32,7 @@ class PassOptions:
     element_limit: int = DEFAULT_ELEMENT_LIMIT
     # What verification uses (--inputs, the tolerance), for passes that check their own candidates (fp16).
     inputs: str | None = None
-    tolerance: tuple[float, float] | None = None
+    tolerance: Tolerance | None = None
 
 
 @dataclass
@@ -54,18 +55,15 @@ class PassRefused(Exception):
 
 
 class Pass:
-    # Whether verification takes atol as a fraction of each output's largest magnitude (FP16:
-    # its rounding scales with the activations, so outputs in pixels are off by a share of their
-    # range even where their values are small).
-    atol_by_range: bool = False
     name: str = ""
     resolves: tuple[str, ...] = ()
     description: str = ""
     # Whether `fix` runs the pass when no --passes are named (fp16 only runs when asked for).
     default: bool = True
-    # The verification tolerance (rtol, atol) when this pass is chosen and none is given; None:
-    # the model's own (verify.default_tolerance).
-    tolerance: tuple[float, float] | None = None
+    # The verification tolerance when this pass is chosen (the loosest of the chosen passes' and
+    # the model's own counts; --rtol/--atol override its numbers); None: the model's own
+    # (verify.default_tolerance).
+    tolerance: Tolerance | None = None
     # Whether a new node order alone is a change (toposort); other passes' graphsurgeon exports
     # re-sort whatever they touch, and that is no change.
     order_matters: bool = False

@@ -11,8 +11,10 @@ FP16 engine from an FP16 model, so the conversion happens here, where it can be 
    per tensor and precision joins FP16 and FP32 nodes, and a node left alone between FP32
    neighbours joins them rather than add two Casts. Graph inputs and outputs keep their types
    by default (a Cast at each), so the interface is unchanged.
-3. The candidate runs in ONNX Runtime (CPU) on the verification inputs against the FP32
-   outputs. When it misses the tolerance, the nodes are ranked by the error each adds (measured
+3. The candidate runs in ONNX Runtime (CUDA when present, else CPU) on the verification inputs
+   against the FP32 outputs, under the pipeline's criterion for this pass
+   (verify.FP16_CONVERSION_TOLERANCE: 99.9% of each output's elements within the bound, none made
+   NaN or infinite). When it misses the tolerance, the nodes are ranked by the error each adds (measured
    on every intermediate tensor), and a bisection finds the fewest of the worst to keep in FP32
    until it passes. The summary names each node kept and why.
 
@@ -30,11 +32,13 @@ import onnx
 from onnx import helper, numpy_helper
 
 from onnxdoctor.activations import TOTAL_ELEMENT_LIMIT, intermediate_float_tensors, run_with_intermediates
+from onnxdoctor.engines import isolated
+from onnxdoctor.engines.compare import Tolerance, compare_output
 from onnxdoctor.graph import outer_scope_names
 from onnxdoctor.model import LoadedModel, attribute_subgraphs
 from onnxdoctor.ops.fp16 import FLOAT_TYPE_ATTRIBUTES, FP16_MAX, SHAPE_READERS
 from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult, compare_models, infer_types
-from onnxdoctor.verify import FP16_TOLERANCE, make_inputs
+from onnxdoctor.verify import FP16_CONVERSION_TOLERANCE, make_inputs
 
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 FP32, FP16 = "fp32", "fp16"
@@ -49,20 +53,21 @@ class Fp16(Pass):
     resolves = ("OD501", "OD502", "OD503", "OD504", "OD505")
     description = "convert to FP16, keeping in FP32 the nodes FP16 breaks (named by rules, found by bisection)"
     default = False
-    tolerance = FP16_TOLERANCE
+    tolerance = FP16_CONVERSION_TOLERANCE
 
-    def __init__(self, keep_io_types: bool = True, atol_by_range: bool = True) -> None:
+    def __init__(self, keep_io_types: bool = True, tolerance: Tolerance | None = None) -> None:
         # False: inputs and outputs become FP16 too. The pipeline then cannot verify the result
         # against the FP32 original (ONNX Runtime refuses FP32 feeds for FP16 inputs).
         self.keep_io_types = keep_io_types
-        # False: atol is absolute, as for the other passes (measured on an H200: at an absolute
-        # atol of 1e-3, yolov8n-pose's pixel outputs kept 272 of 273 nodes in FP32).
-        self.atol_by_range = atol_by_range
+        # Another criterion for this pass and its verification (an absolute atol, every element:
+        # measured on an H200, yolov8n-pose's pixel outputs then kept 272 of 273 nodes in FP32).
+        if tolerance is not None:
+            self.tolerance = tolerance
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         if not any(_float_nodes(model)):
             return PassResult(model, False, "no FP32 computation to convert")
-        rtol, atol = options.tolerance or FP16_TOLERANCE
+        tolerance = options.tolerance or self.tolerance
         nodes = list(model.graph.node)
         keep = _flagged_nodes(model, options)
         feeds = make_inputs(model, options.static_shapes, options.inputs)
@@ -77,16 +82,15 @@ class Fp16(Pass):
 
         def passes(candidate: onnx.ModelProto) -> bool:
             results = run_with_intermediates(candidate, feeds, [])
-            return all(_within(results[name], reference[name], rtol, atol, self.atol_by_range) for name in outputs)
+            return all(_within(results[name], reference[name], tolerance) for name in outputs)
 
         candidate, precision = _convert(model, set(keep), self.keep_io_types)
         if not passes(candidate):
-            ranked = _rank_by_added_error(candidate, nodes, keep, precision, feeds, reference, probed, rtol, atol,
-                                          self.atol_by_range)
+            ranked = _rank_by_added_error(candidate, nodes, keep, precision, feeds, reference, probed, tolerance)
             found = _bisect(model, keep, ranked, self.keep_io_types, passes)
             if found is None:
                 raise PassRefused(
-                    f"no FP16 conversion meets rtol {rtol:g} / atol {atol:g} on these inputs, even with every node "
+                    f"no FP16 conversion meets {tolerance.describe()} on these inputs, even with every node "
                     "ONNX Runtime measured as adding error kept in FP32"
                 )
             for index, error in found:
@@ -104,7 +108,7 @@ class Fp16(Pass):
             f"{casts} Casts added"
             + (f"; kept: {'; '.join(kept[:_NAMED])}" + (f" and {len(kept) - _NAMED} more" if len(kept) > _NAMED else "")
                if kept else "")
-            + (f"; checked on the CPU at rtol {rtol:g} / atol {atol:g}")
+            + f"; checked on {isolated.device()} at {tolerance.describe()}"
         )
         return result
 
@@ -150,41 +154,23 @@ def _largest(value: np.ndarray) -> float:
     return float(finite.max()) if finite.size else 0.0
 
 
-def _within(actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float, by_range: bool) -> bool:
-    """The pipeline's own criterion for this pass (verify.Verifier through engines.compare, atol a
-    fraction of the output's range)."""
-    from onnxdoctor.engines.compare import Tolerance, compare_output
-
-    if actual.dtype != expected.dtype:
-        return False
-    return compare_output("", expected, actual, Tolerance(rtol, atol, atol_by_range=by_range)).passed
+def _within(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> bool:
+    """The pipeline's own criterion for this pass (verify.Verifier through engines.compare)."""
+    return actual.dtype == expected.dtype and compare_output("", expected, actual, tolerance).passed
 
 
-def _error_ratio(actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float, by_range: bool) -> float:
-    """How far a tensor is off, in units of the tolerance: at most 1 passes."""
-    if actual.shape != expected.shape:
-        return float("inf")
-    wide_actual, wide_expected = actual.astype(np.float64), expected.astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        difference = np.abs(wide_actual - wide_expected)
-    both_nan = np.isnan(wide_actual) & np.isnan(wide_expected)
-    difference[both_nan | (wide_actual == wide_expected)] = 0.0
-    difference[np.isnan(difference)] = np.inf
-    if not difference.size:
-        return 0.0
-    finite = np.abs(wide_expected[np.isfinite(wide_expected)])
-    # atol scaled by the tensor's largest magnitude, as verification scales it for this pass.
-    scaled = atol * max(1.0, float(finite.max()) if finite.size and by_range else 1.0)
-    return float((difference / (scaled + rtol * np.abs(wide_expected))).max())
+def _error_ratio(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> float:
+    """How far a tensor is off, in units of the tolerance at its quantile: at most 1 passes."""
+    return tolerance.ratio(expected, actual) if actual.shape == expected.shape else float("inf")
 
 
-def _rank_by_added_error(candidate, nodes, keep, precision, feeds, reference, probed, rtol, atol,
-                         by_range) -> list[tuple[int, float]]:
+def _rank_by_added_error(candidate, nodes, keep, precision, feeds, reference, probed,
+                         tolerance: Tolerance) -> list[tuple[int, float]]:
     """FP16 nodes, worst first, by the error each adds to what it reads (in units of the
     tolerance); those whose outputs were not measured come last, in graph order."""
     produced = {name for node in candidate.graph.node for name in node.output}
     measured = run_with_intermediates(candidate, feeds, [name for name in probed if name in reference and name in produced])
-    errors = {name: _error_ratio(measured[name], reference[name], rtol, atol, by_range)
+    errors = {name: _error_ratio(measured[name], reference[name], tolerance)
               for name in measured if name in reference}
     ranked, unmeasured = [], []
     for index, node in enumerate(nodes):

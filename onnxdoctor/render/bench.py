@@ -76,7 +76,7 @@ def render_text(report, console: Console) -> None:
         verified = [row.runner for row in report.rows if row.verification is not None
                     and all(output.passed for output in row.verification)]
         console.print(f"[bold]Search[/bold]: outputs checked against ONNX Runtime on the CPU "
-                      f"(rtol {report.tolerance[0]:g}, atol {report.tolerance[1]:g}); "
+                      f"({escape(report.tolerance.describe())}); "
                       f"verified: {escape(', '.join(verified)) or 'none'}")
         if report.fastest:
             best = next(row for row in report.rows if row.runner == report.fastest)
@@ -122,7 +122,7 @@ def bench_record(report) -> dict:
         "backend_notes": report.backend_notes,
         "environment": report.environment,
         "fastest": report.fastest,
-        "tolerance": None if report.tolerance is None else {"rtol": report.tolerance[0], "atol": report.tolerance[1]},
+        "tolerance": None if report.tolerance is None else report.tolerance.record(),
         "fix": [{"pass": step.name, "status": step.status, "summary": step.summary} for step in report.fix_steps],
     })
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from html import escape
 
 from onnxdoctor.doctor.report import largest_error
+from onnxdoctor.engines.compare import Tolerance
 from onnxdoctor.render import printable
 from onnxdoctor.render.doctor_markdown import inputs_text, milliseconds, versus
 from onnxdoctor.render.profile_html import BAR_COLOR, FLAGGED_COLOR, OTHER_COLOR, STYLE
@@ -58,8 +59,8 @@ def _fix(report) -> str:
     fix = report.fix
     tolerance = fix["tolerance"]
     rows = ["<h2>Fix, pass by pass</h2>",
-            f'<p class="meta">each pass verified on {_text(fix["verified_on"])} against the original model (rtol '
-            f"{tolerance['rtol']:g}, atol {tolerance['atol']:g}{' of each output range' if tolerance['atol_by_range'] else ''})</p>",
+            f'<p class="meta">each pass verified on {_text(fix["verified_on"])} against the original model '
+            f"({_text(Tolerance.from_record(tolerance).describe())})</p>",
             "<table><tr><th>pass</th><th>status</th><th>resolves</th><th>what it did</th><th>largest error</th></tr>"]
     for step in fix["passes"]:
         if step["status"] == "not applicable":

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from onnxdoctor.doctor.report import largest_error
+from onnxdoctor.engines.compare import Tolerance
 from onnxdoctor.render import printable
 
 
@@ -50,9 +51,8 @@ def render(report) -> str:
               f"({_text(change['message'])})" for change in appeared]
     fix = report.fix
     lines += ["", "## What was fixed", "",
-              f"Each pass was verified on {fix['verified_on']} against the original model (rtol "
-              f"{fix['tolerance']['rtol']:g}, atol {fix['tolerance']['atol']:g}"
-              f"{' of each output range' if fix['tolerance']['atol_by_range'] else ''}); a pass that changed an "
+              f"Each pass was verified on {fix['verified_on']} against the original model "
+              f"({Tolerance.from_record(fix['tolerance']).describe()}); a pass that changed an "
               "output beyond that would have been rolled back.", "",
               "| pass | status | resolves | what it did | largest error |", "| --- | --- | --- | --- | --- |"]
     for step in fix["passes"]:

@@ -36,9 +36,7 @@ def render(report, console: Console) -> None:
         console.print(f"  [yellow]not verified: {shown(report.unverified_reason)}[/yellow]", soft_wrap=True)
     else:
         console.print(
-            f"  [dim]verified on {shown(inputs)} ({report.verified_on}); "
-            f"rtol {report.tolerance[0]:g}, atol {report.tolerance[1]:g}"
-            + (" × each output's range" if report.atol_by_range else "") + "[/dim]"
+            f"  [dim]verified on {shown(inputs)} ({report.verified_on}); {report.tolerance.describe()}[/dim]"
         )
     width = max(len(step.name) for step in report.steps) if report.steps else 0
     for step in report.steps:

@@ -90,7 +90,7 @@ def fix_record(report) -> dict:
         "model": report.model,
         "output": report.output,
         "inputs": {name: list(shape) for name, shape in report.inputs.items()},
-        "tolerance": {"rtol": report.tolerance[0], "atol": report.tolerance[1], "atol_by_range": report.atol_by_range},
+        "tolerance": report.tolerance.record(),
         "unverified_reason": _printable_or_none(report.unverified_reason),
         "verified_on": report.verified_on,
         "passes": steps,

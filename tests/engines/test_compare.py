@@ -54,3 +54,34 @@ def test_outputs_named_otherwise_are_matched_by_position():
     reference = {"output0": np.ones(3, dtype=np.float32)}
     results = compare_outputs(reference, {"output_from_torch": np.ones(3, dtype=np.float32)}, STRICT)
     assert [r.name for r in results] == ["output0"] and results[0].passed
+
+
+def test_a_quantile_forgives_a_few_outliers_but_never_an_overflow():
+    # FP16 rounding: 3 of 10,000 elements land just outside the elementwise bound.
+    expected = np.linspace(0.1, 1.0, 10_000, dtype=np.float32)
+    actual = expected.copy()
+    actual[[10, 500, 9000]] += 0.05
+    every = Tolerance(1e-2, 1e-3)
+    most = Tolerance(1e-2, 1e-3, quantile=0.999)
+    assert not compare_output("scores", expected, actual, every).passed
+    assert compare_output("scores", expected, actual, most).passed
+    # 20 outliers are 0.2%: beyond the quantile.
+    actual[:20] += 0.05
+    assert not compare_output("scores", expected, actual, most).passed
+    # One infinity (an FP16 overflow) fails whatever the quantile.
+    overflowed = expected.copy()
+    overflowed[0] = np.inf
+    assert not compare_output("scores", expected, overflowed, most).passed
+
+
+def test_an_exact_match_passes_with_a_zero_bound():
+    expected = np.array([0.0, 1.0, -2.0], dtype=np.float32)
+    assert compare_output("y", expected, expected.copy(), Tolerance(0.0, 0.0)).passed
+    assert not compare_output("y", expected, expected + np.float32(1e-7), Tolerance(0.0, 0.0)).passed
+
+
+def test_the_loosest_of_two_tolerances_passes_what_either_passes():
+    loosest = Tolerance(1e-4, 1e-5).loosest(Tolerance(1e-2, 1e-3, atol_by_range=True, quantile=0.999))
+    assert loosest == Tolerance(1e-2, 1e-3, atol_by_range=True, quantile=0.999)
+    assert Tolerance.from_record(loosest.record()) == loosest
+    assert loosest.describe() == "rtol 0.01, atol 0.001 × each output's range, 99.9% of elements"
