@@ -24,11 +24,13 @@ from onnxdoctor.wording import error_text
 FP32_TOLERANCE = Tolerance(rtol=1e-4, atol=1e-5)
 FP16_TOLERANCE = Tolerance(rtol=1e-2, atol=1e-3)
 # A conversion to FP16 (the fp16 pass): FP16 rounds every activation, so its error scales with
-# the activations (atol a share of each output's range) and a few elements of millions land just
-# outside any elementwise bound; 99.9% of each output's elements within the bound, none made NaN
-# or infinite (engines.compare). Measured with Ultralytics' own half=True export of yolov8n-pose
-# on ONNX Runtime CUDA: see benchmarks/README.md (FP16 verification).
-FP16_CONVERSION_TOLERANCE = Tolerance(rtol=1e-2, atol=1e-3, atol_by_range=True, quantile=0.999)
+# the activations (atol a share of each output's range) and some elements of millions land outside
+# any elementwise bound; 99% of each output's elements within the bound, none made NaN or infinite
+# (engines.compare). Measured on an H200 (benchmarks/README.md, FP16 verification): Ultralytics'
+# own half=True export of yolov8n-pose, against its fp32 export on ONNX Runtime CUDA, has 99.1% of
+# its elements within the bound (0.92 of it at the 99th percentile, 2.49 at the 99.9th): a
+# criterion that the whole-model FP16 deployment fails would keep most of the model in FP32.
+FP16_CONVERSION_TOLERANCE = Tolerance(rtol=1e-2, atol=1e-3, atol_by_range=True, quantile=0.99)
 
 
 class ModelDoesNotRun(OnnxDoctorError):

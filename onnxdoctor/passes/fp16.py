@@ -13,7 +13,7 @@ FP16 engine from an FP16 model, so the conversion happens here, where it can be 
    by default (a Cast at each), so the interface is unchanged.
 3. The candidate runs in ONNX Runtime (CUDA when present, else CPU) on the verification inputs
    against the FP32 outputs, under the pipeline's criterion for this pass
-   (verify.FP16_CONVERSION_TOLERANCE: 99.9% of each output's elements within the bound, none made
+   (verify.FP16_CONVERSION_TOLERANCE: 99% of each output's elements within the bound, none made
    NaN or infinite). When it misses the tolerance, the nodes are ranked by the error each adds (measured
    on every intermediate tensor), and a bisection finds the fewest of the worst to keep in FP32
    until it passes. The summary names each node kept and why.

@@ -49,7 +49,7 @@ def test_precision_fp16_adds_the_pass_after_the_default_ones(tmp_path):
     assert result.exit_code == 0, result.output
     steps = [step["pass"] for step in json.loads(result.output)["passes"]]
     assert steps[-1] == "fp16" and "fold-constants" in steps
-    assert json.loads(result.output)["tolerance"]["quantile"] == 0.999
+    assert json.loads(result.output)["tolerance"]["quantile"] == 0.99
     assert any(tensor.data_type == FLOAT16 for tensor in onnx.load(output).graph.initializer)
 
 
@@ -115,8 +115,8 @@ def test_yolo_verified_and_built_by_tensorrt_rtx(yolo, tmp_path, name):
     (step,) = report.steps
     assert step.status == "applied", step.summary
     # Verified with atol a share of each output's range (boxes and keypoints are in pixels), on
-    # 99.9% of each output's elements.
-    assert report.tolerance == Tolerance(1e-2, 1e-3, atol_by_range=True, quantile=0.999)
+    # 99% of each output's elements.
+    assert report.tolerance == Tolerance(1e-2, 1e-3, atol_by_range=True, quantile=0.99)
     assert all(difference.passed for difference in step.verification.outputs)
     converted = onnx.load(output)
     assert sum(tensor.data_type == FLOAT16 for tensor in converted.graph.initializer) > 0
