@@ -14,6 +14,7 @@ No onnx or numpy here: a baseline is read before any model is.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -86,6 +87,13 @@ def leave_out(report: Report, baseline: Baseline) -> Report:
         else:
             new.append(finding)
     return replace(report, findings=new, stats={**report.stats, LEFT_OUT: len(report.findings) - len(new)})
+
+
+def fingerprint(finding: Finding) -> str:
+    """A finding's identity as a hash: SARIF's partialFingerprints, so that code scanning follows a
+    finding from commit to commit the way a baseline does. Left to itself, upload-sarif would hash
+    the flagged line of the file, which in a binary model changes with every export."""
+    return hashlib.sha256(json.dumps(_finding_key(finding)).encode()).hexdigest()[:32]
 
 
 def _finding_key(finding: Finding) -> tuple:

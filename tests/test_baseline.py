@@ -103,6 +103,22 @@ def test_every_format_shows_only_new_findings(model_and_baseline, output_format)
         assert len(result.stdout.splitlines()) == 1 and result.stdout.startswith("::error file=model.onnx,")
 
 
+def test_sarif_fingerprints_follow_findings_not_bytes(model_and_baseline):
+    """Code scanning matches alerts across commits by partialFingerprints: the model's old findings
+    keep theirs when it changes, and the new one gets its own."""
+    model, _ = model_and_baseline
+
+    def fingerprints() -> dict[str, str]:
+        sarif = json.loads(onnxdoctor("diagnose", model.name, "--format", "sarif", cwd=model.parent).stdout)
+        return {r["partialFingerprints"]["onnxdoctorFinding/v1"]: r["ruleId"] for r in sarif["runs"][0]["results"]}
+
+    before = fingerprints()
+    add_weight_overflow(model)
+    after = fingerprints()
+    assert len(before) == 5 and before.items() <= after.items()
+    assert sorted(after[key] for key in after.keys() - before.keys()) == ["OD501"]
+
+
 def test_changed_message_is_the_same_finding_a_changed_node_is_not(model_and_baseline):
     model, baseline = model_and_baseline
     record = json.loads(baseline.read_text())
@@ -195,7 +211,7 @@ def test_findings_are_counted_and_unnamed_ones_known_by_message(tmp_path):
     ]}))
     baseline = read_baseline(baseline_path)
     other_checker = Finding("OD101", "onnx.checker: opset 98 is not supported")
-    report = leave_out(Report("m.onnx", [alike, alike, alike, checker, other_checker]), baseline)
+    report = leave_out(Report("m.onnx", [alike, alike, alike, other_checker, checker]), baseline)
     assert report.findings == [alike, other_checker]
     assert report.stats[LEFT_OUT] == 3
 

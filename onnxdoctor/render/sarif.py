@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from onnxdoctor import __version__
-from onnxdoctor.baseline import LEFT_OUT
+from onnxdoctor.baseline import LEFT_OUT, fingerprint
 from onnxdoctor.catalog import load_catalog
 from onnxdoctor.render import json_text, printable, rule_of
 from onnxdoctor.report import Report, Severity
@@ -38,6 +38,7 @@ def render(reports: list[Report], failures: dict[str, str]) -> str:
                             ],
                         }
                     ],
+                    "partialFingerprints": {"onnxdoctorFinding/v1": fingerprint(finding)},
                     "properties": {"graph": finding.graph, "tensors": list(finding.tensors)},
                     **state,
                 }
