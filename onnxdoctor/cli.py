@@ -70,10 +70,14 @@ def main() -> None:
               help="Activation magnitude that --fp16-activations reports (ModelOpt AutoCast's default).")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Stop one constant evaluation after this long (default 30); OD302 names the bound.")
+@click.option("--baseline", "baseline_path", default=None, metavar="REPORT.json",
+              help="Leave out findings already in this earlier report (--format json -o REPORT.json): "
+                   "only new findings are shown and set the exit code.")
 def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elements, output, tensorrt, target,
-             fp16_activations, inputs, fp16_threshold, time_limit) -> None:
+             fp16_activations, inputs, fp16_threshold, time_limit, baseline_path) -> None:
     """Analyze ONNX models (files or folders) for what hurts TensorRT."""
     from onnxdoctor import api
+    from onnxdoctor.baseline import leave_out, read_baseline
     from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
 
     try:
@@ -82,6 +86,12 @@ def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elemen
         models = _model_paths(paths)
         if output:
             refuse_overwriting(output, models, "an input model")
+        baseline = None
+        if baseline_path is not None:
+            # Replaced by a report of new findings only, the baseline would hide nothing next time.
+            if output:
+                refuse_overwriting(output, [baseline_path], "the baseline")
+            baseline = read_baseline(baseline_path)
         options = dict(select=_split(select), ignore=_split(ignore), evaluate=evaluate,
                        element_limit=DEFAULT_ELEMENT_LIMIT if max_elements is None else max_elements,
                        tensorrt=tensorrt, target=target, fp16_activations=fp16_activations, inputs=inputs,
@@ -99,7 +109,8 @@ def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elemen
     reports, failures = [], {}
     for path in models:
         try:
-            reports.append(api.diagnose(path, output=output, **options))
+            report = api.diagnose(path, output=output, **options)
+            reports.append(report if baseline is None else leave_out(report, baseline))
         except OverwritesInput as error:
             _fail(error)  # before anything is written
         except OnnxDoctorError as error:

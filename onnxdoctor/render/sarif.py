@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from onnxdoctor import __version__
+from onnxdoctor.baseline import LEFT_OUT, fingerprint
 from onnxdoctor.catalog import load_catalog
 from onnxdoctor.render import json_text, printable, rule_of
 from onnxdoctor.report import Report, Severity
@@ -18,6 +19,8 @@ def render(reports: list[Report], failures: dict[str, str]) -> str:
     results = []
     for report in reports:
         uri = Path(report.model).as_posix()
+        # Compared with a baseline, every result left is one the baseline did not have.
+        state = {"baselineState": "new"} if LEFT_OUT in report.stats else {}
         for finding in report.findings:
             rule = rule_of(finding)
             results.append(
@@ -35,7 +38,9 @@ def render(reports: list[Report], failures: dict[str, str]) -> str:
                             ],
                         }
                     ],
+                    "partialFingerprints": {"onnxdoctorFinding/v1": fingerprint(finding)},
                     "properties": {"graph": finding.graph, "tensors": list(finding.tensors)},
+                    **state,
                 }
             )
     notifications = [

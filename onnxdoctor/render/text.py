@@ -7,6 +7,7 @@ from collections import Counter
 from rich.console import Console
 from rich.markup import escape
 
+from onnxdoctor.baseline import LEFT_OUT
 from onnxdoctor.catalog import load_catalog
 from onnxdoctor.render import fix_command, printable, rule_of
 from onnxdoctor.report import Report, Severity
@@ -27,10 +28,17 @@ def render(reports: list[Report], failures: dict[str, str], console: Console) ->
     # Unreadable inputs are reported on standard error by the CLI, one line each.
     if len(reports) + len(failures) > 1:
         totals = sum((report.severity_counts(load_catalog()) for report in reports), Counter())
+        left_out = [report.stats[LEFT_OUT] for report in reports if LEFT_OUT in report.stats]
         console.print(
             f"[bold]{plural(len(reports) + len(failures), 'model')}:[/bold] {_counts(totals)}"
             + (f", {plural(len(failures), 'unreadable model')}" if failures else "")
+            + (f"; {left_out_text(sum(left_out))}" if left_out else "")
         )
+
+
+def left_out_text(count: int) -> str:
+    """'12 findings in the baseline left out'."""
+    return f"{plural(count, 'finding')} in the baseline left out"
 
 
 def _counts(counts: Counter) -> str:
@@ -69,7 +77,9 @@ def _render_report(report: Report, console: Console) -> None:
                 console.print(f"           [dim]fix: no automatic fix; see onnxdoctor explain {rule.code}[/dim]", soft_wrap=True)
     for note in report.notes:
         console.print(f"  [dim]note:[/dim] {shown(note)}", soft_wrap=True)
+    # With a baseline, what is shown is only what is new, and the reader is told what was left out.
+    left_out = f"; {left_out_text(report.stats[LEFT_OUT])}" if LEFT_OUT in report.stats else ""
     if report.findings:
-        console.print(f"  {_counts(report.severity_counts(load_catalog()))}\n")
+        console.print(f"  {_counts(report.severity_counts(load_catalog()))}{left_out}\n")
     else:
-        console.print("  [green]no findings[/green]\n")
+        console.print(f"  [green]no {'new ' if left_out else ''}findings[/green]{left_out}\n")
