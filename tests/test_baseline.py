@@ -25,13 +25,6 @@ from onnxdoctor.report import Finding, Report
 HAZARDS = "od403_int64_overflow"
 
 
-@pytest.fixture(autouse=True)
-def this_checkout(monkeypatch):
-    """The commands run in a model's folder, as CI runs them: there they must still import this
-    checkout's onnxdoctor, not an installed copy."""
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-
-
 @pytest.fixture
 def model_and_baseline(tmp_path, monkeypatch):
     """A copy of the planted model and the baseline written from it the documented way, with

@@ -18,8 +18,9 @@ SCHEMA = json.loads((ROOT / "onnxdoctor" / "render" / "report.schema.json").read
 
 
 def onnxdoctor(*arguments, cwd=None) -> subprocess.CompletedProcess:
+    # PYTHONPATH: this checkout's package, whatever the virtualenv installed and whatever cwd is.
     return subprocess.run([sys.executable, "-m", "onnxdoctor", *map(str, arguments)], capture_output=True,
-                          text=True, cwd=cwd, env={**os.environ, "COLUMNS": "200"})
+                          text=True, cwd=cwd, env={**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)})
 
 
 def test_clean_model_exits_0_and_says_so():
