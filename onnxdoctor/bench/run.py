@@ -187,9 +187,12 @@ class KeptModels(Observer):
 
 
 def bench(path: str | os.PathLike, options: BenchOptions = BenchOptions(),
-          progress: Callable[[str], None] = lambda message: None) -> BenchReport:
+          progress: Callable[[str], None] = lambda message: None,
+          fixed: tuple[list[Step], KeptModels] | None = None) -> BenchReport:
     """Time the model (and the model after each verified fix pass) on the chosen backends,
-    beside PyTorch when `options.torch` names a model; see BenchReport."""
+    beside PyTorch when `options.torch` names a model; see BenchReport. `fixed`: the steps of a
+    fix already run on `path` with a KeptModels observer, timed per pass instead of fixing again
+    (doctor fixes once and benches what that fix kept)."""
     from onnxdoctor.verify import make_inputs
 
     loaded = load_model(path)
@@ -198,7 +201,10 @@ def bench(path: str | os.PathLike, options: BenchOptions = BenchOptions(),
     backends, backend_notes = choose_backends(options.backends) if not options.search else ([], [])
     snapshots: list[tuple[str, onnx.ModelProto]] = [("original", original)]
     fix_steps = []
-    if options.fix or options.static_shapes:
+    if fixed is not None:
+        fix_steps, kept = fixed
+        snapshots.extend(kept.models)
+    elif options.fix or options.static_shapes:
         from onnxdoctor import api
 
         progress("fixing, each pass verified")

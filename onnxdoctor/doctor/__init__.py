@@ -120,7 +120,7 @@ def _publish(report: DoctorReport, work: Path, folder: Path) -> None:
 def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, backend, runs, seconds,
          progress) -> DoctorReport:
     from onnxdoctor import api
-    from onnxdoctor.bench.run import BenchOptions, bench
+    from onnxdoctor.bench.run import BenchOptions, KeptModels, bench
     from onnxdoctor.engines.tensorrt import NO_PARSER, parser_installed
     from onnxdoctor.model import load_full_model, load_model, refuse_overwriting, save_model
     from onnxdoctor.passes import all_passes
@@ -151,7 +151,8 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
     passes = ["fp16", *(rewrite.name for rewrite in all_passes() if rewrite.default)] if half else None
     fixed = work / FILES["fixed model"]
     progress("fixing, each pass verified" + (" (fp16 is slow on a CPU)" if half else ""))
-    fixing = api.fix(original, fixed, passes=passes, inputs=inputs)
+    kept = KeptModels()  # each pass's result, for bench's rows: the model is fixed once
+    fixing = api.fix(original, fixed, passes=passes, inputs=inputs, observers=[kept])
     progress("diagnosing the fixed model")
     after = api.diagnose(fixed, tensorrt=tensorrt)
     progress("benchmarking before and after each pass" + (" beside PyTorch" if weights else ""))
@@ -159,9 +160,9 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
     if half and precision == "fp32" and weights is not None:
         notes.append("PyTorch ran fp32: fp16 is only timed on a GPU, and there is none here")
     timing = bench(original, BenchOptions(
-        backends=(backend,), fix=True, passes=tuple(passes) if passes else None, inputs=inputs,
-        torch=str(weights) if weights else None, precision=precision, runs=runs, seconds=seconds,
-        warm_up_seconds=min(5.0, seconds / 2)), progress=progress)
+        backends=(backend,), inputs=inputs, torch=str(weights) if weights else None, precision=precision,
+        runs=runs, seconds=seconds, warm_up_seconds=min(5.0, seconds / 2)), progress=progress,
+        fixed=(fixing.steps, kept))
     profile_backend = backend if backend in PROFILE_BACKENDS else "auto"
     if profile_backend != backend:
         notes.append(f"profiled on ONNX Runtime ({profile_backend}): per-layer TensorRT profiles need "

@@ -82,10 +82,17 @@ def test_the_html_report_renders_in_chromium(seed_case, tmp_path):
     assert colors.get((0x82, 0x50, 0xDF), 0) > 500, "no PyTorch bar drawn"
 
 
-def test_an_onnx_input_needs_no_export_and_is_only_read(yolo, tmp_path):
+def test_an_onnx_input_needs_no_export_and_is_only_read(yolo, tmp_path, monkeypatch):
     source = yolo["yolov8n-pose-dynamic"]
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    fixes = []
+    real_fix = api.fix
+    # Counted, not replaced: the model is fixed once, and bench times what that fix kept.
+    monkeypatch.setattr(api, "fix", lambda *arguments, **options: fixes.append(1) or real_fix(*arguments, **options))
     report = doctor(source, tmp_path / "out", batch=1, imgsz=128, runs=5, seconds=2)
+    assert len(fixes) == 1
+    passes = [step["pass"] for step in report.fix["passes"] if step["status"] == "applied"]
+    assert [row["step"] for row in report.bench["rows"]] == ["original", *(f"after {name}" for name in passes)]
     assert hashlib.sha256(source.read_bytes()).hexdigest() == digest
     assert report.source == "onnx" and report.export is None
     # The dynamic dims ran at --batch x 3 x --imgsz x --imgsz in every stage.
