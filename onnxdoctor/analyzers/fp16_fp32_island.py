@@ -43,6 +43,10 @@ def fp16_fp32_island(graph: GraphAnalysis) -> Iterator[Finding]:
         more_entries = [index for index in island if index != entry and _casts(graph, index, _FLOAT16, _FLOAT)]
         casts = [entry, *more_entries, *exits]
         computed = [index for index in island if index not in casts]
+        if not computed and not exits:
+            # A Cast to FP32 straight into the graph's outputs keeps the interface FP32 (fix's fp16
+            # pass does this by default): no computation runs there, so there is no island.
+            continue
         converted = sum(_elements(graph, view.nodes[index].output[0]) or 0 for index in casts)
         ops = ", ".join(sorted({view.nodes[index].op_type for index in computed})) or "nothing"
         yield graph.finding(

@@ -263,7 +263,7 @@ def bench(path: str | os.PathLike, options: BenchOptions = BenchOptions(),
     for _, runner, _ in active:
         runner.deactivate()
     if options.torch:
-        differences = equal_terms(original, feeds, torch_feeds, outputs, rows, options)
+        differences = equal_terms(snapshots, feeds, torch_feeds, outputs, rows, options)
     report = BenchReport(
         model=str(path), inputs={name: tuple(value.shape) for name, value in feeds.items()}, rows=rows,
         differences=differences, backend_notes=backend_notes, environment=environment(active),
@@ -423,8 +423,11 @@ def _phase_medians(timings: list[Timing]) -> PhaseMedians:
     )
 
 
-def equal_terms(model: onnx.ModelProto, feeds, torch_feeds, outputs, rows, options: BenchOptions) -> list[str]:
-    """One line per way PyTorch and the ONNX side do not run the same thing."""
+def equal_terms(snapshots: list[tuple[str, onnx.ModelProto]], feeds, torch_feeds, outputs, rows,
+                options: BenchOptions) -> list[str]:
+    """One line per way PyTorch and the ONNX side do not run the same thing; `snapshots`: the
+    original model and the model after each kept fix pass, by step name."""
+    model = snapshots[0][1]
     lines = []
     for name, value in feeds.items():
         theirs = torch_feeds.get(name)
@@ -442,7 +445,13 @@ def equal_terms(model: onnx.ModelProto, feeds, torch_feeds, outputs, rows, optio
     from onnxdoctor.engines.onnxruntime_runner import precision_of
 
     onnx_precision = precision_of(model)
-    if onnx_precision != options.precision:
+    # A step that converted the model (fix's fp16 pass) gives the row to hold against PyTorch's.
+    converted = next((step for step, snapshot in snapshots[1:] if precision_of(snapshot) != onnx_precision), None)
+    if converted is not None and options.precision != "fp32":
+        lines.append(f"PyTorch ran {options.precision}, the original ONNX model is {onnx_precision}: the rows from "
+                     f"\"{converted}\" on hold the converted model ({precision_of(dict(snapshots)[converted])}), "
+                     "the ones to compare with PyTorch")
+    elif onnx_precision != options.precision:
         lines.append(f"PyTorch ran {options.precision}, the ONNX model is {onnx_precision}"
                      + (": precision lives in the ONNX model (TensorRT 11 and TensorRT-RTX are strongly typed); "
                         "export with half=True or run fix --passes fp16" if options.precision == "fp16" else ""))

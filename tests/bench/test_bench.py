@@ -98,3 +98,21 @@ def test_cli_text_table(tmp_path):
     assert "median ms" in result.stdout and "ort-cpu" in result.stdout
     assert "trt-rtx original not run: engine built" in " ".join(result.stdout.split())
 
+
+
+def test_a_converting_pass_names_the_rows_to_hold_against_pytorch():
+    import onnx
+
+    from onnxdoctor.bench.run import equal_terms
+    from onnxdoctor.passes.fp16 import convert_to_fp16
+    from onnxdoctor.verify import make_inputs
+
+    original = onnx.load(planted("clean"))
+    feeds = make_inputs(original)
+    options = BenchOptions(precision="fp16")
+    alone = equal_terms([("original", original)], feeds, feeds, {}, [], options)
+    assert any(line.startswith("PyTorch ran fp16, the ONNX model is fp32") for line in alone)
+    converted = convert_to_fp16(original, set(), keep_io_types=True)
+    lines = equal_terms([("original", original), ("after fp16", converted)], feeds, feeds, {}, [], options)
+    assert any('the rows from "after fp16" on hold the converted model (mixed)' in line for line in lines), lines
+    assert not any("run fix --passes fp16" in line for line in lines)

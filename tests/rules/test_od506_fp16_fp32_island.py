@@ -1,6 +1,6 @@
 from conftest import findings_of, planted, rules_of
 
-from onnxdoctor import diagnose
+from onnxdoctor import diagnose, fix
 
 
 def test_fp32_island_between_casts_with_its_cost():
@@ -14,3 +14,11 @@ def test_fp32_island_between_casts_with_its_cost():
 def test_fp32_models_have_no_islands(yolo):
     for path in yolo.values():
         assert findings_of(diagnose(path, select=["OD5"]), "OD506") == []
+
+
+def test_a_cast_that_keeps_the_outputs_fp32_is_no_island(tmp_path):
+    # fix's fp16 pass keeps the interface FP32: one Cast in, one out, nothing computed in FP32.
+    output = tmp_path / "clean_fp16.onnx"
+    report = fix(planted("clean"), output, passes=["fp16"])
+    assert report.steps[0].status == "applied"
+    assert findings_of(diagnose(output), "OD506") == []
