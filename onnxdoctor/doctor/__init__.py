@@ -1,7 +1,8 @@
-"""`onnxdoctor doctor`: from a `.pt`, a `.yaml` or an `.onnx` to a fixed, verified, measured model
-and a report a person reads, in one call.
+"""`onnxdoctor doctor`: from a `.pt`, a `.yaml`, an `.onnx` or a PyTorch module factory to a
+fixed, verified, measured model and a report a person reads, in one call.
 
-Stages: export (Ultralytics' exporter for a `.pt`/`.yaml`), diagnose (with TensorRT's parser when
+Stages: export (Ultralytics' exporter for a `.pt`/`.yaml`, `torch.onnx.export` for a module a
+factory returns), diagnose (with TensorRT's parser when
 one is installed), fix with verification (the fp16 pass with `half`), bench before and after each
 kept pass beside the PyTorch model on the same inputs, profile the fixed model. Everything runs in
 a work folder inside OUT; the files appear in OUT by rename only at the end, and the work folder
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from onnxdoctor.doctor.report import DoctorReport
@@ -38,6 +39,9 @@ def doctor(
     backend: str = "auto",
     runs: int = 20,
     seconds: float = 10.0,
+    torch: str | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    exporter: str = "dynamo",
     progress: Callable[[str], None] = lambda message: None,
 ) -> DoctorReport:
     """Export (for a `.pt`/`.yaml`), diagnose, fix, bench and profile `model`, and write into the
@@ -48,15 +52,25 @@ def doctor(
     x 3 x `imgsz` x `imgsz` when it has one image input. `half` adds the fp16 pass to fix (slow on
     a CPU) and times PyTorch in fp16 where there is a GPU. `backend` is bench's (auto, ort-cpu,
     ort-cuda, trt, trt-rtx); bench times at least `runs` calls per row within about `seconds`.
+    `torch` ("package.module:factory", instead of `model`) imports the module (the current
+    directory first on sys.path; importing runs its code), calls `factory()` with no arguments
+    for a torch.nn.Module, and exports it with `torch.onnx.export` using `exporter` ("dynamo",
+    torch's default, or "torchscript") at `input_shapes` (name → shape, float32 inputs in the
+    order forward() takes them; `dynamic` makes axis 0 dynamic); PyTorch's rows time that same
+    module object, so both sides hold the same weights.
     Raises OnnxDoctorError for unusable input, an output folder that cannot be written, or an
     output that would overwrite the input.
     """
     from onnxdoctor.bench.run import BACKENDS
     from onnxdoctor.errors import OnnxDoctorError
 
-    spec = DEFAULT_MODEL if model is None else str(model)
-    suffix = Path(spec).suffix.lower()
-    if suffix not in (*ULTRALYTICS_SUFFIXES, ".onnx"):
+    if torch is not None:
+        _check_torch_options(model, input_shapes, exporter)
+    elif input_shapes:
+        raise OnnxDoctorError("--input-shape goes with --torch package.module:factory (an .onnx has its own shapes)")
+    spec = str(torch) if torch is not None else DEFAULT_MODEL if model is None else str(model)
+    suffix = "" if torch is not None else Path(spec).suffix.lower()
+    if torch is None and suffix not in (*ULTRALYTICS_SUFFIXES, ".onnx"):
         raise OnnxDoctorError(f"{spec}: expected an Ultralytics .pt or .yaml, or an .onnx model")
     if suffix in (".pt", ".onnx") and not Path(spec).is_file():
         raise OnnxDoctorError(f"{spec}: no such file")
@@ -69,8 +83,10 @@ def doctor(
     work = Path(tempfile.mkdtemp(prefix=".onnxdoctor-doctor-", dir=folder))
     try:
         report = _run(spec, suffix, work, batch=batch, imgsz=imgsz, half=half, dynamic=dynamic, backend=backend,
-                      runs=runs, seconds=seconds, progress=progress)
-        report.model = "the seed case, " + spec if model is None else spec
+                      runs=runs, seconds=seconds, factory=torch is not None,
+                      input_shapes={name: tuple(shape) for name, shape in (input_shapes or {}).items()},
+                      exporter=exporter, progress=progress)
+        report.model = "the seed case, " + spec if model is None and torch is None else spec
         _publish(report, work, folder)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -79,6 +95,22 @@ def doctor(
         raise
     shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _check_torch_options(model, input_shapes, exporter: str) -> None:
+    from onnxdoctor.doctor.export import EXPORTERS
+    from onnxdoctor.errors import OnnxDoctorError
+
+    if model is not None:
+        raise OnnxDoctorError(f"give MODEL ({model}) or --torch, not both")
+    if not input_shapes:
+        raise OnnxDoctorError("--torch needs --input-shape: the shape of each input forward() takes, "
+                              "e.g. --input-shape 1x3x224x224")
+    for name, shape in input_shapes.items():
+        if not shape or not all(isinstance(dim, int) and dim > 0 for dim in shape):
+            raise OnnxDoctorError(f"--input-shape {name}: {shape!r} is not a shape of positive sizes")
+    if exporter not in EXPORTERS:
+        raise OnnxDoctorError(f"--exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
 
 
 def _output_folder(output: str | os.PathLike, spec: str) -> Path:
@@ -117,8 +149,8 @@ def _publish(report: DoctorReport, work: Path, folder: Path) -> None:
     write_atomically(doctor_markdown.render(report).encode(), folder / FILES["summary (Markdown)"])
 
 
-def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, backend, runs, seconds,
-         progress) -> DoctorReport:
+def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, backend, runs, seconds, factory,
+         input_shapes, exporter, progress) -> DoctorReport:
     from onnxdoctor import api
     from onnxdoctor.bench.run import BenchOptions, bench
     from onnxdoctor.engines.tensorrt import NO_PARSER, parser_installed
@@ -132,18 +164,28 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
 
     notes: list[str] = []
     original = work / FILES["original model"]
-    weights = export = None
-    if suffix in ULTRALYTICS_SUFFIXES:
+    # What PyTorch's rows time: the `.pt` the export came from, or the very module a factory returned.
+    baseline = export = None
+    if factory:
+        from onnxdoctor.doctor.export import export_torch
+        from onnxdoctor.engines.torch_runner import load_factory
+
+        progress(f"importing {spec} and calling it")
+        baseline = load_factory(spec)
+        progress(f"exporting it with torch.onnx.export ({exporter})")
+        original, export = export_torch(baseline, work, input_shapes=input_shapes, exporter=exporter, dynamic=dynamic)
+    elif suffix in ULTRALYTICS_SUFFIXES:
         from onnxdoctor.doctor.export import export_ultralytics
 
         progress(f"exporting {spec} with Ultralytics")
         original, weights, export = export_ultralytics(spec, work, batch=batch, imgsz=imgsz, dynamic=dynamic)
+        baseline = str(weights)
     else:
         loaded = load_model(spec)
         for name in FILES.values():
             refuse_overwriting(work.parent / name, loaded.data_files, "an external data file of the input")
         save_model(load_full_model(loaded), original, external_data=bool(loaded.external))
-    inputs, shapes, dynamic_dims = _inputs(original, work, batch, imgsz, notes)
+    inputs, shapes, dynamic_dims = _inputs(original, work, batch, imgsz, notes, input_shapes)
     tensorrt = parser_installed()
     parser = _parser_name() if tensorrt else NO_PARSER
     progress("diagnosing the original model")
@@ -154,13 +196,13 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
     fixing = api.fix(original, fixed, passes=passes, inputs=inputs)
     progress("diagnosing the fixed model")
     after = api.diagnose(fixed, tensorrt=tensorrt)
-    progress("benchmarking before and after each pass" + (" beside PyTorch" if weights else ""))
-    precision = "fp16" if half and _torch_has_cuda(weights) else "fp32"
-    if half and precision == "fp32" and weights is not None:
+    progress("benchmarking before and after each pass" + (" beside PyTorch" if baseline else ""))
+    precision = "fp16" if half and _torch_has_cuda(baseline) else "fp32"
+    if half and precision == "fp32" and baseline is not None:
         notes.append("PyTorch ran fp32: fp16 is only timed on a GPU, and there is none here")
     timing = bench(original, BenchOptions(
         backends=(backend,), fix=True, passes=tuple(passes) if passes else None, inputs=inputs,
-        torch=str(weights) if weights else None, precision=precision, runs=runs, seconds=seconds,
+        torch=baseline, precision=precision, runs=runs, seconds=seconds,
         warm_up_seconds=min(5.0, seconds / 2)), progress=progress)
     profile_backend = backend if backend in PROFILE_BACKENDS else "auto"
     if profile_backend != backend:
@@ -168,11 +210,11 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
                      "`onnxdoctor profile --backend trt` on a machine where its engine runs")
     progress("profiling the fixed model")
     layers = profile(fixed, backend=profile_backend, runs=max(5, runs // 2), warm_up=3, inputs=inputs,
-                     torch=str(weights) if weights else None)
+                     torch=baseline)
     before_record, after_record = report_record(before), report_record(after)
     bench_data = bench_record(timing)
     return DoctorReport(
-        model=spec, source={".pt": "ultralytics-pt", ".onnx": "onnx"}.get(suffix, "ultralytics-yaml"),
+        model=spec, source="torch" if factory else {".pt": "ultralytics-pt", ".onnx": "onnx"}.get(suffix, "ultralytics-yaml"),
         export=export, inputs={name: list(shape) for name, shape in shapes.items()}, tensorrt_parser=parser,
         before=before_record, after=after_record, fix=fix_record(fixing), bench=bench_data,
         profile=profile_record(layers),
@@ -182,10 +224,10 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
     )._plain()
 
 
-def _inputs(original: Path, work: Path, batch: int, imgsz: int, notes: list[str]):
+def _inputs(original: Path, work: Path, batch: int, imgsz: int, notes: list[str], wanted: dict):
     """The inputs every stage runs on (an .npz or None), their shapes, and the dynamic dims: declared
-    shapes when static; for one image input with dynamic dims, `batch` x 3 x `imgsz` x `imgsz` in
-    an .npz every stage reads (random, seeded)."""
+    shapes when static; with dynamic dims, the `wanted` shapes (the export's, with --torch) or for
+    one image input `batch` x 3 x `imgsz` x `imgsz`, in an .npz every stage reads (random, seeded)."""
     import numpy as np
     import onnx
 
@@ -201,16 +243,18 @@ def _inputs(original: Path, work: Path, batch: int, imgsz: int, notes: list[str]
         feeds = make_inputs(model, {}, None)
         return None, {name: tuple(value.shape) for name, value in feeds.items()}, dynamic
     element = graph_inputs[0].type.tensor_type.elem_type if graph_inputs else None
-    if len(graph_inputs) != 1 or len(dims[0]) != 4 or element != onnx.TensorProto.FLOAT:
-        notes.append("dynamic dims filled with onnxdoctor's defaults (1 for the first axis, 64 elsewhere): "
-                     "--batch and --imgsz apply to one 4-D float image input")
-        feeds = make_inputs(model, {}, None)
-        return None, {name: tuple(value.shape) for name, value in feeds.items()}, dynamic
-    shape = tuple(dim.dim_value if dim.HasField("dim_value") else wanted
-                  for dim, wanted in zip(dims[0], (batch, 3, imgsz, imgsz), strict=True))
+    if not wanted:
+        if len(graph_inputs) != 1 or len(dims[0]) != 4 or element != onnx.TensorProto.FLOAT:
+            notes.append("dynamic dims filled with onnxdoctor's defaults (1 for the first axis, 64 elsewhere): "
+                         "--batch and --imgsz apply to one 4-D float image input")
+            feeds = make_inputs(model, {}, None)
+            return None, {name: tuple(value.shape) for name, value in feeds.items()}, dynamic
+        wanted = {graph_inputs[0].name: tuple(dim.dim_value if dim.HasField("dim_value") else size
+                                              for dim, size in zip(dims[0], (batch, 3, imgsz, imgsz), strict=True))}
     path = work / "inputs.npz"
-    np.savez(path, **{graph_inputs[0].name: np.random.default_rng(0).random(shape, dtype=np.float32)})
-    return str(path), {graph_inputs[0].name: shape}, dynamic
+    generator = np.random.default_rng(0)
+    np.savez(path, **{name: generator.random(shape, dtype=np.float32) for name, shape in wanted.items()})
+    return str(path), dict(wanted), dynamic
 
 
 def _parser_name() -> str:
@@ -219,8 +263,8 @@ def _parser_name() -> str:
     return "TensorRT" if importlib.util.find_spec("tensorrt") is not None else "TensorRT-RTX"
 
 
-def _torch_has_cuda(weights) -> bool:
-    if weights is None:
+def _torch_has_cuda(baseline) -> bool:
+    if baseline is None:
         return False
     import torch
 

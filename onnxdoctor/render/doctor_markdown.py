@@ -32,9 +32,14 @@ def render(report) -> str:
     lines = [f"# onnxdoctor doctor: {_text(report.model)}", ""]
     if report.export:
         export = report.export
-        lines.append(f"Exported with {_text(export['exporter'])} (torch {_text(export['torch'])}), batch "
-                     f"{export['batch']}, image size {export['imgsz']}, {'dynamic' if export['dynamic'] else 'static'} "
-                     f"shapes, not simplified; {_text(export['weights'])}.")
+        shapes = "dynamic" if export["dynamic"] else "static"
+        if "opset" in export:  # torch.onnx.export
+            lines.append(f"Exported with {_text(export['exporter'])} (torch {_text(export['torch'])}, opset "
+                         f"{export['opset']}), {shapes} batch; {_text(export['weights'])}.")
+        else:
+            lines.append(f"Exported with {_text(export['exporter'])} (torch {_text(export['torch'])}), batch "
+                         f"{export['batch']}, image size {export['imgsz']}, {shapes} shapes, not simplified; "
+                         f"{_text(export['weights'])}.")
     lines.append(f"Every stage ran on {_text(inputs_text(report.inputs))}. TensorRT parser: "
                  f"{_text(report.tensorrt_parser)}.")
     lines += ["", "## What was wrong", ""]
