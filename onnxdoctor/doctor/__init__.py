@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from onnxdoctor.doctor.report import DoctorReport
+from onnxdoctor.doctor.report import DoctorReport, largest_error
 
 # The seed case: YOLOv8n-pose as Ultralytics builds it from its yaml (shipped with Ultralytics).
 DEFAULT_MODEL = "yolov8n-pose.yaml"
@@ -186,6 +186,9 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
             refuse_overwriting(work.parent / name, loaded.data_files, "an external data file of the input")
         save_model(load_full_model(loaded), original, external_data=bool(loaded.external))
     inputs, shapes, dynamic_dims = _inputs(original, work, batch, imgsz, notes, input_shapes)
+    if factory:
+        progress("checking the export against PyTorch")
+        export["verification"] = _verify_export(original, baseline, inputs)
     tensorrt = parser_installed()
     parser = _parser_name() if tensorrt else NO_PARSER
     progress("diagnosing the original model")
@@ -213,13 +216,19 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
                      torch=baseline)
     before_record, after_record = report_record(before), report_record(after)
     bench_data = bench_record(timing)
+    decisions = _decisions(after_record, fix_record(fixing), bench_data, dynamic_dims)
+    if factory and not export["verification"]["passed"]:
+        failed = ", ".join(output["name"] for output in export["verification"]["outputs"] if not output["passed"])
+        decisions.insert(0, f"the export does not compute what the PyTorch module computes (output {failed}; largest "
+                            f"error {largest_error(export):.3g}): PyTorch's rows time another function; look for "
+                            "Python state or data-dependent control flow that the exporter fixed at export time")
     return DoctorReport(
         model=spec, source="torch" if factory else {".pt": "ultralytics-pt", ".onnx": "onnx"}.get(suffix, "ultralytics-yaml"),
         export=export, inputs={name: list(shape) for name, shape in shapes.items()}, tensorrt_parser=parser,
         before=before_record, after=after_record, fix=fix_record(fixing), bench=bench_data,
         profile=profile_record(layers),
         changes=_changes(before_record, after_record),
-        decisions=_decisions(after_record, fix_record(fixing), bench_data, dynamic_dims),
+        decisions=decisions,
         files={what: name for what, name in FILES.items()}, notes=notes,
     )._plain()
 
@@ -255,6 +264,31 @@ def _inputs(original: Path, work: Path, batch: int, imgsz: int, notes: list[str]
     generator = np.random.default_rng(0)
     np.savez(path, **{name: generator.random(shape, dtype=np.float32) for name, shape in wanted.items()})
     return str(path), dict(wanted), dynamic
+
+
+def _verify_export(original: Path, baseline, inputs: str | None) -> dict:
+    """The module's outputs against the exported model's in ONNX Runtime, both on the CPU in fp32,
+    on the inputs every stage runs on, within the tolerance bench's search allows between two
+    frameworks' kernels: an export that changed what the module computes would make every
+    comparison with PyTorch's rows meaningless."""
+    from onnxdoctor.bench.run import SEARCH_TOLERANCE
+    from onnxdoctor.engines.compare import Tolerance, compare_outputs
+    from onnxdoctor.engines.onnxruntime_runner import OnnxRuntimeRunner
+    from onnxdoctor.engines.torch_runner import TorchOptions, TorchRunner
+    from onnxdoctor.model import load_full_model, load_model
+    from onnxdoctor.verify import make_inputs
+
+    model = load_full_model(load_model(original))
+    feeds = make_inputs(model, {}, inputs)
+    with OnnxRuntimeRunner(model, name="export") as runner:
+        exported = runner.infer(feeds)
+    with TorchRunner(baseline, TorchOptions(device="cpu")) as runner:
+        module = runner.infer(feeds)
+    rtol, atol = SEARCH_TOLERANCE["fp32"]
+    comparisons = compare_outputs(exported, module, Tolerance(rtol, atol, atol_by_range=True))
+    return {"passed": all(each.passed for each in comparisons), "rtol": rtol, "atol": atol,
+            "outputs": [{"name": each.name, "max_absolute": each.max_absolute, "passed": each.passed}
+                        for each in comparisons]}
 
 
 def _parser_name() -> str:

@@ -67,7 +67,7 @@ def plain(value):
 
 
 def largest_error(step: dict) -> float | None:
-    """The largest absolute error over a fix step's outputs (its JSON record), None where it was
+    """The largest absolute error over a fix step's (or a torch export's) outputs (its JSON record), None where it was
     not verified or no output had a finite error."""
     verification = step["verification"]
     errors = [output["max_absolute"] for output in verification["outputs"]] if verification else []

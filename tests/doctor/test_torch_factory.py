@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from onnxdoctor.cli import main
 from onnxdoctor.doctor import FILES, DoctorReport
+from onnxdoctor.render import doctor_html, doctor_markdown
 
 QUICK = ["--runs", "5", "--seconds", "1"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +55,24 @@ def two_inputs():
     CALLS.append("two_inputs")
     torch.manual_seed(0)
     return TwoInputs()
+
+
+class Counting(torch.nn.Module):
+    """Python state that tracing fixes at export time: each call scales by how often it was called."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+        self.linear = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        self.calls += 1
+        return self.linear(x) * self.calls
+
+
+def counting():
+    torch.manual_seed(0)
+    return Counting()
 
 
 def raises():
@@ -100,6 +119,12 @@ def test_the_dynamo_exporter_and_the_baseline_share_one_module(nets):
     # Called once: bench's and profile's PyTorch model is the module the export came from.
     assert sys.modules[nets].CALLS == ["small_cnn"]
     assert str(Path.cwd()) not in sys.path  # the current directory was on sys.path for the import only
+    assert report.export["verification"]["passed"] and report.export["verification"]["outputs"][0]["max_absolute"] < 1e-4
+    assert "Its outputs match the module's on the CPU" in Path("out/summary.md").read_text()
+    assert not report.decisions
+    # The files render again from the JSON alone, as written.
+    assert doctor_markdown.render(report) == Path("out/summary.md").read_text(encoding="utf-8")
+    assert doctor_html.render(report) == Path("out/report.html").read_text(encoding="utf-8")
     torch_row = next(row for row in report.bench["rows"] if row["runner"] == "torch-eager")
     assert torch_row["summary"] is not None and torch_row["unavailable"] is None
     assert all(row["versus_torch"] is not None for row in report.bench["rows"] if row["runner"] == "ort-cpu")
@@ -130,6 +155,15 @@ def test_two_named_inputs_with_a_dynamic_batch(nets, exporter, label):
     with torch.no_grad():
         expected = sys.modules[nets].two_inputs().eval()(*map(torch.from_numpy, feeds.values())).numpy()
     np.testing.assert_allclose(onnx_outputs(Path("out/original.onnx"), feeds)[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_an_export_that_computes_something_else_is_a_decision(nets):
+    # TorchScript traces forward once: the call count is a constant in the ONNX model, not in PyTorch.
+    result, report = run_doctor("--torch", f"{nets}:counting", "--input-shape", "2x4", "--exporter", "torchscript")
+    assert result.exit_code == 0, result.output
+    assert not report.export["verification"]["passed"]
+    assert report.decisions[0].startswith("the export does not compute what the PyTorch module computes (output ")
+    assert "Its outputs do not match the module's on the CPU" in Path("out/summary.md").read_text()
 
 
 @pytest.mark.parametrize("arguments, expected", [
