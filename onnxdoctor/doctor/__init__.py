@@ -48,8 +48,9 @@ def doctor(
     folder `output`: original.onnx, fixed.onnx, report.json, report.html and summary.md.
 
     `model` None is the seed case: YOLOv8n-pose from its yaml with realistic BatchNorm statistics.
-    `batch`, `imgsz` and `dynamic` are the export's; an `.onnx` with dynamic dims runs at `batch`
-    x 3 x `imgsz` x `imgsz` when it has one image input. `half` adds the fp16 pass to fix (slow on
+    `batch`, `imgsz` and `dynamic` are the export's (`torch` takes `input_shapes` instead of
+    `batch` and `imgsz`); an `.onnx` with dynamic dims runs at `batch` x 3 x `imgsz` x `imgsz`
+    when it has one image input. `half` adds the fp16 pass to fix (slow on
     a CPU) and times PyTorch in fp16 where there is a GPU. `backend` is bench's (auto, ort-cpu,
     ort-cuda, trt, trt-rtx); bench times at least `runs` calls per row within about `seconds`.
     `torch` ("package.module:factory", instead of `model`) imports the module (the current
@@ -57,7 +58,8 @@ def doctor(
     for a torch.nn.Module, and exports it with `torch.onnx.export` using `exporter` ("dynamo",
     torch's default, or "torchscript") at `input_shapes` (name → shape, float32 inputs in the
     order forward() takes them; `dynamic` makes axis 0 dynamic); PyTorch's rows time that same
-    module object, so both sides hold the same weights.
+    module object, so both sides hold the same weights, and the export's outputs are checked
+    against the module's before any pass runs (`report.export["verification"]`).
     Raises OnnxDoctorError for unusable input, an output folder that cannot be written, or an
     output that would overwrite the input.
     """

@@ -66,6 +66,7 @@ def export_ultralytics(spec: str, work: Path, *, batch: int, imgsz: int, dynamic
 def export_torch(model, work: Path, *, input_shapes: dict[str, tuple[int, ...]], exporter: str,
                  dynamic: bool) -> tuple[Path, dict]:
     """Export a TorchModel with `torch.onnx.export` inside `work`: (the ONNX file, how it was made).
+    `exporter` is one of EXPORTERS (doctor checks it before anything runs).
 
     The example inputs are float32, seeded random, at `input_shapes` (name → shape, in the order
     forward() takes them); the ONNX inputs get those names. `dynamic` makes axis 0 of every input
@@ -81,8 +82,6 @@ def export_torch(model, work: Path, *, input_shapes: dict[str, tuple[int, ...]],
     from onnxdoctor.wording import error_text
 
     torch = import_torch()
-    if exporter not in EXPORTERS:
-        raise OnnxDoctorError(f"--exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
     if exporter == "dynamo":
         try:
             import onnxscript  # noqa: F401 - the dynamo exporter writes ONNX through it
