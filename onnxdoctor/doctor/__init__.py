@@ -2,9 +2,9 @@
 fixed, verified, measured model and a report a person reads, in one call.
 
 Stages: export (Ultralytics' exporter for a `.pt`/`.yaml`, `torch.onnx.export` for a module a
-factory returns), diagnose (with TensorRT's parser when
-one is installed), fix with verification (the fp16 pass with `half`), bench before and after each
-kept pass beside the PyTorch model on the same inputs, profile the fixed model. Everything runs in
+factory returns, checked against it), diagnose (with TensorRT's parser when one is installed),
+fix with verification (the fp16 pass with `half`), bench before and after each kept pass beside
+the PyTorch model on the same inputs, profile the fixed model. Everything runs in
 a work folder inside OUT; the files appear in OUT by rename only at the end, and the work folder
 is removed whatever happens. The heavy modules load when `doctor` is called.
 """

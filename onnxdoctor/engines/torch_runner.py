@@ -81,9 +81,14 @@ def load_factory(spec: str) -> TorchModel:
     sys.path.insert(0, here)
     try:
         try:
-            factory = getattr(importlib.import_module(module_name), attribute)
+            imported = importlib.import_module(module_name)
         except Exception as error:  # noqa: BLE001 - a module that fails to import is the user's input
             raise OnnxDoctorError(f"--torch {spec}: cannot import ({type(error).__name__}: {error_text(error)})") from None
+        factory = getattr(imported, attribute, None)
+        if not callable(factory):
+            # The file says which module was found: one of the same name elsewhere on sys.path may shadow the user's.
+            where = getattr(imported, "__file__", None) or "a namespace package"
+            raise OnnxDoctorError(f"--torch {spec}: module {module_name} ({where}) has no function {attribute}")
         try:
             module = factory()
         except Exception as error:  # noqa: BLE001 - the user's factory failing is the user's input

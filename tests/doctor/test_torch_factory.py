@@ -169,7 +169,8 @@ def test_an_export_that_computes_something_else_is_a_decision(nets):
 @pytest.mark.parametrize("arguments, expected", [
     (["--torch", "no_such_module_here:make", "--input-shape", "1x3x8x8"],
      "--torch no_such_module_here:make: cannot import (ModuleNotFoundError: No module named 'no_such_module_here')"),
-    (["--torch", "NETS:nothing", "--input-shape", "1x3x8x8"], "has no attribute 'nothing'"),
+    (["--torch", "NETS:nothing", "--input-shape", "1x3x8x8"], "--torch NETS:nothing: module NETS ("),
+    (["--torch", "NETS:CALLS", "--input-shape", "1x3x8x8"], ".py) has no function CALLS"),
     (["--torch", "broken:make", "--input-shape", "1x3x8x8"], "--torch broken:make: cannot import (SyntaxError"),
     (["--torch", "NETS:raises", "--input-shape", "1x3x8x8"],
      "--torch NETS:raises: the factory raised RuntimeError: no weights here"),
