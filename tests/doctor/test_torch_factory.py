@@ -4,6 +4,7 @@ exported; bad specs are one line and exit 2."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from onnxdoctor.bench.run import BenchOptions, bench
 from onnxdoctor.cli import main
 from onnxdoctor.doctor import FILES, DoctorReport
 from onnxdoctor.render import doctor_html, doctor_markdown
@@ -134,6 +136,26 @@ def test_the_dynamo_exporter_and_the_baseline_share_one_module(nets):
         expected = sys.modules[nets].small_cnn().eval()(torch.from_numpy(image)).numpy()
     for name in ("original.onnx", "fixed.onnx"):
         np.testing.assert_allclose(onnx_outputs(Path("out") / name, {"input": image})[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_bench_takes_the_same_factory_spec_from_the_current_directory(nets):
+    model = Path("tiny.onnx")
+    torch.onnx.export(sys_module(nets).small_cnn().eval(), (torch.rand(1, 3, 16, 16),), model, dynamo=False,
+                      input_names=["input"])
+    report = bench(model, BenchOptions(backends=("ort-cpu",), torch=f"{nets}:small_cnn", runs=5, seconds=1,
+                                       warm_up_seconds=0.5))
+    torch_row = next(row for row in report.rows if row.runner == "torch-eager")
+    assert torch_row.summary is not None and torch_row.description.options["source"] == f"{nets}:small_cnn"
+    assert sys_module(nets).CALLS == ["small_cnn", "small_cnn"]  # the test's export, then bench's load
+
+
+def sys_module(name: str):
+    """The factory module, imported here as doctor and bench import it: from the current directory."""
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(Path.cwd()))
 
 
 @pytest.mark.parametrize("exporter, label", [("torchscript", "TorchScript"), ("dynamo", "dynamo")])
