@@ -16,6 +16,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -28,6 +29,9 @@ from onnxdoctor.pipeline import Observer
 from onnxdoctor.report import Step, StepStatus
 from onnxdoctor.wording import error_text
 
+if TYPE_CHECKING:
+    from onnxdoctor.engines.torch_runner import TorchModel
+
 BACKENDS = ("auto", "ort-cpu", "ort-cuda", "trt", "trt-rtx")
 
 
@@ -38,9 +42,9 @@ class BenchOptions:
     passes: tuple[str, ...] | None = None
     static_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     inputs: str | None = None
-    # PyTorch baseline: an Ultralytics .pt/.yaml or package.module:factory, its modes, and
-    # (to reproduce what a user really ran) an input shape of its own.
-    torch: str | None = None
+    # PyTorch baseline: an Ultralytics .pt/.yaml, package.module:factory or a loaded TorchModel,
+    # its modes, and (to reproduce what a user really ran) an input shape of its own.
+    torch: str | TorchModel | None = None
     torch_modes: tuple[str, ...] = ("eager",)
     torch_shape: tuple[int, ...] | None = None
     precision: str = "fp32"

@@ -1,9 +1,10 @@
-"""`onnxdoctor doctor`: from a `.pt`, a `.yaml` or an `.onnx` to a fixed, verified, measured model
-and a report a person reads, in one call.
+"""`onnxdoctor doctor`: from a `.pt`, a `.yaml`, an `.onnx` or a PyTorch module factory to a
+fixed, verified, measured model and a report a person reads, in one call.
 
-Stages: export (Ultralytics' exporter for a `.pt`/`.yaml`), diagnose (with TensorRT's parser when
-one is installed), fix with verification (the fp16 pass with `half`), bench before and after each
-kept pass beside the PyTorch model on the same inputs, profile the fixed model. Everything runs in
+Stages: export (Ultralytics' exporter for a `.pt`/`.yaml`, `torch.onnx.export` for a module a
+factory returns, checked against it), diagnose (with TensorRT's parser when one is installed),
+fix with verification (the fp16 pass with `half`), bench before and after each kept pass beside
+the PyTorch model on the same inputs, profile the fixed model. Everything runs in
 a work folder inside OUT; the files appear in OUT by rename only at the end, and the work folder
 is removed whatever happens. The heavy modules load when `doctor` is called.
 """
@@ -13,10 +14,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from onnxdoctor.doctor.report import DoctorReport
+from onnxdoctor.doctor.report import DoctorReport, largest_error
 
 # The seed case: YOLOv8n-pose as Ultralytics builds it from its yaml (shipped with Ultralytics).
 DEFAULT_MODEL = "yolov8n-pose.yaml"
@@ -38,25 +39,40 @@ def doctor(
     backend: str = "auto",
     runs: int = 20,
     seconds: float = 10.0,
+    torch: str | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    exporter: str = "dynamo",
     progress: Callable[[str], None] = lambda message: None,
 ) -> DoctorReport:
     """Export (for a `.pt`/`.yaml`), diagnose, fix, bench and profile `model`, and write into the
     folder `output`: original.onnx, fixed.onnx, report.json, report.html and summary.md.
 
     `model` None is the seed case: YOLOv8n-pose from its yaml with realistic BatchNorm statistics.
-    `batch`, `imgsz` and `dynamic` are the export's; an `.onnx` with dynamic dims runs at `batch`
-    x 3 x `imgsz` x `imgsz` when it has one image input. `half` adds the fp16 pass to fix (slow on
+    `batch`, `imgsz` and `dynamic` are the export's (`torch` takes `input_shapes` instead of
+    `batch` and `imgsz`); an `.onnx` with dynamic dims runs at `batch` x 3 x `imgsz` x `imgsz`
+    when it has one image input. `half` adds the fp16 pass to fix (slow on
     a CPU) and times PyTorch in fp16 where there is a GPU. `backend` is bench's (auto, ort-cpu,
     ort-cuda, trt, trt-rtx); bench times at least `runs` calls per row within about `seconds`.
+    `torch` ("package.module:factory", instead of `model`) imports the module (the current
+    directory first on sys.path; importing runs its code), calls `factory()` with no arguments
+    for a torch.nn.Module, and exports it with `torch.onnx.export` using `exporter` ("dynamo",
+    torch's default, or "torchscript") at `input_shapes` (name → shape, float32 inputs in the
+    order forward() takes them; `dynamic` makes axis 0 dynamic); PyTorch's rows time that same
+    module object, so both sides hold the same weights, and the export's outputs are checked
+    against the module's before any pass runs (`report.export["verification"]`).
     Raises OnnxDoctorError for unusable input, an output folder that cannot be written, or an
     output that would overwrite the input.
     """
     from onnxdoctor.bench.run import BACKENDS
     from onnxdoctor.errors import OnnxDoctorError
 
-    spec = DEFAULT_MODEL if model is None else str(model)
-    suffix = Path(spec).suffix.lower()
-    if suffix not in (*ULTRALYTICS_SUFFIXES, ".onnx"):
+    if torch is not None:
+        _check_torch_options(model, input_shapes, exporter)
+    elif input_shapes:
+        raise OnnxDoctorError("--input-shape goes with --torch package.module:factory (an .onnx has its own shapes)")
+    spec = str(torch) if torch is not None else DEFAULT_MODEL if model is None else str(model)
+    suffix = "" if torch is not None else Path(spec).suffix.lower()
+    if torch is None and suffix not in (*ULTRALYTICS_SUFFIXES, ".onnx"):
         raise OnnxDoctorError(f"{spec}: expected an Ultralytics .pt or .yaml, or an .onnx model")
     if suffix in (".pt", ".onnx") and not Path(spec).is_file():
         raise OnnxDoctorError(f"{spec}: no such file")
@@ -69,8 +85,10 @@ def doctor(
     work = Path(tempfile.mkdtemp(prefix=".onnxdoctor-doctor-", dir=folder))
     try:
         report = _run(spec, suffix, work, batch=batch, imgsz=imgsz, half=half, dynamic=dynamic, backend=backend,
-                      runs=runs, seconds=seconds, progress=progress)
-        report.model = "the seed case, " + spec if model is None else spec
+                      runs=runs, seconds=seconds, factory=torch is not None,
+                      input_shapes={name: tuple(shape) for name, shape in (input_shapes or {}).items()},
+                      exporter=exporter, progress=progress)
+        report.model = "the seed case, " + spec if model is None and torch is None else spec
         _publish(report, work, folder)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -79,6 +97,22 @@ def doctor(
         raise
     shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _check_torch_options(model, input_shapes, exporter: str) -> None:
+    from onnxdoctor.doctor.export import EXPORTERS
+    from onnxdoctor.errors import OnnxDoctorError
+
+    if model is not None:
+        raise OnnxDoctorError(f"give MODEL ({model}) or --torch, not both")
+    if not input_shapes:
+        raise OnnxDoctorError("--torch needs --input-shape: the shape of each input forward() takes, "
+                              "e.g. --input-shape 1x3x224x224")
+    for name, shape in input_shapes.items():
+        if not shape or not all(isinstance(dim, int) and dim > 0 for dim in shape):
+            raise OnnxDoctorError(f"--input-shape {name}: {shape!r} is not a shape of positive sizes")
+    if exporter not in EXPORTERS:
+        raise OnnxDoctorError(f"--exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
 
 
 def _output_folder(output: str | os.PathLike, spec: str) -> Path:
@@ -117,8 +151,8 @@ def _publish(report: DoctorReport, work: Path, folder: Path) -> None:
     write_atomically(doctor_markdown.render(report).encode(), folder / FILES["summary (Markdown)"])
 
 
-def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, backend, runs, seconds,
-         progress) -> DoctorReport:
+def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, backend, runs, seconds, factory,
+         input_shapes, exporter, progress) -> DoctorReport:
     from onnxdoctor import api
     from onnxdoctor.bench.run import BenchOptions, KeptModels, bench
     from onnxdoctor.engines.tensorrt import NO_PARSER, parser_installed
@@ -132,18 +166,31 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
 
     notes: list[str] = []
     original = work / FILES["original model"]
-    weights = export = None
-    if suffix in ULTRALYTICS_SUFFIXES:
+    # What PyTorch's rows time: the `.pt` the export came from, or the very module a factory returned.
+    baseline = export = None
+    if factory:
+        from onnxdoctor.doctor.export import export_torch
+        from onnxdoctor.engines.torch_runner import load_factory
+
+        progress(f"importing {spec} and calling it")
+        baseline = load_factory(spec)
+        progress(f"exporting it with torch.onnx.export ({exporter})")
+        original, export = export_torch(baseline, work, input_shapes=input_shapes, exporter=exporter, dynamic=dynamic)
+    elif suffix in ULTRALYTICS_SUFFIXES:
         from onnxdoctor.doctor.export import export_ultralytics
 
         progress(f"exporting {spec} with Ultralytics")
         original, weights, export = export_ultralytics(spec, work, batch=batch, imgsz=imgsz, dynamic=dynamic)
+        baseline = str(weights)
     else:
         loaded = load_model(spec)
         for name in FILES.values():
             refuse_overwriting(work.parent / name, loaded.data_files, "an external data file of the input")
         save_model(load_full_model(loaded), original, external_data=bool(loaded.external))
-    inputs, shapes, dynamic_dims = _inputs(original, work, batch, imgsz, notes)
+    inputs, shapes, dynamic_dims = _inputs(original, work, batch, imgsz, notes, input_shapes)
+    if factory:
+        progress("checking the export against PyTorch")
+        export["verification"] = _verify_export(original, baseline, inputs)
     tensorrt = parser_installed()
     parser = _parser_name() if tensorrt else NO_PARSER
     progress("diagnosing the original model")
@@ -155,38 +202,43 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
     fixing = api.fix(original, fixed, passes=passes, inputs=inputs, observers=[kept])
     progress("diagnosing the fixed model")
     after = api.diagnose(fixed, tensorrt=tensorrt)
-    progress("benchmarking before and after each pass" + (" beside PyTorch" if weights else ""))
-    precision = "fp16" if half and _torch_has_cuda(weights) else "fp32"
-    if half and precision == "fp32" and weights is not None:
+    progress("benchmarking before and after each pass" + (" beside PyTorch" if baseline else ""))
+    precision = "fp16" if half and _torch_has_cuda(baseline) else "fp32"
+    if half and precision == "fp32" and baseline is not None:
         notes.append("PyTorch ran fp32: fp16 is only timed on a GPU, and there is none here")
     timing = bench(original, BenchOptions(
-        backends=(backend,), inputs=inputs, torch=str(weights) if weights else None, precision=precision,
-        runs=runs, seconds=seconds, warm_up_seconds=min(5.0, seconds / 2)), progress=progress,
-        fixed=(fixing.steps, kept))
+        backends=(backend,), inputs=inputs, torch=baseline, precision=precision, runs=runs, seconds=seconds,
+        warm_up_seconds=min(5.0, seconds / 2)), progress=progress, fixed=(fixing.steps, kept))
     profile_backend = backend if backend in PROFILE_BACKENDS else "auto"
     if profile_backend != backend:
         notes.append(f"profiled on ONNX Runtime ({profile_backend}): per-layer TensorRT profiles need "
                      "`onnxdoctor profile --backend trt` on a machine where its engine runs")
     progress("profiling the fixed model")
     layers = profile(fixed, backend=profile_backend, runs=max(5, runs // 2), warm_up=3, inputs=inputs,
-                     torch=str(weights) if weights else None)
+                     torch=baseline)
     before_record, after_record = report_record(before), report_record(after)
     bench_data = bench_record(timing)
+    decisions = _decisions(after_record, fix_record(fixing), bench_data, dynamic_dims)
+    if factory and not export["verification"]["passed"]:
+        failed = ", ".join(output["name"] for output in export["verification"]["outputs"] if not output["passed"])
+        decisions.insert(0, f"the export does not compute what the PyTorch module computes (output {failed}; largest "
+                            f"error {largest_error(export):.3g}): PyTorch's rows time another function; look for "
+                            "Python state or data-dependent control flow that the exporter fixed at export time")
     return DoctorReport(
-        model=spec, source={".pt": "ultralytics-pt", ".onnx": "onnx"}.get(suffix, "ultralytics-yaml"),
+        model=spec, source="torch" if factory else {".pt": "ultralytics-pt", ".onnx": "onnx"}.get(suffix, "ultralytics-yaml"),
         export=export, inputs={name: list(shape) for name, shape in shapes.items()}, tensorrt_parser=parser,
         before=before_record, after=after_record, fix=fix_record(fixing), bench=bench_data,
         profile=profile_record(layers),
         changes=_changes(before_record, after_record),
-        decisions=_decisions(after_record, fix_record(fixing), bench_data, dynamic_dims),
+        decisions=decisions,
         files={what: name for what, name in FILES.items()}, notes=notes,
     )._plain()
 
 
-def _inputs(original: Path, work: Path, batch: int, imgsz: int, notes: list[str]):
+def _inputs(original: Path, work: Path, batch: int, imgsz: int, notes: list[str], wanted: dict):
     """The inputs every stage runs on (an .npz or None), their shapes, and the dynamic dims: declared
-    shapes when static; for one image input with dynamic dims, `batch` x 3 x `imgsz` x `imgsz` in
-    an .npz every stage reads (random, seeded)."""
+    shapes when static; with dynamic dims, the `wanted` shapes (the export's, with --torch) or for
+    one image input `batch` x 3 x `imgsz` x `imgsz`, in an .npz every stage reads (random, seeded)."""
     import numpy as np
     import onnx
 
@@ -202,16 +254,43 @@ def _inputs(original: Path, work: Path, batch: int, imgsz: int, notes: list[str]
         feeds = make_inputs(model, {}, None)
         return None, {name: tuple(value.shape) for name, value in feeds.items()}, dynamic
     element = graph_inputs[0].type.tensor_type.elem_type if graph_inputs else None
-    if len(graph_inputs) != 1 or len(dims[0]) != 4 or element != onnx.TensorProto.FLOAT:
-        notes.append("dynamic dims filled with onnxdoctor's defaults (1 for the first axis, 64 elsewhere): "
-                     "--batch and --imgsz apply to one 4-D float image input")
-        feeds = make_inputs(model, {}, None)
-        return None, {name: tuple(value.shape) for name, value in feeds.items()}, dynamic
-    shape = tuple(dim.dim_value if dim.HasField("dim_value") else wanted
-                  for dim, wanted in zip(dims[0], (batch, 3, imgsz, imgsz), strict=True))
+    if not wanted:
+        if len(graph_inputs) != 1 or len(dims[0]) != 4 or element != onnx.TensorProto.FLOAT:
+            notes.append("dynamic dims filled with onnxdoctor's defaults (1 for the first axis, 64 elsewhere): "
+                         "--batch and --imgsz apply to one 4-D float image input")
+            feeds = make_inputs(model, {}, None)
+            return None, {name: tuple(value.shape) for name, value in feeds.items()}, dynamic
+        wanted = {graph_inputs[0].name: tuple(dim.dim_value if dim.HasField("dim_value") else size
+                                              for dim, size in zip(dims[0], (batch, 3, imgsz, imgsz), strict=True))}
     path = work / "inputs.npz"
-    np.savez(path, **{graph_inputs[0].name: np.random.default_rng(0).random(shape, dtype=np.float32)})
-    return str(path), {graph_inputs[0].name: shape}, dynamic
+    generator = np.random.default_rng(0)
+    np.savez(path, **{name: generator.random(shape, dtype=np.float32) for name, shape in wanted.items()})
+    return str(path), dict(wanted), dynamic
+
+
+def _verify_export(original: Path, baseline, inputs: str | None) -> dict:
+    """The module's outputs against the exported model's in ONNX Runtime, both on the CPU in fp32,
+    on the inputs every stage runs on, within the tolerance bench's search allows between two
+    frameworks' kernels: an export that changed what the module computes would make every
+    comparison with PyTorch's rows meaningless."""
+    from onnxdoctor.bench.run import SEARCH_TOLERANCE
+    from onnxdoctor.engines.compare import Tolerance, compare_outputs
+    from onnxdoctor.engines.onnxruntime_runner import OnnxRuntimeRunner
+    from onnxdoctor.engines.torch_runner import TorchOptions, TorchRunner
+    from onnxdoctor.model import load_full_model, load_model
+    from onnxdoctor.verify import make_inputs
+
+    model = load_full_model(load_model(original))
+    feeds = make_inputs(model, {}, inputs)
+    with OnnxRuntimeRunner(model, name="export") as runner:
+        exported = runner.infer(feeds)
+    with TorchRunner(baseline, TorchOptions(device="cpu")) as runner:
+        module = runner.infer(feeds)
+    rtol, atol = SEARCH_TOLERANCE["fp32"]
+    comparisons = compare_outputs(exported, module, Tolerance(rtol, atol, atol_by_range=True))
+    return {"passed": all(each.passed for each in comparisons), "rtol": rtol, "atol": atol,
+            "outputs": [{"name": each.name, "max_absolute": each.max_absolute, "passed": each.passed}
+                        for each in comparisons]}
 
 
 def _parser_name() -> str:
@@ -220,8 +299,8 @@ def _parser_name() -> str:
     return "TensorRT" if importlib.util.find_spec("tensorrt") is not None else "TensorRT-RTX"
 
 
-def _torch_has_cuda(weights) -> bool:
-    if weights is None:
+def _torch_has_cuda(baseline) -> bool:
+    if baseline is None:
         return False
     import torch
 

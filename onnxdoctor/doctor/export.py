@@ -1,6 +1,7 @@
-"""Ultralytics models to ONNX, the way a user exports them, in a folder of our own.
+"""PyTorch models to ONNX, the way a user exports them, in a folder of our own: Ultralytics'
+exporter for a `.pt` or `.yaml`, `torch.onnx.export` for a module from a factory (`--torch`).
 
-torch and ultralytics are imported here only, when a `.pt` or `.yaml` is given.
+torch and ultralytics are imported here only, when a model to export is given.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ import shutil
 from pathlib import Path
 
 from onnxdoctor.errors import OnnxDoctorError
+
+# torch.onnx.export's two exporters: dynamo (torch.export, torch's default since 2.9) and the
+# TorchScript tracer (deprecated, kept for models torch.export cannot capture).
+EXPORTERS = ("dynamo", "torchscript")
 
 
 def export_ultralytics(spec: str, work: Path, *, batch: int, imgsz: int, dynamic: bool) -> tuple[Path, Path, dict]:
@@ -58,6 +63,61 @@ def export_ultralytics(spec: str, work: Path, *, batch: int, imgsz: int, dynamic
     return target, weights, how
 
 
+def export_torch(model, work: Path, *, input_shapes: dict[str, tuple[int, ...]], exporter: str,
+                 dynamic: bool) -> tuple[Path, dict]:
+    """Export a TorchModel with `torch.onnx.export` inside `work`: (the ONNX file, how it was made).
+    `exporter` is one of EXPORTERS (doctor checks it before anything runs).
+
+    The example inputs are float32, seeded random, at `input_shapes` (name → shape, in the order
+    forward() takes them); the ONNX inputs get those names. `dynamic` makes axis 0 of every input
+    one dynamic dim, "batch". Weights go into the file unless protobuf's 2 GiB limit needs them
+    outside (the dynamo exporter's own default always writes them outside).
+    """
+    import itertools
+
+    import onnx
+
+    from onnxdoctor.engines.torch_runner import import_torch
+    from onnxdoctor.model import PROTOBUF_LIMIT
+    from onnxdoctor.wording import error_text
+
+    torch = import_torch()
+    if exporter == "dynamo":
+        try:
+            import onnxscript  # noqa: F401 - the dynamo exporter writes ONNX through it
+        except ImportError:
+            raise OnnxDoctorError("the dynamo exporter needs onnxscript, which is not installed: "
+                                  "pip install onnxscript, or use --exporter torchscript") from None
+    generator = torch.Generator().manual_seed(0)
+    examples = tuple(torch.rand(shape, generator=generator) for shape in input_shapes.values())
+    names = list(input_shapes)
+    weights = sum(tensor.numel() * tensor.element_size()
+                  for tensor in itertools.chain(model.module.parameters(), model.module.buffers()))
+    options: dict = dict(input_names=names, dynamo=exporter == "dynamo", external_data=weights >= PROTOBUF_LIMIT,
+                         verbose=False)
+    if dynamic and exporter == "dynamo":
+        batch = torch.export.Dim("batch")  # one dim shared by every input
+        options["dynamic_shapes"] = tuple({0: batch} for _ in names)
+    elif dynamic:
+        options["dynamic_axes"] = {name: {0: "batch"} for name in names}
+    target = work / "original.onnx"
+    with _quiet_torch():
+        try:
+            torch.onnx.export(model.module, examples, target, **options)
+        except Exception as error:  # noqa: BLE001 - any exporter failure is one line to the user
+            while error.__cause__ is not None:  # the dynamo exporter wraps what failed in a page of advice
+                error = error.__cause__
+            raise OnnxDoctorError(f"{model.source}: torch.onnx.export ({exporter} exporter) cannot export it "
+                                  f"({type(error).__name__}: {error_text(error)})") from None
+    exported = onnx.load(str(target), load_external_data=False)
+    opset = next(entry.version for entry in exported.opset_import if entry.domain in ("", "ai.onnx"))
+    how = {"exporter": f"torch.onnx.export, {'dynamo' if exporter == 'dynamo' else 'TorchScript'} exporter",
+           "torch": torch.__version__, "opset": opset, "dynamic": dynamic,
+           "input_shapes": {name: list(shape) for name, shape in input_shapes.items()},
+           "weights": f"the module {model.source} returned, the same one PyTorch ran"}
+    return target, how
+
+
 def _load(yolo, spec: str):
     try:
         return yolo(spec)
@@ -77,6 +137,23 @@ def _quiet(ultralytics):
         yield
     finally:
         logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _quiet_torch():
+    """The exporters' warnings (TorchScript's deprecation: the user chose it; dynamo's renamed
+    dims) and torch.export's error log lines would interleave with doctor's progress and its
+    one-line error: the report says how the model was made, the error what failed."""
+    import warnings
+
+    disabled = logging.root.manager.disable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            logging.disable(disabled)
 
 
 def realistic(model, seed: int = 0) -> None:

@@ -18,8 +18,9 @@ SCHEMA_VERSION = 1
 @dataclass
 class DoctorReport:
     model: str  # the input as given, or the embedded default's name
-    source: str  # "ultralytics-yaml", "ultralytics-pt" or "onnx"
-    # How the ONNX model was made (exporter, versions, batch, image size, weights), None for an .onnx.
+    source: str  # "ultralytics-yaml", "ultralytics-pt", "torch" (a module factory) or "onnx"
+    # How the ONNX model was made (exporter, versions, weights; Ultralytics: batch and image size;
+    # torch.onnx.export: opset and input shapes), None for an .onnx.
     export: dict | None
     inputs: dict[str, list[int]]  # the shapes every stage ran at
     # Which TensorRT parser diagnose ran (OD601–OD604), or why none did.
@@ -66,7 +67,7 @@ def plain(value):
 
 
 def largest_error(step: dict) -> float | None:
-    """The largest absolute error over a fix step's outputs (its JSON record), None where it was
+    """The largest absolute error over a fix step's (or a torch export's) outputs (its JSON record), None where it was
     not verified or no output had a finite error."""
     verification = step["verification"]
     errors = [output["max_absolute"] for output in verification["outputs"]] if verification else []

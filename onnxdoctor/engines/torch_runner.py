@@ -4,15 +4,18 @@ Modes: eager, CUDA graph (torch.cuda.graphs: one capture, then replays on fixed 
 removes launch overhead), and torch.compile on request. On a GPU each call is split like the
 others: host→device copy, compute (CUDA events on the current stream), device→host copy.
 
-Models come from `load_torch_model`: an Ultralytics `.pt` or `.yaml`, or a factory named as
-`package.module:function` that returns an `nn.Module`. torch and ultralytics are imported here
-only, when a torch baseline is asked for.
+Models come from `load_torch_model`: an Ultralytics `.pt` or `.yaml`, a factory named as
+`package.module:function` that returns an `nn.Module`, or a TorchModel already loaded (doctor's
+`--torch`: the module it exported, so the baseline holds the same weights). torch and ultralytics
+are imported here only, when a torch baseline is asked for.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,7 @@ import numpy as np
 
 from onnxdoctor.engines.base import Runner, RunnerDescription, RunnerUnavailable, Timing, cpu_name
 from onnxdoctor.model import OnnxDoctorError
+from onnxdoctor.wording import error_text
 
 TORCH_MODES = ("eager", "cuda-graph", "compile")
 
@@ -44,26 +48,56 @@ class TorchModel:
     # Ultralytics does before exporting ONNX: the torch side then computes what the ONNX computes.
     notes: tuple[str, ...] = ()
 
+    def __str__(self) -> str:
+        return self.source
 
-def load_torch_model(spec: str) -> TorchModel:
-    """`model.pt` / `model.yaml` (Ultralytics) or `package.module:factory` → a TorchModel in eval mode."""
-    torch = import_torch()
+
+def load_torch_model(spec: str | TorchModel) -> TorchModel:
+    """`model.pt` / `model.yaml` (Ultralytics) or `package.module:factory` → a TorchModel in eval
+    mode; a TorchModel is returned as it is."""
+    if isinstance(spec, TorchModel):
+        return spec
     if ":" in spec and not Path(spec).exists():
-        module_name, _, attribute = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as error:
-            raise OnnxDoctorError(f"--torch {spec}: cannot import ({error})") from None
-        module = factory()
-        if not isinstance(module, torch.nn.Module):
-            raise OnnxDoctorError(f"--torch {spec}: the factory returned {type(module).__name__}, not a torch.nn.Module")
-        return TorchModel(module.eval(), spec)
+        return load_factory(spec)
+    import_torch()
     path = Path(spec)
     if path.suffix not in (".pt", ".yaml", ".yml"):
         raise OnnxDoctorError(f"--torch {spec}: expected an Ultralytics .pt or .yaml, or package.module:factory")
     if path.suffix == ".pt" and not path.is_file():
         raise OnnxDoctorError(f"--torch {spec}: no such file")
     return _load_ultralytics(spec)
+
+
+def load_factory(spec: str) -> TorchModel:
+    """`package.module:factory` → the module `factory()` returns, in eval mode. The module is
+    imported as `python -m` would, with the current directory first on sys.path (for the time of
+    the import and the call only); importing it runs its code. Anything failing in the user's code
+    is one line naming the spec."""
+    torch = import_torch()
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute.isidentifier():
+        raise OnnxDoctorError(f"--torch {spec}: expected package.module:factory, e.g. mymodels.nets:make_resnet")
+    here = os.getcwd()
+    sys.path.insert(0, here)
+    try:
+        try:
+            imported = importlib.import_module(module_name)
+        except Exception as error:  # noqa: BLE001 - a module that fails to import is the user's input
+            raise OnnxDoctorError(f"--torch {spec}: cannot import ({type(error).__name__}: {error_text(error)})") from None
+        factory = getattr(imported, attribute, None)
+        if not callable(factory):
+            # The file says which module was found: one of the same name elsewhere on sys.path may shadow the user's.
+            where = getattr(imported, "__file__", None) or "a namespace package"
+            raise OnnxDoctorError(f"--torch {spec}: module {module_name} ({where}) has no function {attribute}")
+        try:
+            module = factory()
+        except Exception as error:  # noqa: BLE001 - the user's factory failing is the user's input
+            raise OnnxDoctorError(f"--torch {spec}: the factory raised {type(error).__name__}: {error_text(error)}") from None
+    finally:
+        sys.path.remove(here)
+    if not isinstance(module, torch.nn.Module):
+        raise OnnxDoctorError(f"--torch {spec}: the factory returned {type(module).__name__}, not a torch.nn.Module")
+    return TorchModel(module.eval(), spec)
 
 
 def _load_ultralytics(spec: str) -> TorchModel:
@@ -147,7 +181,9 @@ class TorchRunner(Runner):
             torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = self.options.tf32
         module = self.model.module.to(self._device)
         if self.options.precision == "fp16":
-            module = module.half()
+            # A copy: .half() converts in place, and the model may be shared with fp32 users (doctor
+            # hands one module to bench and profile).
+            module = copy.deepcopy(module).half()
         self._module = module
         if self.options.mode == "compile":
             self._callable = torch.compile(module, mode="reduce-overhead" if self._device == "cuda" else "default")

@@ -9,6 +9,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from onnxdoctor.engines.torch_runner import TorchModel
     from onnxdoctor.profile.report import ProfileReport
 
 BACKENDS = ("auto", "ort-cpu", "ort-cuda")
@@ -24,7 +25,7 @@ def profile(
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     inputs: str | os.PathLike | None = None,
     diagnose: bool = True,
-    torch: str | None = None,
+    torch: str | TorchModel | None = None,
 ) -> ProfileReport:
     """Profile a model in ONNX Runtime: each layer's median time over `runs` calls (after
     `warm_up` calls left out), mapped back to the original nodes, with why it is slow.
@@ -33,7 +34,7 @@ def profile(
     second model profiled on the same inputs, interleaved with the first, set side by side
     (`report.comparison`). Inputs are `inputs` (.npz) or seeded random ones at `input_shapes`
     or the declared shapes. `diagnose` links layers to diagnose findings (OD301, OD303).
-    `torch` (an Ultralytics .pt/.yaml or package.module:factory) times the PyTorch model per
+    `torch` (an Ultralytics .pt/.yaml, package.module:factory or a loaded TorchModel) times the PyTorch model per
     block on the same inputs and sets it beside the ONNX blocks (`report.torch_comparison`).
     The files are only read. Raises OnnxDoctorError for unusable input or a bad option.
     """

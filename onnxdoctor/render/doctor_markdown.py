@@ -33,9 +33,18 @@ def render(report) -> str:
     lines = [f"# onnxdoctor doctor: {_text(report.model)}", ""]
     if report.export:
         export = report.export
-        lines.append(f"Exported with {_text(export['exporter'])} (torch {_text(export['torch'])}), batch "
-                     f"{export['batch']}, image size {export['imgsz']}, {'dynamic' if export['dynamic'] else 'static'} "
-                     f"shapes, not simplified; {_text(export['weights'])}.")
+        shapes = "dynamic" if export["dynamic"] else "static"
+        if "opset" in export:  # torch.onnx.export
+            check, largest = export["verification"], largest_error(export)
+            lines.append(f"Exported with {_text(export['exporter'])} (torch {_text(export['torch'])}, opset "
+                         f"{export['opset']}), {shapes} batch; {_text(export['weights'])}. Its outputs "
+                         f"{'match' if check['passed'] else 'do not match'} the module's on the CPU (largest error "
+                         f"{'-' if largest is None else f'{largest:.3g}'}; rtol {check['rtol']:g}, atol {check['atol']:g} "
+                         "of each output's range).")
+        else:
+            lines.append(f"Exported with {_text(export['exporter'])} (torch {_text(export['torch'])}), batch "
+                         f"{export['batch']}, image size {export['imgsz']}, {shapes} shapes, not simplified; "
+                         f"{_text(export['weights'])}.")
     lines.append(f"Every stage ran on {_text(inputs_text(report.inputs))}. TensorRT parser: "
                  f"{_text(report.tensorrt_parser)}.")
     lines += ["", "## What was wrong", ""]
