@@ -23,9 +23,13 @@ from onnxdoctor.doctor.report import DoctorReport, largest_error
 DEFAULT_MODEL = "yolov8n-pose.yaml"
 ULTRALYTICS_SUFFIXES = (".pt", ".yaml", ".yml")
 FILES = {"original model": "original.onnx", "fixed model": "fixed.onnx", "report (JSON)": "report.json",
-         "report (HTML)": "report.html", "summary (Markdown)": "summary.md"}
+         "report (HTML)": "report.html", "summary (Markdown)": "summary.md",
+         "inputs every stage ran on": "inputs.npz"}
+# Written only for a model built from a yaml: the weights PyTorch's rows ran and the export holds,
+# which exist nowhere else (`onnxdoctor bench fixed.onnx --torch model.pt` runs them again).
+BUILT_WEIGHTS = {"PyTorch weights built from the yaml": "model.pt"}
 
-__all__ = ["DEFAULT_MODEL", "DoctorReport", "doctor"]
+__all__ = ["BUILT_WEIGHTS", "DEFAULT_MODEL", "FILES", "DoctorReport", "doctor"]
 
 
 def doctor(
@@ -126,7 +130,7 @@ def _output_folder(output: str | os.PathLike, spec: str) -> Path:
         raise OnnxDoctorError(f"{folder}: not a folder (doctor writes several files into -o OUT/)")
     if not folder.parent.is_dir():
         raise OnnxDoctorError(f"{folder}: folder {folder.parent} does not exist")
-    for name in FILES.values():
+    for name in (*FILES.values(), *BUILT_WEIGHTS.values()):
         refuse_overwriting(folder / name, [spec] if Path(spec).exists() else [], "the input model")
     try:
         folder.mkdir(exist_ok=True)
@@ -146,6 +150,9 @@ def _publish(report: DoctorReport, work: Path, folder: Path) -> None:
     for name in (FILES["original model"], FILES["fixed model"]):
         for path in sorted(work.glob(f"{name}*")):
             publish_file(path, folder / path.name)
+    for name in (FILES["inputs every stage ran on"], *(BUILT_WEIGHTS.values() if report.files.keys() & BUILT_WEIGHTS
+                                                       else ())):
+        publish_file(work / name, folder / name)
     write_atomically(report.to_json().encode(), folder / FILES["report (JSON)"])
     write_atomically(doctor_html.render(report).encode(), folder / FILES["report (HTML)"])
     write_atomically(doctor_markdown.render(report).encode(), folder / FILES["summary (Markdown)"])
@@ -184,7 +191,7 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
         baseline = str(weights)
     else:
         loaded = load_model(spec)
-        for name in FILES.values():
+        for name in (*FILES.values(), *BUILT_WEIGHTS.values()):
             refuse_overwriting(work.parent / name, loaded.data_files, "an external data file of the input")
         save_model(load_full_model(loaded), original, external_data=bool(loaded.external))
     inputs, shapes, dynamic_dims = _inputs(original, work, batch, imgsz, notes, input_shapes)
@@ -231,14 +238,15 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
         profile=profile_record(layers),
         changes=_changes(before_record, after_record),
         decisions=decisions,
-        files={what: name for what, name in FILES.items()}, notes=notes,
+        files={**FILES, **(BUILT_WEIGHTS if suffix in (".yaml", ".yml") and not factory else {})}, notes=notes,
     )._plain()
 
 
 def _inputs(original: Path, work: Path, batch: int, imgsz: int, notes: list[str], wanted: dict):
-    """The inputs every stage runs on (an .npz or None), their shapes, and the dynamic dims: declared
-    shapes when static; with dynamic dims, the `wanted` shapes (the export's, with --torch) or for
-    one image input `batch` x 3 x `imgsz` x `imgsz`, in an .npz every stage reads (random, seeded)."""
+    """The inputs every stage runs on (an .npz in `work`, published with the report), their shapes,
+    and the dynamic dims: declared shapes when static; with dynamic dims, the `wanted` shapes (the
+    export's, with --torch) or for one image input `batch` x 3 x `imgsz` x `imgsz` (random, seeded);
+    otherwise onnxdoctor's generated inputs (engines.inputs), as fix would make them."""
     import numpy as np
     import onnx
 
@@ -250,19 +258,21 @@ def _inputs(original: Path, work: Path, batch: int, imgsz: int, notes: list[str]
     dims = [list(value.type.tensor_type.shape.dim) for value in graph_inputs]
     dynamic = [f"{value.name}[{axis}]" for value, shape in zip(graph_inputs, dims, strict=True)
                for axis, dim in enumerate(shape) if not dim.HasField("dim_value")]
+    path = work / FILES["inputs every stage ran on"]
     if not dynamic:
         feeds = make_inputs(model, {}, None)
-        return None, {name: tuple(value.shape) for name, value in feeds.items()}, dynamic
+        np.savez(path, **feeds)
+        return str(path), {name: tuple(value.shape) for name, value in feeds.items()}, dynamic
     element = graph_inputs[0].type.tensor_type.elem_type if graph_inputs else None
     if not wanted:
         if len(graph_inputs) != 1 or len(dims[0]) != 4 or element != onnx.TensorProto.FLOAT:
             notes.append("dynamic dims filled with onnxdoctor's defaults (1 for the first axis, 64 elsewhere): "
                          "--batch and --imgsz apply to one 4-D float image input")
             feeds = make_inputs(model, {}, None)
-            return None, {name: tuple(value.shape) for name, value in feeds.items()}, dynamic
+            np.savez(path, **feeds)
+            return str(path), {name: tuple(value.shape) for name, value in feeds.items()}, dynamic
         wanted = {graph_inputs[0].name: tuple(dim.dim_value if dim.HasField("dim_value") else size
                                               for dim, size in zip(dims[0], (batch, 3, imgsz, imgsz), strict=True))}
-    path = work / "inputs.npz"
     generator = np.random.default_rng(0)
     np.savez(path, **{name: generator.random(shape, dtype=np.float32) for name, shape in wanted.items()})
     return str(path), dict(wanted), dynamic

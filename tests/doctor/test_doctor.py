@@ -10,13 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import pytest
 from click.testing import CliRunner
 from conftest import planted, screenshot_colors
 
 from onnxdoctor import api
 from onnxdoctor.cli import main
-from onnxdoctor.doctor import FILES, DoctorReport, doctor
+from onnxdoctor.doctor import BUILT_WEIGHTS, FILES, DoctorReport, doctor
+from onnxdoctor.engines.torch_runner import load_torch_model
 from onnxdoctor.render import doctor_html, doctor_markdown
 
 # Small images and short bench runs keep the CPU runs quick; the graph is the same at any size.
@@ -31,10 +34,17 @@ def seed_case(tmp_path_factory) -> tuple[Path, object]:
     return out, result
 
 
-def test_the_seed_case_writes_the_five_files_and_nothing_else(seed_case):
+def test_the_seed_case_writes_its_files_and_nothing_else(seed_case):
     out, result = seed_case
-    assert sorted(path.name for path in out.iterdir()) == sorted(FILES.values())  # no work folder left
+    # Built from the yaml: its weights too. No work folder left.
+    assert sorted(path.name for path in out.iterdir()) == sorted([*FILES.values(), *BUILT_WEIGHTS.values()])
     assert "summary.md" in result.output.splitlines()[-1]
+    # The inputs every stage ran on run again as they are: the model's outputs from them are finite.
+    inputs = dict(np.load(out / "inputs.npz"))
+    session = onnxruntime.InferenceSession(str(out / "fixed.onnx"), providers=["CPUExecutionProvider"])
+    assert all(np.isfinite(value).all() for value in session.run(None, inputs))
+    # And the weights load in Ultralytics: `bench fixed.onnx --torch model.pt` runs them again.
+    assert load_torch_model(str(out / "model.pt")).module is not None
 
 
 def test_the_report_round_trips_through_json(seed_case):
