@@ -86,7 +86,8 @@ def doctor(
         raise OnnxDoctorError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     created = not Path(output).exists()
     folder = _output_folder(output, spec)
-    work = Path(tempfile.mkdtemp(prefix=".onnxdoctor-doctor-", dir=folder))
+    # Absolute: the exporters change the working directory while they write into it.
+    work = Path(tempfile.mkdtemp(prefix=".onnxdoctor-doctor-", dir=folder.resolve()))
     try:
         report = _run(spec, suffix, work, batch=batch, imgsz=imgsz, half=half, dynamic=dynamic, backend=backend,
                       runs=runs, seconds=seconds, factory=torch is not None,
@@ -284,7 +285,7 @@ def _verify_export(original: Path, baseline, inputs: str | None) -> dict:
     frameworks' kernels: an export that changed what the module computes would make every
     comparison with PyTorch's rows meaningless."""
     from onnxdoctor.bench.run import SEARCH_TOLERANCE
-    from onnxdoctor.engines.compare import Tolerance, compare_outputs
+    from onnxdoctor.engines.compare import compare_outputs
     from onnxdoctor.engines.onnxruntime_runner import OnnxRuntimeRunner
     from onnxdoctor.engines.torch_runner import TorchOptions, TorchRunner
     from onnxdoctor.model import load_full_model, load_model
@@ -296,9 +297,9 @@ def _verify_export(original: Path, baseline, inputs: str | None) -> dict:
         exported = runner.infer(feeds)
     with TorchRunner(baseline, TorchOptions(device="cpu")) as runner:
         module = runner.infer(feeds)
-    rtol, atol = SEARCH_TOLERANCE["fp32"]
-    comparisons = compare_outputs(exported, module, Tolerance(rtol, atol, atol_by_range=True))
-    return {"passed": all(each.passed for each in comparisons), "rtol": rtol, "atol": atol,
+    tolerance = SEARCH_TOLERANCE["fp32"]
+    comparisons = compare_outputs(exported, module, tolerance)
+    return {"passed": all(each.passed for each in comparisons), "rtol": tolerance.rtol, "atol": tolerance.atol,
             "outputs": [{"name": each.name, "max_absolute": each.max_absolute, "passed": each.passed}
                         for each in comparisons]}
 
