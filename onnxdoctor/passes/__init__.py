@@ -216,8 +216,10 @@ def all_passes() -> list[Pass]:
     from onnxdoctor.passes.fold_constants import FoldConstants
     from onnxdoctor.passes.fp16 import Fp16
     from onnxdoctor.passes.int64_to_int32 import Int64ToInt32
+    from onnxdoctor.passes.merge_duplicates import MergeDuplicates
     from onnxdoctor.passes.remove_identity import RemoveIdentity
     from onnxdoctor.passes.static_shapes import StaticShapes
     from onnxdoctor.passes.toposort import Toposort
 
-    return [Toposort(), Cleanup(), StaticShapes(), FoldConstants(), RemoveIdentity(), Int64ToInt32(), Fp16()]
+    return [Toposort(), Cleanup(), StaticShapes(), FoldConstants(), RemoveIdentity(), MergeDuplicates(), Int64ToInt32(),
+            Fp16()]
