@@ -92,7 +92,7 @@ def _merge_in(graph: onnx.GraphProto, outer_renames: dict[str, str], removed: li
     del graph.value_info[:]
     graph.value_info.extend(remaining)
     # Reads the walk met before their rename (a graph output taken over, an unsorted graph).
-    _rename_reads(graph, renames)
+    rename_reads(graph, renames)
     return renames
 
 
@@ -171,7 +171,7 @@ def _defined_names(graph: onnx.GraphProto) -> set[str]:
             | {name for node in graph.node for name in node.output})
 
 
-def _rename_reads(graph: onnx.GraphProto, renames: dict[str, str]) -> None:
+def rename_reads(graph: onnx.GraphProto, renames: dict[str, str]) -> None:
     """Every read of a removed name, in `graph` and the bodies inside it, as the name kept;
     a body that defines a name itself keeps reading its own."""
     if not renames:
@@ -181,4 +181,4 @@ def _rename_reads(graph: onnx.GraphProto, renames: dict[str, str]) -> None:
             node.input[slot] = _resolve(renames, name)
         for _, body in attribute_subgraphs(node):
             defined = _defined_names(body)
-            _rename_reads(body, {name: kept for name, kept in renames.items() if name not in defined})
+            rename_reads(body, {name: kept for name, kept in renames.items() if name not in defined})

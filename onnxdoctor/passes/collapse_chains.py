@@ -1,0 +1,178 @@
+"""collapse-chains: two nodes in a row that one node (or none) computes exactly.
+
+Each rewrite takes a pair where the first node's output is read by the second alone (and is no
+graph output), so the first goes away:
+- Transpose → Transpose: one Transpose with the composed permutation, none where it is the identity;
+- Reshape → Reshape: the second reshapes the first's input (its shape holds no 0, which would
+  copy a dim of the tensor in between; or allowzero says 0 is a size);
+- Unsqueeze → Squeeze of the same axes: nothing;
+- Cast → Cast where the middle type holds every value of the source type (FP16 → FP32, INT32 →
+  INT64, UINT8 → FP16...): one Cast, none where it casts back to the source type.
+Nothing else changes a value, so the rewrites are exact; the pipeline verifies them like any
+pass. Pairs are collapsed until none is left (three Transposes in a row become one or none).
+A rewrite whose result would be the identity while the second node produces a graph output
+is skipped: the output keeps its name.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import onnx
+from onnx import TensorProto
+
+from onnxdoctor.model import read_tensor, walk_graphs
+from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, infer_types
+from onnxdoctor.passes.merge_duplicates import rename_reads
+from onnxdoctor.wording import node_label, shortened
+
+# Source type → the types that hold each of its values exactly (a cast there and on loses nothing).
+_INTEGERS_INTO_FLOAT16 = {TensorProto.FLOAT16, TensorProto.FLOAT, TensorProto.DOUBLE}
+_EXACT_WIDENINGS = {
+    TensorProto.BOOL: {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16, TensorProto.INT32,
+                       TensorProto.UINT32, TensorProto.INT64, TensorProto.UINT64, *_INTEGERS_INTO_FLOAT16},
+    TensorProto.INT8: {TensorProto.INT16, TensorProto.INT32, TensorProto.INT64, *_INTEGERS_INTO_FLOAT16},
+    TensorProto.UINT8: {TensorProto.INT16, TensorProto.UINT16, TensorProto.INT32, TensorProto.UINT32,
+                        TensorProto.INT64, TensorProto.UINT64, *_INTEGERS_INTO_FLOAT16},
+    TensorProto.INT16: {TensorProto.INT32, TensorProto.INT64, TensorProto.FLOAT, TensorProto.DOUBLE},
+    TensorProto.UINT16: {TensorProto.INT32, TensorProto.UINT32, TensorProto.INT64, TensorProto.UINT64,
+                         TensorProto.FLOAT, TensorProto.DOUBLE},
+    TensorProto.INT32: {TensorProto.INT64, TensorProto.DOUBLE},
+    TensorProto.UINT32: {TensorProto.INT64, TensorProto.UINT64, TensorProto.DOUBLE},
+    TensorProto.FLOAT16: {TensorProto.FLOAT, TensorProto.DOUBLE},
+    TensorProto.BFLOAT16: {TensorProto.FLOAT, TensorProto.DOUBLE},
+    TensorProto.FLOAT: {TensorProto.DOUBLE},
+}
+_PAIRS = frozenset({("Transpose", "Transpose"), ("Reshape", "Reshape"), ("Unsqueeze", "Squeeze"), ("Cast", "Cast")})
+
+
+class CollapseChains(Pass):
+    name = "collapse-chains"
+    resolves = ()
+    description = "collapse Transpose, Reshape, Unsqueeze → Squeeze and widening Cast pairs into one node or none"
+
+    def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
+        collapsed, removed = collapse_chains(model)
+        if not removed:
+            return PassResult(model, False, "no chains")
+        result = compare_models(model, collapsed, "")
+        result.summary = f"collapsed {len(removed)} nodes into the nodes after them ({shortened(removed, 6)})"
+        return result
+
+
+def collapse_chains(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy with every collapsible pair collapsed, and the labels of the nodes removed."""
+    reads = _read_counts(model)
+    if not any(True for graph in walk_graphs(model.graph) for _ in _pairs(graph, reads)):
+        # No pair at all: no copy, no shape inference.
+        return model, []
+    collapsed = onnx.ModelProto()
+    collapsed.CopyFrom(model)
+    types = infer_types(collapsed)
+    removed: list[str] = []
+    while True:
+        before = len(removed)
+        reads = _read_counts(collapsed)
+        for graph in walk_graphs(collapsed.graph):
+            _collapse_in(graph, reads, types, removed)
+        if len(removed) == before:
+            return collapsed, removed
+
+
+def _read_counts(model: onnx.ModelProto) -> Counter:
+    """How often each name is read, bodies included (a name a body reads is not free to go)."""
+    return Counter(name for graph in walk_graphs(model.graph) for node in graph.node for name in node.input)
+
+
+def _pairs(graph: onnx.GraphProto, reads: Counter):
+    """(first, second) node positions of the collapsible kinds where the second alone reads the first."""
+    producers = {node.output[0]: index for index, node in enumerate(graph.node) if node.output}
+    outputs = {value.name for value in graph.output}
+    for index, node in enumerate(graph.node):
+        first = producers.get(node.input[0]) if node.input else None
+        if (first is not None and (graph.node[first].op_type, node.op_type) in _PAIRS
+                and graph.node[first].domain in ("", "ai.onnx") and node.domain in ("", "ai.onnx")
+                and reads[node.input[0]] == 1 and node.input[0] not in outputs):
+            yield first, index
+
+
+def _collapse_in(graph: onnx.GraphProto, reads: Counter, types: dict, removed: list[str]) -> None:
+    """One sweep over `graph`: each pair found collapses (a node takes part in one per sweep)."""
+    outputs = {value.name for value in graph.output}
+    constants = {tensor.name: tensor for tensor in graph.initializer}
+    dropped: set[int] = set()
+    renames: dict[str, str] = {}
+    for first_index, second_index in list(_pairs(graph, reads)):
+        if first_index in dropped or second_index in dropped:
+            continue
+        first, second = graph.node[first_index], graph.node[second_index]
+        outcome = _collapse(first, second, constants, types)
+        if outcome is None:
+            continue
+        if outcome == "identity":
+            if second.output[0] in outputs:
+                continue
+            renames[second.output[0]] = first.input[0]
+            dropped.add(second_index)
+            removed.append(node_label(second))
+        dropped.add(first_index)
+        removed.append(node_label(first))
+    if dropped:
+        kept = [node for index, node in enumerate(graph.node) if index not in dropped]
+        del graph.node[:]
+        graph.node.extend(kept)
+        rename_reads(graph, renames)
+
+
+def _collapse(first: onnx.NodeProto, second: onnx.NodeProto, constants: dict, types: dict) -> str | None:
+    """Rewrite `second` to read what `first` reads, computing what the pair did: "rewired";
+    "identity" where the pair computes its input unchanged (`second` untouched: it goes too);
+    None where no exact rewrite exists."""
+    if first.op_type == "Transpose":
+        inner, outer = _attribute(first, "perm"), _attribute(second, "perm")
+        if inner is None or outer is None or len(inner) != len(outer):
+            return None  # no perm: reversed dims of a rank we may not know
+        composed = [inner[axis] for axis in outer]
+        if composed == list(range(len(composed))):
+            return "identity"
+        _set_perm(second, composed)
+    elif first.op_type == "Reshape":
+        shape = read_tensor(constants[second.input[1]]) if second.input[1] in constants else None
+        if shape is None or (0 in shape.tolist() and not _attribute(second, "allowzero")):
+            return None
+    elif first.op_type == "Unsqueeze":
+        inserted, squeezed = _axes(first, constants), _axes(second, constants)
+        if inserted is None or inserted != squeezed:
+            return None
+        return "identity"
+    else:
+        source = types.get(first.input[0])
+        middle, target = _attribute(first, "to"), _attribute(second, "to")
+        if source is None or middle not in _EXACT_WIDENINGS.get(source.elem_type, ()):
+            return None
+        if target == source.elem_type:
+            return "identity"
+    second.input[0] = first.input[0]
+    return "rewired"
+
+
+def _attribute(node: onnx.NodeProto, name: str):
+    found = next((attribute for attribute in node.attribute if attribute.name == name), None)
+    return onnx.helper.get_attribute_value(found) if found is not None else None
+
+
+def _set_perm(node: onnx.NodeProto, perm: list[int]) -> None:
+    for attribute in node.attribute:
+        if attribute.name == "perm":
+            attribute.CopyFrom(onnx.helper.make_attribute("perm", perm))
+
+
+def _axes(node: onnx.NodeProto, constants: dict) -> list[int] | None:
+    """Sorted axes of an Unsqueeze or Squeeze: the attribute (opset < 13) or the constant input;
+    None when not known. Unsqueeze counts negative axes from its output's rank and Squeeze from
+    its input's, the same tensor here: equal lists mean equal axes."""
+    axes = _attribute(node, "axes")
+    if axes is None and len(node.input) > 1 and node.input[1] in constants:
+        values = read_tensor(constants[node.input[1]])
+        axes = values.tolist() if values is not None else None
+    return sorted(axes) if axes is not None else None
