@@ -1,6 +1,11 @@
-"""collapse-chains: two nodes in a row that one node (or none) computes exactly.
+"""collapse-chains: nodes in a row that fewer nodes compute exactly.
 
-Each rewrite takes a pair where the first node's output is read by the second alone (and is no
+A node that hands its input on unchanged goes: a Pad of zeros, a Slice of every element (start
+0, end past the dim, step 1 on each axis it slices). remove-identity removes the other such nodes
+(Identity, Cast and Reshape to what the tensor is); these two need their constant inputs read
+and the sliced dims known, as the pairs below do.
+
+Each pair rewrite takes a pair where the first node's output is read by the second alone (and is no
 graph output), so the first goes away:
 - Transpose → Transpose: one Transpose with the composed permutation, none where it is the identity;
 - Reshape → Reshape: the second reshapes the first's input (its shape holds no 0, which would
@@ -43,27 +48,33 @@ _EXACT_WIDENINGS = {
     TensorProto.BFLOAT16: {TensorProto.FLOAT, TensorProto.DOUBLE},
     TensorProto.FLOAT: {TensorProto.DOUBLE},
 }
+_PASS_THROUGH_OPS = frozenset({"Pad", "Slice"})
+# Slice ends at or past this stand for "to the end" whatever the dim (INT32 max, from exporters
+# that write 32-bit ends; INT64 max is past it too).
+_TO_THE_END = 2**31 - 1
 _PAIRS = frozenset({("Transpose", "Transpose"), ("Reshape", "Reshape"), ("Unsqueeze", "Squeeze"), ("Cast", "Cast")})
 
 
 class CollapseChains(Pass):
     name = "collapse-chains"
     resolves = ()
-    description = "collapse Transpose, Reshape, Unsqueeze → Squeeze and widening Cast pairs into one node or none"
+    description = ("collapse Transpose, Reshape, Unsqueeze → Squeeze and widening Cast pairs into one node or none; "
+                   "remove Pads of zeros and Slices of everything")
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         collapsed, removed = collapse_chains(model)
         if not removed:
             return PassResult(model, False, "no chains")
         result = compare_models(model, collapsed, "")
-        result.summary = f"collapsed {len(removed)} nodes into the nodes after them ({shortened(removed, 6)})"
+        result.summary = f"removed {len(removed)} nodes that the nodes after them made redundant ({shortened(removed, 6)})"
         return result
 
 
 def collapse_chains(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     """A copy with every collapsible pair collapsed, and the labels of the nodes removed."""
     reads = _read_counts(model)
-    if not any(True for graph in walk_graphs(model.graph) for _ in _pairs(graph, reads)):
+    if not any(node.op_type in _PASS_THROUGH_OPS for graph in walk_graphs(model.graph) for node in graph.node) and \
+            not any(True for graph in walk_graphs(model.graph) for _ in _pairs(graph, reads)):
         # No pair at all: no copy, no shape inference.
         return model, []
     collapsed = onnx.ModelProto()
@@ -72,6 +83,9 @@ def collapse_chains(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]
     removed: list[str] = []
     while True:
         before = len(removed)
+        reads = _read_counts(collapsed)
+        for graph in walk_graphs(collapsed.graph):
+            _remove_pass_through(graph, types, removed)
         reads = _read_counts(collapsed)
         for graph in walk_graphs(collapsed.graph):
             _collapse_in(graph, reads, types, removed)
@@ -122,6 +136,57 @@ def _collapse_in(graph: onnx.GraphProto, reads: Counter, types: dict, removed: l
         del graph.node[:]
         graph.node.extend(kept)
         rename_reads(graph, renames)
+
+
+def _remove_pass_through(graph: onnx.GraphProto, types: dict, removed: list[str]) -> None:
+    """Pads of zeros and Slices of everything, gone; what read their output reads their input.
+    One producing a graph output stays (the output keeps its name)."""
+    outputs = {value.name for value in graph.output}
+    constants = {tensor.name: tensor for tensor in graph.initializer}
+    renames = {}
+    kept = []
+    for node in graph.node:
+        if (node.op_type in _PASS_THROUGH_OPS and node.domain in ("", "ai.onnx") and node.input and node.output
+                and node.output[0] not in outputs and _passes_through(node, constants, types)):
+            renames[node.output[0]] = node.input[0]
+            removed.append(node_label(node))
+        else:
+            kept.append(node)
+    if renames:
+        del graph.node[:]
+        graph.node.extend(kept)
+        rename_reads(graph, renames)
+
+
+def _passes_through(node: onnx.NodeProto, constants: dict, types: dict) -> bool:
+    """Whether a Pad or Slice hands its input on unchanged, judged from constant inputs alone
+    (and, for a Slice, the dims it slices)."""
+    def constant(slot: int) -> list | None:
+        if len(node.input) <= slot or node.input[slot] not in constants:
+            return None
+        values = read_tensor(constants[node.input[slot]])
+        return values.reshape(-1).tolist() if values is not None else None
+
+    if node.op_type == "Pad":
+        pads = _attribute(node, "pads") if len(node.input) < 2 else constant(1)  # an attribute before opset 11
+        return pads is not None and not any(pads)
+    if len(node.input) < 3:
+        return False  # starts and ends were attributes before opset 10: left to folding
+    source = types.get(node.input[0])
+    starts, ends = constant(1), constant(2)
+    axes = constant(3) if len(node.input) > 3 and node.input[3] else list(range(len(starts or ())))
+    steps = constant(4) if len(node.input) > 4 and node.input[4] else [1] * len(starts or ())
+    if None in (starts, ends, axes, steps) or source is None or source.shape is None:
+        return False
+    rank = len(source.shape)
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        dim = source.shape[axis % rank] if -rank <= axis < rank else None
+        known = isinstance(dim, int)
+        # Negative starts count from the end: one at or before the first element is 0.
+        starts_at_zero = start == 0 or (start < 0 and known and start + dim <= 0)
+        if step != 1 or not starts_at_zero or not (end >= _TO_THE_END or (known and end >= dim)):
+            return False
+    return True
 
 
 def _collapse(first: onnx.NodeProto, second: onnx.NodeProto, constants: dict, types: dict) -> str | None:
