@@ -214,6 +214,7 @@ def all_passes() -> list[Pass]:
     """Every pass, in the fixed order the pipeline runs them."""
     from onnxdoctor.passes.cleanup import Cleanup
     from onnxdoctor.passes.collapse_chains import CollapseChains
+    from onnxdoctor.passes.constant_reshape_shapes import ConstantReshapeShapes
     from onnxdoctor.passes.fold_constants import FoldConstants
     from onnxdoctor.passes.fp16 import Fp16
     from onnxdoctor.passes.int64_to_int32 import Int64ToInt32
@@ -222,5 +223,5 @@ def all_passes() -> list[Pass]:
     from onnxdoctor.passes.static_shapes import StaticShapes
     from onnxdoctor.passes.toposort import Toposort
 
-    return [Toposort(), Cleanup(), StaticShapes(), FoldConstants(), RemoveIdentity(), CollapseChains(), MergeDuplicates(),
-            Int64ToInt32(), Fp16()]
+    return [Toposort(), Cleanup(), StaticShapes(), FoldConstants(), ConstantReshapeShapes(), RemoveIdentity(),
+            CollapseChains(), MergeDuplicates(), Int64ToInt32(), Fp16()]

@@ -1,9 +1,10 @@
 """collapse-chains: nodes in a row that fewer nodes compute exactly.
 
 A node that hands its input on unchanged goes: a Pad of zeros, a Slice of every element (start
-0, end past the dim, step 1 on each axis it slices). remove-identity removes the other such nodes
-(Identity, Cast and Reshape to what the tensor is); these two need their constant inputs read
-and the sliced dims known, as the pairs below do.
+0, end past the dim, step 1 on each axis it slices), a Reshape of a 1-D tensor to one dim (of a
+dynamic length too: the element count is the length). remove-identity removes the other such
+nodes (Identity, Cast to the same type, Reshape to the same static shape); these need constant
+inputs read and dims known, as the pairs below do.
 
 Each pair rewrite takes a pair where the first node's output is read by the second alone (and is no
 graph output), so the first goes away:
@@ -48,7 +49,7 @@ _EXACT_WIDENINGS = {
     TensorProto.BFLOAT16: {TensorProto.FLOAT, TensorProto.DOUBLE},
     TensorProto.FLOAT: {TensorProto.DOUBLE},
 }
-_PASS_THROUGH_OPS = frozenset({"Pad", "Slice"})
+_PASS_THROUGH_OPS = frozenset({"Pad", "Slice", "Reshape"})
 # Slice ends at or past this stand for "to the end" whatever the dim (INT32 max, from exporters
 # that write 32-bit ends; INT64 max is past it too).
 _TO_THE_END = 2**31 - 1
@@ -90,7 +91,20 @@ def collapse_chains(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]
         for graph in walk_graphs(collapsed.graph):
             _collapse_in(graph, reads, types, removed)
         if len(removed) == before:
+            _drop_orphaned_initializers(collapsed, _read_counts(model))
             return collapsed, removed
+
+
+def _drop_orphaned_initializers(model: onnx.ModelProto, read_before: Counter) -> None:
+    """Initializers only the removed nodes read (pads, axes, shapes), gone with them."""
+    reads = _read_counts(model)
+    for graph in walk_graphs(model.graph):
+        interface = {value.name for value in (*graph.input, *graph.output)}
+        kept = [tensor for tensor in graph.initializer
+                if reads[tensor.name] or not read_before[tensor.name] or tensor.name in interface]
+        if len(kept) < len(graph.initializer):
+            del graph.initializer[:]
+            graph.initializer.extend(kept)
 
 
 def _read_counts(model: onnx.ModelProto) -> Counter:
@@ -159,8 +173,8 @@ def _remove_pass_through(graph: onnx.GraphProto, types: dict, removed: list[str]
 
 
 def _passes_through(node: onnx.NodeProto, constants: dict, types: dict) -> bool:
-    """Whether a Pad or Slice hands its input on unchanged, judged from constant inputs alone
-    (and, for a Slice, the dims it slices)."""
+    """Whether a Pad, Slice or Reshape hands its input on unchanged, judged from constant inputs
+    alone and the input's shape (for a Slice the dims it slices, for a Reshape its rank)."""
     def constant(slot: int) -> list | None:
         if len(node.input) <= slot or node.input[slot] not in constants:
             return None
@@ -170,9 +184,15 @@ def _passes_through(node: onnx.NodeProto, constants: dict, types: dict) -> bool:
     if node.op_type == "Pad":
         pads = _attribute(node, "pads") if len(node.input) < 2 else constant(1)  # an attribute before opset 11
         return pads is not None and not any(pads)
+    source = types.get(node.input[0])
+    if node.op_type == "Reshape":
+        shape = constant(1) if len(node.input) > 1 else None
+        # One dim of a 1-D tensor: its length, whatever the value says (0 copies it, -1 infers
+        # it); only a 0 meaning zero elements (allowzero) is not.
+        return (shape is not None and len(shape) == 1 and source is not None and source.shape is not None
+                and len(source.shape) == 1 and not (shape[0] == 0 and _attribute(node, "allowzero")))
     if len(node.input) < 3:
         return False  # starts and ends were attributes before opset 10: left to folding
-    source = types.get(node.input[0])
     starts, ends = constant(1), constant(2)
     axes = constant(3) if len(node.input) > 3 and node.input[3] else list(range(len(starts or ())))
     steps = constant(4) if len(node.input) > 4 and node.input[4] else [1] * len(starts or ())

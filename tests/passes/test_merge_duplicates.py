@@ -59,9 +59,11 @@ def test_random_and_custom_ops_never_merge():
     assert list(merged.graph.node[-1].input) == ["draw_a", "draw_b", "count_a", "count_b", "abs_a", "abs_a"]
 
 
-def test_duplicated_shape_chains_of_the_dynamic_yolo_merge(yolo):
-    report = api.fix(yolo["yolov8n-pose-dynamic"], None)
+def test_duplicated_shape_chains_of_the_dynamic_yolo_merge(yolo, tmp_path):
+    report = api.fix(yolo["yolov8n-pose-dynamic"], tmp_path / "fixed.onnx")
     step = next(step for step in report.steps if step.name == "merge-duplicates")
     assert step.status == "applied" and step.verification.passed
-    assert len(step.result.nodes_removed) >= 20
-    assert any(name.endswith("Shape_1") for name in step.result.nodes_removed)
+    assert "/model.22/Shape_1" in step.result.nodes_removed and len(step.result.nodes_removed) >= 20
+    # 396 nodes before these passes; the same export through onnxslim has 362.
+    fixed = len(onnx.load(tmp_path / "fixed.onnx").graph.node)
+    assert fixed <= 1.1 * len(onnx.load(yolo["yolov8n-pose-dynamic-slim"]).graph.node)
