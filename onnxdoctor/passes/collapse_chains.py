@@ -84,7 +84,6 @@ def collapse_chains(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]
     removed: list[str] = []
     while True:
         before = len(removed)
-        reads = _read_counts(collapsed)
         for graph in walk_graphs(collapsed.graph):
             _remove_pass_through(graph, types, removed)
         reads = _read_counts(collapsed)
@@ -145,11 +144,7 @@ def _collapse_in(graph: onnx.GraphProto, reads: Counter, types: dict, removed: l
             removed.append(node_label(second))
         dropped.add(first_index)
         removed.append(node_label(first))
-    if dropped:
-        kept = [node for index, node in enumerate(graph.node) if index not in dropped]
-        del graph.node[:]
-        graph.node.extend(kept)
-        rename_reads(graph, renames)
+    _remove_nodes(graph, dropped, renames)
 
 
 def _remove_pass_through(graph: onnx.GraphProto, types: dict, removed: list[str]) -> None:
@@ -158,18 +153,29 @@ def _remove_pass_through(graph: onnx.GraphProto, types: dict, removed: list[str]
     outputs = {value.name for value in graph.output}
     constants = {tensor.name: tensor for tensor in graph.initializer}
     renames = {}
-    kept = []
-    for node in graph.node:
+    dropped = set()
+    for index, node in enumerate(graph.node):
         if (node.op_type in _PASS_THROUGH_OPS and node.domain in ("", "ai.onnx") and node.input and node.output
                 and node.output[0] not in outputs and _passes_through(node, constants, types)):
             renames[node.output[0]] = node.input[0]
+            dropped.add(index)
             removed.append(node_label(node))
-        else:
-            kept.append(node)
-    if renames:
-        del graph.node[:]
-        graph.node.extend(kept)
-        rename_reads(graph, renames)
+    _remove_nodes(graph, dropped, renames)
+
+
+def _remove_nodes(graph: onnx.GraphProto, dropped: set[int], renames: dict[str, str]) -> None:
+    """The nodes at `dropped` gone, with the types recorded for what they produced; reads of
+    the names in `renames` rewired."""
+    if not dropped:
+        return
+    gone = {name for index in dropped for name in graph.node[index].output}
+    kept = [node for index, node in enumerate(graph.node) if index not in dropped]
+    del graph.node[:]
+    graph.node.extend(kept)
+    remaining = [value for value in graph.value_info if value.name not in gone]
+    del graph.value_info[:]
+    graph.value_info.extend(remaining)
+    rename_reads(graph, renames)
 
 
 def _passes_through(node: onnx.NodeProto, constants: dict, types: dict) -> bool:
