@@ -21,6 +21,8 @@ from pathlib import Path
 import onnx
 
 ROOT = Path(__file__).resolve().parent.parent
+# The onnxdoctor of this checkout, not whichever one the environment has installed.
+sys.path.insert(0, str(ROOT))
 YOLO = ("yolov8n-pose-static", "yolov8n-pose-dynamic", "yolov8n-opset12")
 
 

@@ -211,11 +211,15 @@ def _restore_interface(model: onnx.ModelProto, exported: onnx.ModelProto) -> Non
 def all_passes() -> list[Pass]:
     """Every pass, in the fixed order the pipeline runs them."""
     from onnxdoctor.passes.cleanup import Cleanup
+    from onnxdoctor.passes.collapse_chains import CollapseChains
+    from onnxdoctor.passes.constant_reshape_shapes import ConstantReshapeShapes
     from onnxdoctor.passes.fold_constants import FoldConstants
     from onnxdoctor.passes.fp16 import Fp16
     from onnxdoctor.passes.int64_to_int32 import Int64ToInt32
+    from onnxdoctor.passes.merge_duplicates import MergeDuplicates
     from onnxdoctor.passes.remove_identity import RemoveIdentity
     from onnxdoctor.passes.static_shapes import StaticShapes
     from onnxdoctor.passes.toposort import Toposort
 
-    return [Toposort(), Cleanup(), StaticShapes(), FoldConstants(), RemoveIdentity(), Int64ToInt32(), Fp16()]
+    return [Toposort(), Cleanup(), StaticShapes(), FoldConstants(), ConstantReshapeShapes(), RemoveIdentity(),
+            CollapseChains(), MergeDuplicates(), Int64ToInt32(), Fp16()]

@@ -1,0 +1,269 @@
+"""collapse-chains: nodes in a row that fewer nodes compute exactly.
+
+A node that hands its input on unchanged goes: a Pad of zeros, a Slice of every element (start
+0, end past the dim, step 1 on each axis it slices), a Reshape of a 1-D tensor to one dim (of a
+dynamic length too: the element count is the length). remove-identity removes the other such
+nodes (Identity, Cast to the same type, Reshape to the same static shape); these need constant
+inputs read and dims known, as the pairs below do.
+
+Each pair rewrite takes a pair where the first node's output is read by the second alone (and is no
+graph output), so the first goes away:
+- Transpose → Transpose: one Transpose with the composed permutation, none where it is the identity;
+- Reshape → Reshape: the second reshapes the first's input (its shape holds no 0, which would
+  copy a dim of the tensor in between; or allowzero says 0 is a size);
+- Unsqueeze → Squeeze of the same axes: nothing;
+- Cast → Cast where the middle type holds every value of the source type (FP16 → FP32, INT32 →
+  INT64, UINT8 → FP16...): one Cast, none where it casts back to the source type.
+Nothing else changes a value, so the rewrites are exact; the pipeline verifies them like any
+pass. Pairs are collapsed until none is left (three Transposes in a row become one or none).
+A rewrite whose result would be the identity while the second node produces a graph output
+is skipped: the output keeps its name.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import onnx
+from onnx import TensorProto
+
+from onnxdoctor.model import read_tensor, walk_graphs
+from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, infer_types
+from onnxdoctor.passes.merge_duplicates import rename_reads
+from onnxdoctor.wording import node_label, shortened
+
+# Source type → the types that hold each of its values exactly (a cast there and on loses nothing).
+_INTEGERS_INTO_FLOAT16 = {TensorProto.FLOAT16, TensorProto.FLOAT, TensorProto.DOUBLE}
+_EXACT_WIDENINGS = {
+    TensorProto.BOOL: {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16, TensorProto.INT32,
+                       TensorProto.UINT32, TensorProto.INT64, TensorProto.UINT64, *_INTEGERS_INTO_FLOAT16},
+    TensorProto.INT8: {TensorProto.INT16, TensorProto.INT32, TensorProto.INT64, *_INTEGERS_INTO_FLOAT16},
+    TensorProto.UINT8: {TensorProto.INT16, TensorProto.UINT16, TensorProto.INT32, TensorProto.UINT32,
+                        TensorProto.INT64, TensorProto.UINT64, *_INTEGERS_INTO_FLOAT16},
+    TensorProto.INT16: {TensorProto.INT32, TensorProto.INT64, TensorProto.FLOAT, TensorProto.DOUBLE},
+    TensorProto.UINT16: {TensorProto.INT32, TensorProto.UINT32, TensorProto.INT64, TensorProto.UINT64,
+                         TensorProto.FLOAT, TensorProto.DOUBLE},
+    TensorProto.INT32: {TensorProto.INT64, TensorProto.DOUBLE},
+    TensorProto.UINT32: {TensorProto.INT64, TensorProto.UINT64, TensorProto.DOUBLE},
+    TensorProto.FLOAT16: {TensorProto.FLOAT, TensorProto.DOUBLE},
+    TensorProto.BFLOAT16: {TensorProto.FLOAT, TensorProto.DOUBLE},
+    TensorProto.FLOAT: {TensorProto.DOUBLE},
+}
+_PASS_THROUGH_OPS = frozenset({"Pad", "Slice", "Reshape"})
+# Slice ends at or past this stand for "to the end" whatever the dim (INT32 max, from exporters
+# that write 32-bit ends; INT64 max is past it too).
+_TO_THE_END = 2**31 - 1
+_PAIRS = frozenset({("Transpose", "Transpose"), ("Reshape", "Reshape"), ("Unsqueeze", "Squeeze"), ("Cast", "Cast")})
+
+
+class CollapseChains(Pass):
+    name = "collapse-chains"
+    resolves = ()
+    description = ("collapse Transpose, Reshape, Unsqueeze → Squeeze and widening Cast pairs into one node or none; "
+                   "remove Pads of zeros and Slices of everything")
+
+    def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
+        collapsed, removed = collapse_chains(model)
+        if not removed:
+            return PassResult(model, False, "no chains")
+        result = compare_models(model, collapsed, "")
+        result.summary = f"removed {len(removed)} nodes that the nodes after them made redundant ({shortened(removed, 6)})"
+        return result
+
+
+def collapse_chains(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy with every collapsible pair collapsed, and the labels of the nodes removed."""
+    reads = _read_counts(model)
+    if not any(node.op_type in _PASS_THROUGH_OPS for graph in walk_graphs(model.graph) for node in graph.node) and \
+            not any(True for graph in walk_graphs(model.graph) for _ in _pairs(graph, reads)):
+        # No pair at all: no copy, no shape inference.
+        return model, []
+    collapsed = onnx.ModelProto()
+    collapsed.CopyFrom(model)
+    types = infer_types(collapsed)
+    removed: list[str] = []
+    while True:
+        before = len(removed)
+        for graph in walk_graphs(collapsed.graph):
+            _remove_pass_through(graph, types, removed)
+        reads = _read_counts(collapsed)
+        for graph in walk_graphs(collapsed.graph):
+            _collapse_in(graph, reads, types, removed)
+        if len(removed) == before:
+            _drop_orphaned_initializers(collapsed, _read_counts(model))
+            return collapsed, removed
+
+
+def _drop_orphaned_initializers(model: onnx.ModelProto, read_before: Counter) -> None:
+    """Initializers only the removed nodes read (pads, axes, shapes), gone with them."""
+    reads = _read_counts(model)
+    for graph in walk_graphs(model.graph):
+        interface = {value.name for value in (*graph.input, *graph.output)}
+        kept = [tensor for tensor in graph.initializer
+                if reads[tensor.name] or not read_before[tensor.name] or tensor.name in interface]
+        if len(kept) < len(graph.initializer):
+            del graph.initializer[:]
+            graph.initializer.extend(kept)
+
+
+def _read_counts(model: onnx.ModelProto) -> Counter:
+    """How often each name is read, bodies included (a name a body reads is not free to go)."""
+    return Counter(name for graph in walk_graphs(model.graph) for node in graph.node for name in node.input)
+
+
+def _pairs(graph: onnx.GraphProto, reads: Counter):
+    """(first, second) node positions of the collapsible kinds where the second alone reads the first."""
+    producers = {node.output[0]: index for index, node in enumerate(graph.node) if node.output}
+    outputs = {value.name for value in graph.output}
+    for index, node in enumerate(graph.node):
+        first = producers.get(node.input[0]) if node.input else None
+        if (first is not None and (graph.node[first].op_type, node.op_type) in _PAIRS
+                and graph.node[first].domain in ("", "ai.onnx") and node.domain in ("", "ai.onnx")
+                and reads[node.input[0]] == 1 and node.input[0] not in outputs):
+            yield first, index
+
+
+def _collapse_in(graph: onnx.GraphProto, reads: Counter, types: dict, removed: list[str]) -> None:
+    """One sweep over `graph`: each pair found collapses (a node takes part in one per sweep)."""
+    outputs = {value.name for value in graph.output}
+    constants = {tensor.name: tensor for tensor in graph.initializer}
+    dropped: set[int] = set()
+    renames: dict[str, str] = {}
+    for first_index, second_index in list(_pairs(graph, reads)):
+        if first_index in dropped or second_index in dropped:
+            continue
+        first, second = graph.node[first_index], graph.node[second_index]
+        outcome = _collapse(first, second, constants, types)
+        if outcome is None:
+            continue
+        if outcome == "identity":
+            if second.output[0] in outputs:
+                continue
+            renames[second.output[0]] = first.input[0]
+            dropped.add(second_index)
+            removed.append(node_label(second))
+        dropped.add(first_index)
+        removed.append(node_label(first))
+    _remove_nodes(graph, dropped, renames)
+
+
+def _remove_pass_through(graph: onnx.GraphProto, types: dict, removed: list[str]) -> None:
+    """Pads of zeros and Slices of everything, gone; what read their output reads their input.
+    One producing a graph output stays (the output keeps its name)."""
+    outputs = {value.name for value in graph.output}
+    constants = {tensor.name: tensor for tensor in graph.initializer}
+    renames = {}
+    dropped = set()
+    for index, node in enumerate(graph.node):
+        if (node.op_type in _PASS_THROUGH_OPS and node.domain in ("", "ai.onnx") and node.input and node.output
+                and node.output[0] not in outputs and _passes_through(node, constants, types)):
+            renames[node.output[0]] = node.input[0]
+            dropped.add(index)
+            removed.append(node_label(node))
+    _remove_nodes(graph, dropped, renames)
+
+
+def _remove_nodes(graph: onnx.GraphProto, dropped: set[int], renames: dict[str, str]) -> None:
+    """The nodes at `dropped` gone, with the types recorded for what they produced; reads of
+    the names in `renames` rewired."""
+    if not dropped:
+        return
+    gone = {name for index in dropped for name in graph.node[index].output}
+    kept = [node for index, node in enumerate(graph.node) if index not in dropped]
+    del graph.node[:]
+    graph.node.extend(kept)
+    remaining = [value for value in graph.value_info if value.name not in gone]
+    del graph.value_info[:]
+    graph.value_info.extend(remaining)
+    rename_reads(graph, renames)
+
+
+def _passes_through(node: onnx.NodeProto, constants: dict, types: dict) -> bool:
+    """Whether a Pad, Slice or Reshape hands its input on unchanged, judged from constant inputs
+    alone and the input's shape (for a Slice the dims it slices, for a Reshape its rank)."""
+    def constant(slot: int) -> list | None:
+        if len(node.input) <= slot or node.input[slot] not in constants:
+            return None
+        values = read_tensor(constants[node.input[slot]])
+        return values.reshape(-1).tolist() if values is not None else None
+
+    if node.op_type == "Pad":
+        pads = _attribute(node, "pads") if len(node.input) < 2 else constant(1)  # an attribute before opset 11
+        return pads is not None and not any(pads)
+    source = types.get(node.input[0])
+    if node.op_type == "Reshape":
+        shape = constant(1) if len(node.input) > 1 else None
+        # One dim of a 1-D tensor: its length, whatever the value says (0 copies it, -1 infers
+        # it); only a 0 meaning zero elements (allowzero) is not.
+        return (shape is not None and len(shape) == 1 and source is not None and source.shape is not None
+                and len(source.shape) == 1 and not (shape[0] == 0 and _attribute(node, "allowzero")))
+    if len(node.input) < 3:
+        return False  # starts and ends were attributes before opset 10: left to folding
+    starts, ends = constant(1), constant(2)
+    axes = constant(3) if len(node.input) > 3 and node.input[3] else list(range(len(starts or ())))
+    steps = constant(4) if len(node.input) > 4 and node.input[4] else [1] * len(starts or ())
+    if None in (starts, ends, axes, steps) or source is None or source.shape is None:
+        return False
+    rank = len(source.shape)
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        dim = source.shape[axis % rank] if -rank <= axis < rank else None
+        known = isinstance(dim, int)
+        # Negative starts count from the end: one at or before the first element is 0.
+        starts_at_zero = start == 0 or (start < 0 and known and start + dim <= 0)
+        if step != 1 or not starts_at_zero or not (end >= _TO_THE_END or (known and end >= dim)):
+            return False
+    return True
+
+
+def _collapse(first: onnx.NodeProto, second: onnx.NodeProto, constants: dict, types: dict) -> str | None:
+    """Rewrite `second` to read what `first` reads, computing what the pair did: "rewired";
+    "identity" where the pair computes its input unchanged (`second` untouched: it goes too);
+    None where no exact rewrite exists."""
+    if first.op_type == "Transpose":
+        inner, outer = _attribute(first, "perm"), _attribute(second, "perm")
+        if inner is None or outer is None or len(inner) != len(outer):
+            return None  # no perm: reversed dims of a rank we may not know
+        composed = [inner[axis] for axis in outer]
+        if composed == list(range(len(composed))):
+            return "identity"
+        _set_perm(second, composed)
+    elif first.op_type == "Reshape":
+        shape = read_tensor(constants[second.input[1]]) if second.input[1] in constants else None
+        if shape is None or (0 in shape.tolist() and not _attribute(second, "allowzero")):
+            return None
+    elif first.op_type == "Unsqueeze":
+        inserted, squeezed = _axes(first, constants), _axes(second, constants)
+        if inserted is None or inserted != squeezed:
+            return None
+        return "identity"
+    else:
+        source = types.get(first.input[0])
+        middle, target = _attribute(first, "to"), _attribute(second, "to")
+        if source is None or middle not in _EXACT_WIDENINGS.get(source.elem_type, ()):
+            return None
+        if target == source.elem_type:
+            return "identity"
+    second.input[0] = first.input[0]
+    return "rewired"
+
+
+def _attribute(node: onnx.NodeProto, name: str):
+    found = next((attribute for attribute in node.attribute if attribute.name == name), None)
+    return onnx.helper.get_attribute_value(found) if found is not None else None
+
+
+def _set_perm(node: onnx.NodeProto, perm: list[int]) -> None:
+    for attribute in node.attribute:
+        if attribute.name == "perm":
+            attribute.CopyFrom(onnx.helper.make_attribute("perm", perm))
+
+
+def _axes(node: onnx.NodeProto, constants: dict) -> list[int] | None:
+    """Sorted axes of an Unsqueeze or Squeeze: the attribute (opset < 13) or the constant input;
+    None when not known. Unsqueeze counts negative axes from its output's rank and Squeeze from
+    its input's, the same tensor here: equal lists mean equal axes."""
+    axes = _attribute(node, "axes")
+    if axes is None and len(node.input) > 1 and node.input[1] in constants:
+        values = read_tensor(constants[node.input[1]])
+        axes = values.tolist() if values is not None else None
+    return sorted(axes) if axes is not None else None
