@@ -225,7 +225,8 @@ def fix(path, output, pass_names, skip, static_shapes, inputs, precision, rtol, 
         max_elements, output_format, fail_on, time_limit) -> None:
     """Fix a model pass by pass, verifying each pass on real inputs; roll back any that changes an output.
 
-    Passes run in this order: toposort, cleanup, static-shapes, fold-constants, remove-identity, int64-to-int32.
+    Passes run in this order: toposort, cleanup, static-shapes, fold-constants, constant-reshape-shapes,
+    remove-identity, collapse-chains, merge-duplicates, int64-to-int32 (then fp16 with --precision fp16).
     """
     from onnxdoctor import api
 
