@@ -280,6 +280,9 @@ def _parse_shape(value: str | None, option: str) -> tuple[int, ...] | None:
 @click.option("--backend", "backends", multiple=True, metavar="NAMES",
               help="auto (default), ort-cpu, ort-cuda, trt, trt-rtx; comma-separated or repeated.")
 @click.option("--fix", "with_fix", is_flag=True, help="Also time the model after each verified fix pass.")
+@click.option("--search", is_flag=True,
+              help="Every backend and option available here (and PyTorch's modes), each verified against ONNX "
+                   "Runtime on the CPU; names the fastest verified one.")
 @click.option("--passes", "pass_names", multiple=True, metavar="NAMES", help="With --fix: only these passes.")
 @click.option("--static-shape", "static_shapes", multiple=True, metavar="NAME:DxD...",
               help="Input shapes to time at (and, with --fix, to fold at).")
@@ -297,7 +300,7 @@ def _parse_shape(value: str | None, option: str) -> tuple[int, ...] | None:
               help="Time budget for the interleaved timing.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result here.")
-def bench(path, backends, with_fix, pass_names, static_shapes, inputs, torch_model, torch_modes, torch_shape,
+def bench(path, backends, with_fix, search, pass_names, static_shapes, inputs, torch_model, torch_modes, torch_shape,
           precision, runs, seconds, output_format, save) -> None:
     """Time a model on its backends (and after each fix pass) beside PyTorch, on equal terms."""
     from onnxdoctor.bench.run import BenchOptions
@@ -311,7 +314,7 @@ def bench(path, backends, with_fix, pass_names, static_shapes, inputs, torch_mod
             backends=tuple(_split(backends)) or ("auto",), fix=with_fix, passes=tuple(_split(pass_names)) or None,
             static_shapes=_parse_static_shapes(static_shapes), inputs=inputs, torch=torch_model,
             torch_modes=tuple(_split(torch_modes)) or ("eager",), torch_shape=_parse_shape(torch_shape, "--torch-shape"),
-            precision=precision, runs=runs, seconds=seconds,
+            precision=precision, runs=runs, seconds=seconds, search=search,
         )
         from rich.console import Console
 
