@@ -295,8 +295,8 @@ def _parse_shape(value: str | None, option: str) -> tuple[int, ...] | None:
               help="Run PyTorch at this input shape (what your PyTorch pipeline really feeds, e.g. 4x3x480x640).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
               help="PyTorch's precision; the ONNX side runs the precision its model holds.")
-@click.option("--runs", type=click.IntRange(min=3), default=50, show_default=True, help="Timed calls per row (at least).")
-@click.option("--seconds", type=click.FloatRange(min=0.1), default=20.0, show_default=True,
+@click.option("--runs", type=click.IntRange(min=3), default=20, show_default=True, help="Timed calls per row (at least).")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="Time budget for the interleaved timing.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result here.")

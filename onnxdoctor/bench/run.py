@@ -49,8 +49,8 @@ class BenchOptions:
     torch_shape: tuple[int, ...] | None = None
     precision: str = "fp32"
     # Timing budget: at least `runs` timed calls per row, interleaved, within about `seconds`.
-    runs: int = 50
-    seconds: float = 20.0
+    runs: int = 20
+    seconds: float = 10.0
     warm_up_seconds: float = 5.0
     # Deployment search: every available backend and option, each verified against ONNX Runtime
     # on the CPU, the fastest verified one named.
