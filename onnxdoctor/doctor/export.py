@@ -34,6 +34,8 @@ def export_ultralytics(spec: str, work: Path, *, batch: int, imgsz: int, dynamic
     except ImportError:
         raise OnnxDoctorError("Ultralytics is not installed: pip install 'onnxdoctor[torch]'") from None
     weights = work / "model.pt"
+    if Path(spec).exists():
+        spec = str(Path(spec).resolve())  # read after the change of directory below
     previous = os.getcwd()
     os.chdir(work)  # Ultralytics writes beside the weights and may create folders in the working directory
     try:
