@@ -175,6 +175,9 @@ class _Side:
             "runtime": f"ONNX Runtime, {session.get_providers()[0]}" if session is not None else f"PyTorch {torch.__version__}",
             "input_shapes": [list(shape) for shape in shapes], "letterbox": [height, width], "pixels": height * width,
             "input_dtypes": sorted({dtype for _, dtype in self.tensors}), "half_applied": bool(network.fp16),
+            # An ONNX model's precision is its own (a fixed fp16 model takes float32 and computes in float16).
+            "weights": _onnx_weights(self.path) if session is not None else [
+                str(next(network.backend.model.parameters()).dtype).removeprefix("torch.")],
             # A fixed-shape export runs at its own batch: predict() pads a shorter batch up to it.
             "export_batch": None if network.format == "pt" or dynamic else int(network.batch),
             "first_call": self.first, "calls": len(calls),
@@ -182,6 +185,21 @@ class _Side:
             "stage_sum": asdict(summarize([sum(call[stage] for stage in STAGES) for call in calls])),
             "batch_one": None if batch_one is None else _summaries(batch_one),
         }
+
+
+def _onnx_weights(path: Path) -> list[str]:
+    """The floating-point types of an ONNX model's initializers."""
+    import onnx
+
+    names = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
+             onnx.TensorProto.BFLOAT16: "bfloat16", onnx.TensorProto.DOUBLE: "float64"}
+    model = onnx.load(str(path), load_external_data=False)
+    return sorted({names[tensor.data_type] for tensor in model.graph.initializer if tensor.data_type in names})
+
+
+def _ran_half(model: dict) -> bool:
+    """Whether the network computed in float16: fed float16 by Ultralytics, or holding float16 weights."""
+    return model["half_applied"] or "float16" in model["weights"]
 
 
 def _summaries(calls: list[dict]) -> dict:
@@ -249,17 +267,17 @@ def _warm_up(models: list[dict]) -> dict:
 
 
 def _precision(models: list[dict], half: bool) -> dict:
-    dropped = [model for model in models if half and not model["half_applied"]]
-    mixed = len({model["half_applied"] for model in models}) > 1
+    dropped = [model for model in models if half and not _ran_half(model)]
+    mixed = len({_ran_half(model) for model in models}) > 1
     text = (f"precision: half {'requested (quantize=16)' if half else 'not requested'}; "
-            + ", ".join(f"{model['name']} got {'/'.join(model['input_dtypes'])}"
-                        f"{' on ' + model['device'] if model['format'] == 'pt' else ''}" for model in models))
+            + ", ".join(f"{model['name']} got {'/'.join(model['input_dtypes'])} on {model['device']} (weights "
+                        f"{'/'.join(model['weights'])})" for model in models))
     reasons = []
     if any(model["format"] == "pt" and model["device"] == "cpu" for model in dropped):
         reasons.append("Ultralytics applies half to a .pt only on a GPU")
     if any(model["format"] != "pt" for model in dropped) or mixed:
-        reasons.append("an exported model runs in the dtype its input declares, whatever predict() asks "
-                       "(export with half=True for a float16 input)")
+        reasons.append("an exported model runs in the precision it was exported or fixed in, whatever predict() "
+                       "asks (export with half=True, or fix with --precision fp16)")
     if reasons:
         text += ": " + "; ".join(reasons)
     return {"cause": "precision", "applies": bool(dropped) or mixed, "text": text}
@@ -267,37 +285,51 @@ def _precision(models: list[dict], half: bool) -> dict:
 
 def _batch(models: list[dict], batch: int) -> dict:
     padded = [model for model in models if model["export_batch"] not in (None, batch)]
-    text = f"batch: predict() ran batch {batch}"
+    text = f"batch: predict() ran {batch} frame{'s' if batch > 1 else ''} a call"
     ratios = []
     if models[0]["batch_one"] is not None:
         ratios = [(model, _median(model, "wall", "batch_one") / _median(model, "wall")) for model in models]
-        text += "; per image, batch 1 took " + ", ".join(
-            f"{_ms(_median(model, 'wall', 'batch_one'))} on {model['name']} ({ratio:.2f}x batch {batch}'s)"
-            + (f": a static batch-{model['export_batch']} export pads each batch of 1 to {model['export_batch']}"
-               if model["export_batch"] not in (None, 1) else "")
-            for model, ratio in ratios)
-    text += "; " + ", ".join(f"{model['name']} is a static batch-{model['export_batch']} export" for model in padded) \
-        if padded else ""
+        text += ("; one frame a call (an in-memory list is one batch whatever batch= says) took, per image, "
+                 + ", ".join(f"{_ms(_median(model, 'wall', 'batch_one'))} on {model['name']} ({ratio:.2f}x)"
+                             for model, ratio in ratios))
+    static = [model for model in models if model["export_batch"] not in (None, 1)]
+    if static:
+        text += ("; " + ", ".join(f"{model['name']} is a static batch-{model['export_batch']} export" for model in static)
+                 + ": predict() pads a shorter batch up to it")
     applies = bool(padded) or any(not 1 / BATCH_RATIO < ratio < BATCH_RATIO for _, ratio in ratios)
     if applies:
-        text += ": time both sides at the batch the deployment runs"
+        text += "; time every side at the batch the deployment runs"
     return {"cause": "batch", "applies": applies, "text": text}
 
 
+def _unequal_terms(model: dict, baseline: dict, batch: int) -> list[str]:
+    """What made this model's predict() run differ from the baseline's, besides the network."""
+    terms = []
+    if model["pixels"] != baseline["pixels"]:
+        height, width = model["letterbox"]
+        terms.append(f"its letterbox is {height}x{width}, {model['pixels'] / baseline['pixels']:.2f}x the pixels")
+    if _ran_half(model) != _ran_half(baseline):
+        terms.append(f"it ran in {'float16' if _ran_half(model) else 'float32'}, the baseline in "
+                     f"{'float16' if _ran_half(baseline) else 'float32'}")
+    if model["export_batch"] not in (None, batch):
+        terms.append(f"it pads each batch of {batch} to its static batch {model['export_batch']}")
+    return terms
+
+
 def decisions(record: dict) -> list[str]:
-    """What the user has to decide from the predict() timings: a gap with its named causes, and
-    half precision asked for but not applied."""
+    """What the user has to decide from the predict() timings: a gap measured on unequal terms,
+    with what made them unequal, and half precision asked for but not applied."""
     baseline = record["models"][0]
-    named = [cause["cause"] for cause in record["causes"] if cause["applies"] and cause["cause"] != "warm-up"]
     lines = []
     for model in record["models"][1:]:
         gap = model["versus_baseline"]["wall"]
-        if gap["verdict"] == "no significant difference" or not named:
+        terms = _unequal_terms(model, baseline, record["batch"])
+        if gap["verdict"] == "no significant difference" or not terms:
             continue
         stages = ", ".join(f"{stage} {model['versus_baseline'][stage]['ratio']:.2f}x" for stage in STAGES)
         lines.append(f"Ultralytics predict(): {model['name']} takes {gap['ratio']:.2f}x "
                      f"({gap['ratio_low']:.2f}–{gap['ratio_high']:.2f}) the time per image of {baseline['name']} "
-                     f"({stages}); named causes: {', '.join(named)} (see the predict() section for the numbers)")
+                     f"({stages}), not on equal terms: {'; '.join(terms)}")
     precision = next(cause for cause in record["causes"] if cause["cause"] == "precision")
     if record["half"] and precision["applies"]:
         lines.append(f"Ultralytics predict(): {precision['text']}")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from onnxdoctor.doctor.export import export_ultralytics
-from onnxdoctor.doctor.ultralytics_predict import STAGES, decisions, frames, time_predict
+from onnxdoctor.doctor.ultralytics_predict import STAGES, _unequal_terms, decisions, frames, time_predict
 
 IMAGE_SIZE = 128
 # 4:3 frames: at 128 px the .pt letterboxes them to 96x128 (96 is a multiple of the stride 32).
@@ -48,6 +48,8 @@ def test_the_pt_letterboxes_rectangular_and_a_fixed_export_square(static_batch_t
     assert letterbox["applies"]
     assert "96x128 (12,288 px, rectangular)" in letterbox["text"] and "128x128 (16,384 px, square)" in letterbox["text"]
     assert "ONNX export computes 1.33x the pixels of PyTorch (.pt)" in letterbox["text"]
+    # What a decision line names when the gap is significant: the letterbox, not the batch both ran.
+    assert _unequal_terms(onnx, pt, 2) == ["its letterbox is 128x128, 1.33x the pixels"]
 
 
 def test_the_stages_are_positive_and_add_up_to_the_wall_time(static_batch_two):
@@ -71,7 +73,7 @@ def test_the_stages_are_positive_and_add_up_to_the_wall_time(static_batch_two):
 
 def test_half_on_the_cpu_is_reported_not_applied(static_batch_two):
     for model in static_batch_two["models"]:
-        assert model["input_dtypes"] == ["float32"] and not model["half_applied"]
+        assert model["input_dtypes"] == ["float32"] and model["weights"] == ["float32"] and not model["half_applied"]
     precision = _cause(static_batch_two, "precision")
     assert precision["applies"] and "half requested (quantize=16)" in precision["text"]
     assert "Ultralytics applies half to a .pt only on a GPU" in precision["text"]
@@ -84,7 +86,8 @@ def test_a_static_batch_export_pads_single_frames(static_batch_two):
     # One frame a call: the batch-2 export computes two images for each.
     assert onnx["batch_one"]["wall"]["median"] > 1.4 * onnx["stages"]["wall"]["median"]
     batch = _cause(static_batch_two, "batch")
-    assert batch["applies"] and "a static batch-2 export pads each batch of 1 to 2" in batch["text"]
+    assert batch["applies"]
+    assert "ONNX export is a static batch-2 export: predict() pads a shorter batch up to it" in batch["text"]
 
 
 def test_the_record_is_plain_json(static_batch_two):
