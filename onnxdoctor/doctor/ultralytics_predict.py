@@ -74,7 +74,8 @@ def time_predict(models: Mapping[str, str | os.PathLike], images: Sequence, *, b
     """Time `YOLO(path).predict(images, imgsz=imgsz, batch=batch, quantize=16 if half, device=device)`
     for each model (name → a `.pt` or an Ultralytics `.onnx`; the first is the baseline the others
     are compared with): one first call timed on its own, then calls interleaved between the models
-    (at least 3, at most `runs`, while `seconds` last), then with `batch` > 1 the same at batch 1.
+    (at least 3, at most `runs`, while `seconds` last), with `batch` > 1 interleaved with calls of one
+    frame at batch 1.
     `device` None is the first CUDA device when torch sees one, else the CPU. Returns a plain record
     (times in seconds per image): each model's stages, letterbox, dtype and device, its comparison
     with the baseline, and the causes of a gap (`causes`: cause, applies, text).
@@ -92,6 +93,9 @@ def time_predict(models: Mapping[str, str | os.PathLike], images: Sequence, *, b
     options = dict(imgsz=imgsz, device=device, verbose=False, save=False,
                    quantize=16 if half else None)  # `half=True` is Ultralytics' deprecated name for quantize=16
     sizes = (batch, 1) if batch > 1 else (batch,)
+    # Batch 1 on the first frame alone: a static batch-N export pads each single frame to N, so one
+    # call over every frame would cost N times the frames for the same per-image time.
+    shown = {batch: list(images), 1: list(images[:1])}
     with _quiet(ultralytics):
         sides = {name: _Side(name, Path(path), _load(YOLO, str(path)), options) for name, path in models.items()}
         progress(f"timing Ultralytics predict() on {len(images)} {width}x{height} frames at batch "
@@ -99,11 +103,11 @@ def time_predict(models: Mapping[str, str | os.PathLike], images: Sequence, *, b
         for side in sides.values():
             side.first = side.call(images, batch)
             for size in sizes[1:]:
-                side.call(images, size)  # the first call at another batch size allocates anew
+                side.call(shown[size], size)  # the first call at another batch size allocates anew
         calls: dict[tuple[str, int], list[dict]] = {(name, size): [] for name in sides for size in sizes}
 
         def timed(name: str, size: int) -> float:
-            calls[name, size].append(sides[name].call(images, size))
+            calls[name, size].append(sides[name].call(shown[size], size))
             return calls[name, size][-1]["wall"]
 
         # Every model at every batch size in the same rounds: drift of the machine hits them alike.
@@ -289,7 +293,7 @@ def _batch(models: list[dict], batch: int) -> dict:
     ratios = []
     if models[0]["batch_one"] is not None:
         ratios = [(model, _median(model, "wall", "batch_one") / _median(model, "wall")) for model in models]
-        text += ("; one frame a call (an in-memory list is one batch whatever batch= says) took, per image, "
+        text += ("; a call of one frame (an in-memory list is one batch whatever batch= says) took "
                  + ", ".join(f"{_ms(_median(model, 'wall', 'batch_one'))} on {model['name']} ({ratio:.2f}x)"
                              for model, ratio in ratios))
     static = [model for model in models if model["export_batch"] not in (None, 1)]
