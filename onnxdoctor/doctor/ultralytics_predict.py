@@ -25,6 +25,7 @@ from pathlib import Path
 
 from onnxdoctor.bench.stats import compare, interleave, summarize
 from onnxdoctor.doctor.report import plain
+from onnxdoctor.wording import error_text
 
 STAGES = ("preprocess", "inference", "postprocess")
 # A 4:3 camera frame (height, width), the shape the seed user's images had.
@@ -39,7 +40,7 @@ WARM_UP_RATIO = 2.0
 # would make a gap of its own.
 BATCH_RATIO = 1.2
 
-__all__ = ["FRAME", "STAGES", "causes", "decisions", "frames", "time_predict"]
+__all__ = ["FRAME", "STAGES", "PredictFailed", "causes", "decisions", "frames", "time_predict"]
 
 
 def frames(count: int, height: int = FRAME[0], width: int = FRAME[1], seed: int = 0) -> list:
@@ -78,7 +79,8 @@ def time_predict(models: Mapping[str, str | os.PathLike], images: Sequence, *, b
     frame at batch 1.
     `device` None is the first CUDA device when torch sees one, else the CPU. Returns a plain record
     (times in seconds per image): each model's stages, letterbox, dtype and device, its comparison
-    with the baseline, and the causes of a gap (`causes`: cause, applies, text).
+    with the baseline, and the causes of a gap (`causes`: cause, applies, text); where Ultralytics
+    cannot run predict() on a model, `unavailable` says why and nothing else was measured.
     """
     from onnxdoctor.doctor.export import _load, _quiet
     from onnxdoctor.engines.torch_runner import import_torch
@@ -96,24 +98,29 @@ def time_predict(models: Mapping[str, str | os.PathLike], images: Sequence, *, b
     # Batch 1 on the first frame alone: a static batch-N export pads each single frame to N, so one
     # call over every frame would cost N times the frames for the same per-image time.
     shown = {batch: list(images), 1: list(images[:1])}
-    with _quiet(ultralytics):
-        sides = {name: _Side(name, Path(path), _load(YOLO, str(path)), options) for name, path in models.items()}
-        progress(f"timing Ultralytics predict() on {len(images)} {width}x{height} frames at batch "
-                 f"{' and '.join(map(str, sizes))} for {', '.join(sides)}")
-        for side in sides.values():
-            side.first = side.call(images, batch)
-            for size in sizes[1:]:
-                side.call(shown[size], size)  # the first call at another batch size allocates anew
-        calls: dict[tuple[str, int], list[dict]] = {(name, size): [] for name in sides for size in sizes}
+    what = {"ultralytics": ultralytics.__version__, "images": {"count": len(images), "height": height, "width": width},
+            "batch": batch, "imgsz": imgsz, "half": half, "device": device}
+    try:
+        with _quiet(ultralytics):
+            sides = {name: _Side(name, Path(path), _load(YOLO, str(path)), options) for name, path in models.items()}
+            progress(f"timing Ultralytics predict() on {len(images)} {width}x{height} frames at batch "
+                     f"{' and '.join(map(str, sizes))} for {', '.join(sides)}")
+            for side in sides.values():
+                side.first = side.call(images, batch)
+                for size in sizes[1:]:
+                    side.call(shown[size], size)  # the first call at another batch size allocates anew
+            calls: dict[tuple[str, int], list[dict]] = {(name, size): [] for name in sides for size in sizes}
 
-        def timed(name: str, size: int) -> float:
-            calls[name, size].append(sides[name].call(shown[size], size))
-            return calls[name, size][-1]["wall"]
+            def timed(name: str, size: int) -> float:
+                calls[name, size].append(sides[name].call(shown[size], size))
+                return calls[name, size][-1]["wall"]
 
-        # Every model at every batch size in the same rounds: drift of the machine hits them alike.
-        repetitions = min(MINIMUM_CALLS, runs)
-        interleave({f"{name}, batch {size}": functools.partial(timed, name, size) for name, size in calls},
-                   repetitions=repetitions, max_seconds=seconds, max_repetitions=max(runs, repetitions))
+            # Every model at every batch size in the same rounds: drift of the machine hits them alike.
+            repetitions = min(MINIMUM_CALLS, runs)
+            interleave({f"{name}, batch {size}": functools.partial(timed, name, size) for name, size in calls},
+                       repetitions=repetitions, max_seconds=seconds, max_repetitions=max(runs, repetitions))
+    except PredictFailed as failure:
+        return {**what, "unavailable": str(failure), "models": [], "causes": []}
     records = [side.record(calls[name, batch], calls[name, 1] if batch > 1 else None)
                for name, side in sides.items()]
     baseline = calls[next(iter(sides)), batch]
@@ -121,10 +128,12 @@ def time_predict(models: Mapping[str, str | os.PathLike], images: Sequence, *, b
         record["versus_baseline"] = {key: plain(asdict(compare([call[key] for call in calls[name, batch]],
                                                                [call[key] for call in baseline])))
                                      for key in ("wall", *STAGES)}
-    return plain({"ultralytics": ultralytics.__version__, "images": {"count": len(images), "height": height,
-                                                                     "width": width},
-                  "batch": batch, "imgsz": imgsz, "half": half, "device": device, "models": records,
-                  "causes": causes(records, half=half, batch=batch)})
+    return plain({**what, "unavailable": None, "models": records, "causes": causes(records, half=half, batch=batch)})
+
+
+class PredictFailed(Exception):
+    """Ultralytics cannot run predict() on one of the models (a task or format its predictor does
+    not handle): the report says so and doctor goes on."""
 
 
 class _Side:
@@ -159,7 +168,10 @@ class _Side:
         totals = dict.fromkeys(STAGES, 0.0)
         for first in range(0, len(images), batch):
             chunk = list(images[first:first + batch])
-            self.model.predict(chunk, batch=batch, **self.options)
+            try:
+                self.model.predict(chunk, batch=batch, **self.options)
+            except Exception as error:  # Ultralytics' own failure on this model: reported, doctor goes on
+                raise PredictFailed(f"{self.name}: {type(error).__name__}: {error_text(error)}") from error
             for stage, milliseconds in self.model.predictor.speed.items():  # per image of this call
                 totals[stage] += milliseconds / 1000 * len(chunk)
         wall = time.perf_counter() - start
@@ -323,6 +335,8 @@ def _unequal_terms(model: dict, baseline: dict, batch: int) -> list[str]:
 def decisions(record: dict) -> list[str]:
     """What the user has to decide from the predict() timings: a gap measured on unequal terms,
     with what made them unequal, and half precision asked for but not applied."""
+    if record["unavailable"]:
+        return [f"Ultralytics predict() was not timed: {record['unavailable']}"]
     baseline = record["models"][0]
     lines = []
     for model in record["models"][1:]:

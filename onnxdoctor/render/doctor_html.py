@@ -146,6 +146,8 @@ def _profile(report) -> str:
 
 
 def _predict(record: dict) -> str:
+    if record["unavailable"]:
+        return f"<h2>Ultralytics predict(), stage by stage</h2><p>Not run: {_text(record['unavailable'])}</p>"
     header = "".join(f"<th>{_text(column)}</th>" for column in PREDICT_COLUMNS)
     rows = ["<h2>Ultralytics predict(), stage by stage</h2>", f'<p class="meta">{_text(predict_heading(record))}</p>',
             f"<table><tr>{header}</tr>"]

@@ -57,6 +57,8 @@ PREDICT_COLUMNS = ("model", "runtime", "letterbox (h x w)", "dtype", "preprocess
 
 
 def predict_lines(record: dict) -> list[str]:
+    if record["unavailable"]:
+        return [f"Not run: {_text(record['unavailable'])}"]
     lines = [predict_heading(record), "", "| " + " | ".join(PREDICT_COLUMNS) + " |",
              "| --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | --- |"]
     lines += ["| " + " | ".join(_text(cell) for cell in predict_row(model)) + " |" for model in record["models"]]

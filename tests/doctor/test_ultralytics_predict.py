@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import planted
 
 from onnxdoctor.doctor.export import export_ultralytics
 from onnxdoctor.doctor.ultralytics_predict import STAGES, _unequal_terms, decisions, frames, time_predict
@@ -22,10 +23,14 @@ def _exported(folder, *, batch: int, dynamic: bool) -> dict:
 
 
 @pytest.fixture(scope="module")
-def static_batch_two(tmp_path_factory) -> dict:
+def static_models(tmp_path_factory) -> dict:
+    return _exported(tmp_path_factory.mktemp("static"), batch=2, dynamic=False)
+
+
+@pytest.fixture(scope="module")
+def static_batch_two(static_models) -> dict:
     """A fixed-shape export at batch 2, timed at batch 2 and 1 with half requested."""
-    models = _exported(tmp_path_factory.mktemp("static"), batch=2, dynamic=False)
-    return time_predict(models, frames(2, HEIGHT, WIDTH), batch=2, imgsz=IMAGE_SIZE, half=True, device="cpu",
+    return time_predict(static_models, frames(2, HEIGHT, WIDTH), batch=2, imgsz=IMAGE_SIZE, half=True, device="cpu",
                         runs=3, seconds=1)
 
 
@@ -102,6 +107,14 @@ def test_a_dynamic_export_letterboxes_rectangular_like_the_pt(tmp_path):
     assert not _cause(record, "letterbox")["applies"] and "the same pixels on every side" in _cause(record, "letterbox")["text"]
     assert not _cause(record, "precision")["applies"] and not _cause(record, "batch")["applies"]
     assert all(model["batch_one"] is None for model in record["models"])
+
+
+def test_a_model_predict_cannot_run_is_reported_not_raised(static_models):
+    # An ONNX model without an image input: Ultralytics loads it and fails inside predict().
+    models = {"PyTorch (.pt)": static_models["PyTorch (.pt)"], "not a detector": planted("clean")}
+    record = time_predict(models, frames(1, HEIGHT, WIDTH), batch=1, imgsz=IMAGE_SIZE, device="cpu", runs=3, seconds=1)
+    assert record["unavailable"].startswith("not a detector: ") and record["models"] == []
+    assert decisions(record) == [f"Ultralytics predict() was not timed: {record['unavailable']}"]
 
 
 def test_frames_are_deterministic_4_by_3_bgr():
