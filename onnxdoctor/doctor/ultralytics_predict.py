@@ -5,7 +5,8 @@ the graph: `predict()` letterboxes a `.pt` (and a dynamic export) to the smalles
 stride allows (480x640 for a 4:3 frame at 640) but a fixed-shape export to its square imgsz;
 letterbox and NMS run outside the network, on the host; the first call carries model loading and
 warm-up; `half=True` is dropped for a `.pt` on a CPU and an ONNX model runs in the dtype its
-input declares; a static-batch export pads a short batch to its own batch size. This module runs
+input declares; a static-batch export pads a short batch to its own batch size; an .onnx runs on
+the CPU when ONNX Runtime has no CUDA provider, beside a .pt on the GPU. This module runs
 `YOLO(path).predict(...)` on the same images for every model, reads Ultralytics' own stage timers
 (the predictor's `speed`: preprocess, inference, postprocess, milliseconds per image), records the
 tensor the predictor built (the letterbox shape and dtype the network got), and names which of
@@ -233,8 +234,17 @@ def _ms(seconds: float) -> str:
 def causes(models: list[dict], *, half: bool, batch: int) -> list[dict]:
     """Each usual cause of a gap between the models' predict() times, one line with its numbers
     each, and whether it applies to these measurements. `models[0]` is the baseline."""
-    return [_letterbox(models), _pre_post(models), _warm_up(models), _precision(models, half),
+    return [_device(models), _letterbox(models), _pre_post(models), _warm_up(models), _precision(models, half),
             _batch(models, batch)]
+
+
+def _device(models: list[dict]) -> dict:
+    applies = len({model["device"] for model in models}) > 1
+    text = "device: " + ", ".join(f"{model['name']} ran {model['runtime']} on {model['device']}" for model in models)
+    if applies:
+        text += (": Ultralytics runs an .onnx on the CPU when ONNX Runtime has no CUDA provider (onnxruntime-gpu "
+                 "provides it)")
+    return {"cause": "device", "applies": applies, "text": text}
 
 
 def _letterbox(models: list[dict]) -> dict:
@@ -321,6 +331,8 @@ def _batch(models: list[dict], batch: int) -> dict:
 def _unequal_terms(model: dict, baseline: dict, batch: int) -> list[str]:
     """What made this model's predict() run differ from the baseline's, besides the network."""
     terms = []
+    if model["device"] != baseline["device"]:
+        terms.append(f"it ran on {model['device']}, the baseline on {baseline['device']}")
     if model["pixels"] != baseline["pixels"]:
         height, width = model["letterbox"]
         terms.append(f"its letterbox is {height}x{width}, {model['pixels'] / baseline['pixels']:.2f}x the pixels")

@@ -48,6 +48,7 @@ def test_the_pt_letterboxes_rectangular_and_a_fixed_export_square(static_batch_t
     assert pt["input_shapes"] == [[1, 3, 96, 128], [2, 3, 96, 128]] and pt["pixels"] == 96 * 128
     assert onnx["input_shapes"] == [[1, 3, 128, 128], [2, 3, 128, 128]] and onnx["pixels"] == 128 * 128
     assert (pt["format"], onnx["format"]) == ("pt", "onnx")
+    assert not _cause(static_batch_two, "device")["applies"]
     assert onnx["runtime"] == "ONNX Runtime, CPUExecutionProvider" and pt["device"] == onnx["device"] == "cpu"
     letterbox = _cause(static_batch_two, "letterbox")
     assert letterbox["applies"]
