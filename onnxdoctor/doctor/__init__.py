@@ -4,7 +4,8 @@ fixed, verified, measured model and a report a person reads, in one call.
 Stages: export (Ultralytics' exporter for a `.pt`/`.yaml`, `torch.onnx.export` for a module a
 factory returns, checked against it), diagnose (with TensorRT's parser when one is installed),
 fix with verification (the fp16 pass with `half`), bench before and after each kept pass beside
-the PyTorch model on the same inputs, profile the fixed model. Everything runs in
+the PyTorch model on the same inputs, profile the fixed model, and for a `.pt`/`.yaml` time
+Ultralytics' own predict() stage by stage on the .pt and both ONNX models. Everything runs in
 a work folder inside OUT; the files appear in OUT by rename only at the end, and the work folder
 is removed whatever happens. The heavy modules load when `doctor` is called.
 """
@@ -56,7 +57,8 @@ def doctor(
     `batch` and `imgsz`); an `.onnx` with dynamic dims runs at `batch` x 3 x `imgsz` x `imgsz`
     when it has one image input. `half` adds the fp16 pass to fix (slow on
     a CPU) and times PyTorch in fp16 where there is a GPU. `backend` is bench's (auto, ort-cpu,
-    ort-cuda, trt, trt-rtx); bench times at least `runs` calls per row within about `seconds`.
+    ort-cuda, trt, trt-rtx); bench times at least `runs` calls per row within about `seconds`, and
+    for a `.pt`/`.yaml` Ultralytics' predict() runs 3 to `runs` times per model within `seconds`.
     `torch` ("package.module:factory", instead of `model`) imports the module (the current
     directory first on sys.path; importing runs its code), calls `factory()` with no arguments
     for a torch.nn.Module, and exports it with `torch.onnx.export` using `exporter` ("dynamo",
@@ -224,9 +226,20 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
     progress("profiling the fixed model")
     layers = profile(fixed, backend=profile_backend, runs=max(5, runs // 2), warm_up=3, inputs=inputs,
                      torch=baseline)
+    predict = None
+    if suffix in ULTRALYTICS_SUFFIXES and not factory:
+        from onnxdoctor.doctor.ultralytics_predict import frames, time_predict
+
+        models = {"PyTorch (.pt)": baseline, "ONNX export": original, "ONNX fixed": fixed}
+        predict = time_predict(models, frames(batch), batch=batch, imgsz=imgsz, half=half, runs=runs,
+                               seconds=seconds, progress=progress)
     before_record, after_record = report_record(before), report_record(after)
     bench_data = bench_record(timing)
     decisions = _decisions(after_record, fix_record(fixing), bench_data, dynamic_dims)
+    if predict is not None:
+        from onnxdoctor.doctor.ultralytics_predict import decisions as predict_decisions
+
+        decisions += predict_decisions(predict)
     if factory and not export["verification"]["passed"]:
         failed = ", ".join(output["name"] for output in export["verification"]["outputs"] if not output["passed"])
         decisions.insert(0, f"the export does not compute what the PyTorch module computes (output {failed}; largest "
@@ -236,7 +249,7 @@ def _run(spec: str, suffix: str, work: Path, *, batch, imgsz, half, dynamic, bac
         model=spec, source="torch" if factory else {".pt": "ultralytics-pt", ".onnx": "onnx"}.get(suffix, "ultralytics-yaml"),
         export=export, inputs={name: list(shape) for name, shape in shapes.items()}, tensorrt_parser=parser,
         before=before_record, after=after_record, fix=fix_record(fixing), bench=bench_data,
-        profile=profile_record(layers),
+        profile=profile_record(layers), ultralytics_predict=predict,
         changes=_changes(before_record, after_record),
         decisions=decisions,
         files={**FILES, **(BUILT_WEIGHTS if suffix in (".yaml", ".yml") and not factory else {})}, notes=notes,

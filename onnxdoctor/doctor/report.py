@@ -30,6 +30,9 @@ class DoctorReport:
     fix: dict  # fix's JSON record: each pass, its verification
     bench: dict  # bench's JSON record: before and after each kept pass, beside PyTorch
     profile: dict  # profile's JSON record of the fixed model
+    # Ultralytics' own predict() on the same frames for the .pt, the export and the fixed model,
+    # stage by stage, with the causes of a gap (doctor.ultralytics_predict); None but for a .pt/.yaml.
+    ultralytics_predict: dict | None = None
     # Rules found, with their counts before and after the fix: what was wrong, what was fixed.
     changes: list[dict] = field(default_factory=list)
     # What onnxdoctor cannot decide for the user, one sentence each.

@@ -9,7 +9,14 @@ from html import escape
 from onnxdoctor.doctor.report import largest_error
 from onnxdoctor.engines.compare import Tolerance
 from onnxdoctor.render import printable
-from onnxdoctor.render.doctor_markdown import inputs_text, milliseconds, versus
+from onnxdoctor.render.doctor_markdown import (
+    PREDICT_COLUMNS,
+    inputs_text,
+    milliseconds,
+    predict_heading,
+    predict_row,
+    versus,
+)
 from onnxdoctor.render.profile_html import BAR_COLOR, FLAGGED_COLOR, OTHER_COLOR, STYLE
 from onnxdoctor.render.profile_html import _bars as bars
 from onnxdoctor.render.profile_text import duration
@@ -30,6 +37,8 @@ def render(report) -> str:
         meta.insert(0, f"exported with {report.export['exporter']}, {report.export['weights']}")
     parts.append(f'<p class="meta">{_text("; ".join(meta))}</p>')
     parts += [_decisions(report), _findings(report), _fix(report), _bench(report), _profile(report)]
+    if report.ultralytics_predict:
+        parts.append(_predict(report.ultralytics_predict))
     parts += [f'<p class="meta">note: {_text(note)}</p>' for note in report.notes]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
@@ -134,3 +143,20 @@ def _profile(report) -> str:
                   bars("beside PyTorch", [(row["block"], row["onnx"], BAR_COLOR) for row in shown],
                        other=[row["torch"] for row in shown])]
     return "\n".join(parts)
+
+
+def _predict(record: dict) -> str:
+    if record["unavailable"]:
+        return f"<h2>Ultralytics predict(), stage by stage</h2><p>Not run: {_text(record['unavailable'])}</p>"
+    header = "".join(f"<th>{_text(column)}</th>" for column in PREDICT_COLUMNS)
+    rows = ["<h2>Ultralytics predict(), stage by stage</h2>", f'<p class="meta">{_text(predict_heading(record))}</p>',
+            f"<table><tr>{header}</tr>"]
+    for model in record["models"]:
+        cells = predict_row(model)
+        versus_cell = _verdict(model.get("versus_baseline", {}).get("wall"))
+        rows.append("<tr>" + "".join(f"<td>{_text(cell)}</td>" for cell in cells[:-1]) + f"<td>{versus_cell}</td></tr>")
+    rows.append("</table><h2>What could make a gap, measured</h2><ul>")
+    rows += [f"<li>{'<strong>applies</strong>: ' if cause['applies'] else ''}{_text(cause['text'])}</li>"
+             for cause in record["causes"]]
+    rows.append("</ul>")
+    return "".join(rows)

@@ -29,6 +29,44 @@ def inputs_text(inputs: dict) -> str:
     return ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in inputs.items())
 
 
+def predict_heading(record: dict) -> str:
+    """What ran: the frames, batch, image size, device and precision asked of predict()."""
+    images = record["images"]
+    return (f"`YOLO(path).predict()` (Ultralytics {record['ultralytics']}) on {images['count']} frames of "
+            f"{images['width']}x{images['height']} (numpy, BGR), batch {record['batch']}, imgsz {record['imgsz']}, "
+            f"device {record['device']}, half {'requested' if record['half'] else 'not requested'}; after a first call "
+            "timed apart, calls interleaved between the models. Stage times are Ultralytics' own timers (the "
+            "predictor's `speed`), medians in ms per image; total is predict()'s wall time per image, with its 95% "
+            "interval.")
+
+
+def predict_row(model: dict) -> list[str]:
+    """One model's cells: model, runtime, letterbox, dtype, the three stages, total, first call, versus."""
+    stages = model["stages"]
+    height, width = model["letterbox"]
+    return [model["name"], f"{model['runtime']} on {model['device']}", f"{height}x{width}",
+            "/".join(model["input_dtypes"]) + (" (half)" if model["half_applied"] else ""),
+            *(milliseconds(stages[stage]["median"]) for stage in ("preprocess", "inference", "postprocess")),
+            f"{milliseconds(stages['wall']['median'])} ({milliseconds(stages['wall']['median_low'])}–"
+            f"{milliseconds(stages['wall']['median_high'])})", milliseconds(model["first_call"]["wall"]),
+            versus(model.get("versus_baseline", {}).get("wall"))]
+
+
+PREDICT_COLUMNS = ("model", "runtime", "letterbox (h x w)", "dtype", "preprocess", "inference", "postprocess",
+                   "total", "first call", "vs the first row")
+
+
+def predict_lines(record: dict) -> list[str]:
+    if record["unavailable"]:
+        return [f"Not run: {_text(record['unavailable'])}"]
+    lines = [predict_heading(record), "", "| " + " | ".join(PREDICT_COLUMNS) + " |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | --- |"]
+    lines += ["| " + " | ".join(_text(cell) for cell in predict_row(model)) + " |" for model in record["models"]]
+    lines += ["", "What could make a gap, measured (**applies** where it does):", ""]
+    lines += [f"- {'**applies**: ' if cause['applies'] else ''}{_text(cause['text'])}" for cause in record["causes"]]
+    return lines
+
+
 def render(report) -> str:
     lines = [f"# onnxdoctor doctor: {_text(report.model)}", ""]
     if report.export:
@@ -92,6 +130,8 @@ def render(report) -> str:
               f"{milliseconds(profile['time']['wall_unprofiled'])} ms per run; by op type: "
               + ", ".join(f"{_text(rollup['name'])} {rollup['share']:.0%}" for rollup in profile["op_types"][:5])
               + "."]
+    if report.ultralytics_predict:
+        lines += ["", "## Ultralytics predict(), stage by stage", "", *predict_lines(report.ultralytics_predict)]
     lines += ["", "## What needs your decision", ""]
     lines += [f"- {_text(decision)}" for decision in report.decisions] or ["Nothing: every finding that matters "
                                                                           "was fixed and verified."]

@@ -82,6 +82,25 @@ def test_the_fix_is_real_and_the_summary_names_it(seed_case):
     assert not report.bench["differences"]
 
 
+def test_the_seed_case_times_ultralytics_predict_stage_by_stage(seed_case):
+    out, _ = seed_case
+    report = DoctorReport.from_json((out / "report.json").read_text(encoding="utf-8"))
+    predict = report.ultralytics_predict
+    models = {model["name"]: model for model in predict["models"]}
+    assert list(models) == ["PyTorch (.pt)", "ONNX export", "ONNX fixed"]
+    # 1280x960 frames at 128 px: the .pt letterboxes 96x128, the fixed-shape exports 128x128.
+    assert [model["input_shapes"] for model in models.values()] == [[[1, 3, 96, 128]], *[[[1, 3, 128, 128]]] * 2]
+    assert all(model["stages"][stage]["median"] > 0 for model in models.values()
+               for stage in ("preprocess", "inference", "postprocess"))
+    letterbox = next(cause for cause in predict["causes"] if cause["cause"] == "letterbox")
+    assert letterbox["applies"] and "ONNX fixed computes 1.33x the pixels of PyTorch (.pt)" in letterbox["text"]
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    section = summary.split("## Ultralytics predict(), stage by stage\n", 1)[1].split("\n## ", 1)[0]
+    assert "| ONNX fixed | ONNX Runtime, CPUExecutionProvider on cpu | 128x128 | float32 |" in section
+    assert "- **applies**: letterbox (height x width per image): PyTorch (.pt) 96x128 (12,288 px, rectangular)" in section
+    assert "Ultralytics predict(), stage by stage" in (out / "report.html").read_text(encoding="utf-8")
+
+
 def test_the_html_report_renders_in_chromium(seed_case, tmp_path):
     out, _ = seed_case
     page = out / "report.html"
@@ -106,7 +125,7 @@ def test_an_onnx_input_needs_no_export_and_is_only_read(yolo, tmp_path, monkeypa
     passes = [step["pass"] for step in report.fix["passes"] if step["status"] == "applied"]
     assert [row["step"] for row in report.bench["rows"]] == ["original", *(f"after {name}" for name in passes)]
     assert hashlib.sha256(source.read_bytes()).hexdigest() == digest
-    assert report.source == "onnx" and report.export is None
+    assert report.source == "onnx" and report.export is None and report.ultralytics_predict is None
     # The dynamic dims ran at --batch x 3 x --imgsz x --imgsz in every stage.
     assert report.inputs == {"images": [1, 3, 128, 128]}
     assert report.profile["inputs"] == {"images": [1, 3, 128, 128]}
