@@ -405,7 +405,7 @@ def load_full_model(loaded: LoadedModel) -> onnx.ModelProto:
     return model
 
 
-def _copy_field(target, descriptor, value) -> None:
+def copy_field(target, descriptor, value) -> None:
     if descriptor.is_repeated:
         getattr(target, descriptor.name).extend(value)
     elif descriptor.type == descriptor.TYPE_MESSAGE:
@@ -424,10 +424,10 @@ def split_weights(model: onnx.ModelProto, threshold: int = EXTERNAL_THRESHOLD) -
     skeleton = onnx.ModelProto()
     for descriptor, value in model.ListFields():
         if descriptor.name != "graph":
-            _copy_field(skeleton, descriptor, value)
+            copy_field(skeleton, descriptor, value)
     for descriptor, value in model.graph.ListFields():
         if descriptor.name != "initializer":
-            _copy_field(skeleton.graph, descriptor, value)
+            copy_field(skeleton.graph, descriptor, value)
     graph = model.graph
     large = []
     for tensor in graph.initializer:
