@@ -78,12 +78,16 @@ class LoadedModel:
         None if its data does not match its dims and type."""
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             return read_tensor(tensor)
+        return read_tensor(self.read_in(tensor))
+
+    def read_in(self, tensor: onnx.TensorProto) -> onnx.TensorProto:
+        """A copy of an external tensor with its bytes read in (through the folder check)."""
         # Located from the tensor's own entries, not looked up by name: names may be missing
         # or shared by several tensors in a model from elsewhere.
         loaded = onnx.TensorProto()
         loaded.CopyFrom(tensor)
         _read_in(loaded, self.folder, self.checked_files)
-        return read_tensor(loaded)
+        return loaded
 
     @property
     def data_files(self) -> set[Path]:

@@ -114,9 +114,10 @@ def _skeleton(loaded: LoadedModel) -> onnx.ModelProto:
             kept.append(tensor)
             continue
         where = loaded.external.get(tensor.name)
-        value = loaded.tensor_value(tensor) if where is not None and where.length <= INLINE_EXTERNAL_BYTES else None
-        if value is not None:
-            kept.append(onnx.numpy_helper.from_array(value, tensor.name))
+        # The bytes as stored (no round trip through numpy), when their length fits the dims.
+        inlined = loaded.read_in(tensor) if where is not None and where.length <= INLINE_EXTERNAL_BYTES else None
+        if inlined is not None and _malformed(inlined) is None:
+            kept.append(inlined)
         elif tensor.name not in declared:
             skeleton.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
     del skeleton.graph.initializer[:]

@@ -97,20 +97,27 @@ class Topology:
                     self.consumers[name].append(Use(index, slot))
             for implicit in sorted(self.implicit_inputs(index)):
                 self.consumers[implicit].append(Use(index, -1))
+        # Read once from the protos: analyses ask for a node's inputs many times over (callers
+        # only read the lists).
+        self._node_inputs = [
+            [name for name in node.input if name] + sorted(self.implicit_inputs(index)) for index, node in enumerate(nodes)
+        ]
 
         self.digraph = nx.DiGraph()
         self.digraph.add_nodes_from(range(len(nodes)))
-        for name, uses in self.consumers.items():
-            for producer in self.producers.get(name, ()):
-                for use in uses:
-                    self.digraph.add_edge(producer, use.node)
+        self.digraph.add_edges_from(
+            (producer, use.node)
+            for name, uses in self.consumers.items()
+            for producer in self.producers.get(name, ())
+            for use in uses
+        )
 
     def implicit_inputs(self, index: int) -> frozenset[str]:
         return self._implicit_inputs.get(index, frozenset())
 
     def node_inputs(self, index: int) -> list[str]:
         """Every tensor a node reads: its inputs and what its subgraphs read from outside."""
-        return [name for name in self.nodes[index].input if name] + sorted(self.implicit_inputs(index))
+        return self._node_inputs[index]
 
     def undefined_inputs(self, is_defined_outside_nodes: Callable[[str], bool]) -> list[tuple[int, str]]:
         """(node, tensor) pairs where no node produces the tensor and it is not defined outside
