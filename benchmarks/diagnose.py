@@ -16,7 +16,8 @@ from measure import describe_machine, measure_all, parse_arguments, print_table,
 
 TARGET_MODEL = "yolov8n-pose-dynamic"
 TARGET_SECONDS, TARGET_MIB, TARGET_RATIO = 1.0, 300.0, 1 / 3
-VERSIONED = ("onnxdoctor", "polygraphy", "onnxslim", "onnxruntime", "onnx")
+PEER_RATIO_YOLO, PEER_RATIO = 0.5, 1.0  # issue #17: onnxdoctor diagnose's time over onnx-doctor's
+VERSIONED = ("onnxdoctor", "polygraphy", "onnxslim", "onnx-doctor", "onnxruntime", "onnx")
 
 
 def commands(model: Path, work: Path) -> dict[str, list[str]]:
@@ -24,14 +25,34 @@ def commands(model: Path, work: Path) -> dict[str, list[str]]:
         "onnxdoctor diagnose": ["onnxdoctor", "diagnose", str(model), "--format", "json"],
         "polygraphy check lint": ["polygraphy", "check", "lint", str(model)],
         "onnxslim": ["onnxslim", str(model), str(work / f"{model.stem}-slim.onnx")],
+        "onnx-doctor check": ["onnx-doctor", "check", str(model), "--output-format", "json"],
     }
+
+
+def print_peer_targets(rows: list[dict]) -> None:
+    """Issue #17's: onnxdoctor diagnose's time over onnx-doctor check's, ≤ 0.5 on yolov8n-pose, ≤ 1 elsewhere."""
+    by_key = {(row["model"], row["tool"]): row for row in rows}
+    for model in dict.fromkeys(row["model"] for row in rows):
+        doctor, peer = by_key.get((model, "onnxdoctor diagnose")), by_key.get((model, "onnx-doctor check"))
+        if doctor is None or peer is None:
+            continue
+        if max(doctor["codes"]) > 1 or max(peer["codes"]) > 1:
+            print(f"- {model}: ratio to onnx-doctor n/a (onnxdoctor exit {doctor['codes']}, onnx-doctor exit {peer['codes']})")
+            continue
+        limit = PEER_RATIO_YOLO if model.startswith("yolov8n-pose") else PEER_RATIO
+        ratio = doctor["wall"] / peer["wall"]
+        print(f"- {model}: onnxdoctor / onnx-doctor time = {ratio:.2f} (target ≤ {limit:.2f}: {verdict(ratio <= limit)}); "
+              f"peak {doctor['peak']:.0f} vs {peer['peak']:.0f} MiB")
 
 
 def print_targets(rows: list[dict]) -> None:
     # onnxdoctor's exit code 1 only means findings at or above --fail-on; 2 and up is a failed run.
     by_key = {(row["model"], row["tool"]): row for row in rows}
     print()
+    print_peer_targets(rows)
     for model in dict.fromkeys(row["model"] for row in rows):
+        if (model, "polygraphy check lint") not in by_key:
+            continue
         doctor, lint = by_key[model, "onnxdoctor diagnose"], by_key[model, "polygraphy check lint"]
         if max(doctor["codes"]) > 1 or lint["codes"] != [0]:
             print(f"- {model}: ratio n/a (onnxdoctor exit {doctor['codes']}, polygraphy exit {lint['codes']})")
@@ -55,7 +76,7 @@ def main() -> None:
     print(describe_machine(VERSIONED))
     with tempfile.TemporaryDirectory(prefix="onnxdoctor-bench-") as work:
         plan = {name: commands(path, Path(work)) for name, path in models.items()}
-        rows = measure_all(plan, arguments.repeat, Path(work))
+        rows = measure_all(plan, arguments.repeat, Path(work), arguments.tools)
     print_table(rows, arguments.repeat)
     print_targets(rows)
 

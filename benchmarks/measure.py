@@ -42,15 +42,37 @@ def build_fixtures() -> dict[str, Path]:
     return {name: Path(path) for name, path in child_json(code).items()}
 
 
+# Synthetic graphs of the sizes issue #17 names (fixtures/large.py): name → (builder, node count).
+SCALE_MODELS = {
+    "transformer-10k": ("transformer_of_nodes", 10_000), "transformer-20k": ("transformer_of_nodes", 20_000),
+    "transformer-100k": ("transformer_of_nodes", 100_000), "chain-300k": ("chain", 300_000),
+}
+SCALE_FOLDER = REPO / "benchmarks" / "work" / "scale"
+
+
+def build_scale_models(names: list[str]) -> dict[str, Path]:
+    """The SCALE_MODELS asked for, built once into benchmarks/work/scale/ (in a child: see the module docstring)."""
+    code = ("import json, sys; from pathlib import Path; sys.path.insert(0, 'fixtures'); import large\n"
+            "folder, found = Path(sys.argv[1]), {}\n"
+            "for name, builder, nodes in zip(*[iter(sys.argv[2:])] * 3):\n"
+            "    path = folder / f'{name}.onnx'\n"
+            "    found[name] = str(path if path.exists() else getattr(large, builder)(folder, int(nodes), name))\n"
+            "print(json.dumps(found))")
+    arguments = [str(part) for name in names for part in (name, *SCALE_MODELS[name])]
+    return {name: Path(path) for name, path in child_json(code, str(SCALE_FOLDER), *arguments).items()}
+
+
 def resolve_models(requested: list[str]) -> dict[str, Path]:
     paths = [Path(item) for item in requested if item.endswith(".onnx")]
-    names = [item for item in requested if not item.endswith(".onnx")]
+    scale = [item for item in requested if item in SCALE_MODELS]
+    names = [item for item in requested if not item.endswith(".onnx") and item not in SCALE_MODELS]
     fixtures = build_fixtures() if names else {}
     unknown = set(names) - set(fixtures) - {"all"}
     if unknown:
-        sys.exit(f"unknown models {sorted(unknown)}; fixtures are {sorted(fixtures)}, or give .onnx paths")
+        sys.exit(f"unknown models {sorted(unknown)}; fixtures are {sorted(fixtures)} and {sorted(SCALE_MODELS)}, "
+                 "or give .onnx paths")
     chosen = fixtures if "all" in names else {name: fixtures[name] for name in names}
-    return chosen | {path.stem: path.resolve() for path in paths}
+    return chosen | build_scale_models(scale) | {path.stem: path.resolve() for path in paths}
 
 
 def parse_arguments(description: str) -> argparse.Namespace:
@@ -58,27 +80,43 @@ def parse_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
                         help="fixture names, 'all', or .onnx paths (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per command (default: %(default)s)")
+    parser.add_argument("--tools", nargs="+", help="run only these tools (the table's names; default: all)")
     arguments = parser.parse_args()
     arguments.repeat = max(1, arguments.repeat)
     return arguments
 
 
-def locate(tool: str) -> str | None:
+# onnx-doctor (PyPI `onnx-doctor`, the "ruff-style" checker) lives in its own `pip install --target`
+# folder, never in the venv; this variable names that folder.
+PEER_TARGET = os.environ.get("ONNX_DOCTOR_TARGET", "")
+
+
+def locate(tool: str) -> tuple[list[str], dict[str, str]] | None:
+    """The command line that starts `tool`, and what its environment adds; None if it is not installed."""
+    if tool == "onnxdoctor":
+        # This checkout's package, not whichever the venv's script imports.
+        return [sys.executable, "-m", "onnxdoctor"], {"PYTHONPATH": str(REPO)}
+    if tool == "onnx-doctor" and PEER_TARGET:
+        script = Path(PEER_TARGET) / "bin" / tool
+        return ([sys.executable, str(script)], {"PYTHONPATH": PEER_TARGET}) if script.exists() else None
     # Prefer the tools beside this interpreter (the venv), whose versions the header reports.
     beside = Path(sys.executable).parent / tool
-    return str(beside) if beside.exists() else shutil.which(tool)
+    found = str(beside) if beside.exists() else shutil.which(tool)
+    return ([found], {}) if found else None
 
 
 def measure(command: list[str], work: Path) -> tuple[float, float, int, str]:
     """Wall seconds, peak MiB, exit code and the last line of standard error of one run."""
-    executable = locate(command[0])
-    if executable is None:
+    located = locate(command[0])
+    if located is None:
         return float("nan"), float("nan"), NOT_INSTALLED, f"{command[0]}: not installed"
+    start_command, environment = located
     errors = work / "stderr.txt"
     with errors.open("wb") as stderr:
         start = time.perf_counter()
         # cwd in the tempdir: whatever a tool writes beside itself stays out of the repo.
-        child = subprocess.Popen([executable, *command[1:]], cwd=work, stdout=subprocess.DEVNULL, stderr=stderr)
+        child = subprocess.Popen([*start_command, *command[1:]], cwd=work, stdout=subprocess.DEVNULL, stderr=stderr,
+                                 env=os.environ | environment)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait for it again
@@ -86,11 +124,15 @@ def measure(command: list[str], work: Path) -> tuple[float, float, int, str]:
     return wall, usage.ru_maxrss / 1024, child.returncode, lines[-1] if lines else ""
 
 
-def measure_all(plan: dict[str, dict[str, list[str]]], repeat: int, work: Path) -> list[dict]:
-    """Run each command of plan (model name → tool → command) `repeat` times; one row per model and tool."""
+def measure_all(plan: dict[str, dict[str, list[str]]], repeat: int, work: Path,
+                tools: list[str] | None = None) -> list[dict]:
+    """Run each command of plan (model name → tool → command) `repeat` times, only `tools` when
+    given; one row per model and tool."""
     rows = []
     for name, commands in plan.items():
         for tool, command in commands.items():
+            if tools is not None and tool not in tools:
+                continue
             runs = [measure(command, work) for _ in range(repeat)]
             codes = sorted({code for _, _, code, _ in runs})
             rows.append({"model": name, "tool": tool, "wall": statistics.median(run[0] for run in runs),
@@ -107,7 +149,8 @@ def describe_machine(packages: tuple[str, ...]) -> str:
         try:
             versions.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
-            versions.append(f"{package} not installed")
+            found = list(metadata.distributions(name=package, path=[PEER_TARGET])) if PEER_TARGET else []
+            versions.append(f"{package} {found[0].version}" if found else f"{package} not installed")
     return (f"{datetime.now():%Y-%m-%d %H:%M} | {cpu}, {os.cpu_count()} cores | "
             f"Python {platform.python_version()} | " + ", ".join(versions))
 

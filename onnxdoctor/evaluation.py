@@ -162,11 +162,12 @@ def evaluate_constants(
             evaluation.skipped[index] = reason
     pending = {name: value for name, value in values.items() if value is not None}
     if runnable:
-        needed = {name for index in runnable for name in view.node_inputs(index)}
+        # Once, not per value: both are as large as the graph's constant part.
+        needed = {name for index in runnable for name in view.node_inputs(index)} - _outputs(view, runnable)
         try:
             results = _run_nodes(
                 [view.nodes[i] for i in runnable],
-                {name: value for name, value in pending.items() if name in needed and name not in _outputs(view, runnable)},
+                {name: value for name, value in pending.items() if name in needed},
                 model.proto,
                 bounds,
             )

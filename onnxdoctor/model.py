@@ -66,6 +66,8 @@ class LoadedModel:
     # Files of the tensors read in at load time (attributes, sparse, subgraph and function
     # tensors): inputs too, which no output may overwrite.
     inlined_files: frozenset[Path] = frozenset()
+    # External data files checked so far, by location (see _locate_external_data).
+    checked_files: dict[str, tuple[Path, os.stat_result]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def folder(self) -> Path:
@@ -76,12 +78,16 @@ class LoadedModel:
         None if its data does not match its dims and type."""
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             return read_tensor(tensor)
+        return read_tensor(self.read_in(tensor))
+
+    def read_in(self, tensor: onnx.TensorProto) -> onnx.TensorProto:
+        """A copy of an external tensor with its bytes read in (through the folder check)."""
         # Located from the tensor's own entries, not looked up by name: names may be missing
         # or shared by several tensors in a model from elsewhere.
         loaded = onnx.TensorProto()
         loaded.CopyFrom(tensor)
-        _read_in(loaded, self.folder)
-        return read_tensor(loaded)
+        _read_in(loaded, self.folder, self.checked_files)
+        return loaded
 
     @property
     def data_files(self) -> set[Path]:
@@ -154,17 +160,43 @@ def _external_capable_tensors(model: onnx.ModelProto) -> Iterator[tuple[onnx.Ten
             graphs.extend((subgraph, False) for subgraph in attribute.graphs)
 
 
-def _locate_external_data(tensor: onnx.TensorProto, folder: Path) -> ExternalData:
+def _locate_external_data(tensor: onnx.TensorProto, folder: Path,
+                          checked: dict[str, tuple[Path, os.stat_result]] | None = None) -> ExternalData:
     """Resolve and check one tensor's external data entry without reading it.
 
     The location must stay inside the model's folder (no absolute path, no `..`, no symlink
     leading out): a model from elsewhere must not make us read arbitrary files
     (the CVE-2024-27318/27319 class of ONNX path traversal). It must be a regular file (a FIFO
     would block, a device never ends) with one name: a hard link may be a file from anywhere.
+    `checked` holds the files already checked for this model, by location: thousands of
+    tensors in one data file resolve and stat it once.
     """
     entries = {entry.key: entry.value for entry in tensor.external_data}
     location = entries.get("location", "")
     name = tensor.name or "<unnamed tensor>"
+    if checked is None:
+        checked = {}
+    if location not in checked:
+        checked[location] = _check_data_file(location, folder, name)
+    resolved, status = checked[location]
+    try:
+        offset = int(entries.get("offset", "0"))
+        length_text = entries.get("length")
+        file_size = status.st_size
+        length = int(length_text) if length_text is not None else file_size - offset
+    except ValueError:
+        raise OnnxDoctorError(f"tensor {name!r}: external data offset or length is not a number") from None
+    if offset < 0 or length < 0 or offset + length > file_size:
+        raise OnnxDoctorError(
+            f"tensor {name!r}: external data file {location!r} is too short "
+            f"(needs bytes {offset}..{offset + length}, file has {file_size})"
+        )
+    return ExternalData(tensor=name, location=resolved, offset=offset, length=length)
+
+
+def _check_data_file(location: str, folder: Path, name: str) -> tuple[Path, os.stat_result]:
+    """The resolved path and status of an external data file, once it is known to be a regular
+    file of one name inside `folder` (see _locate_external_data); `name` is the tensor's, for messages."""
     if not location:
         raise OnnxDoctorError(f"tensor {name!r} is marked as external data but names no file")
     if "\0" in location:
@@ -197,19 +229,7 @@ def _locate_external_data(tensor: onnx.TensorProto, folder: Path) -> ExternalDat
             f"tensor {name!r}: external data file {location!r} has {status.st_nlink} hard links; "
             "refusing to read it (a hard link may be a file from outside the model's folder)"
         )
-    try:
-        offset = int(entries.get("offset", "0"))
-        length_text = entries.get("length")
-        file_size = status.st_size
-        length = int(length_text) if length_text is not None else file_size - offset
-    except ValueError:
-        raise OnnxDoctorError(f"tensor {name!r}: external data offset or length is not a number") from None
-    if offset < 0 or length < 0 or offset + length > file_size:
-        raise OnnxDoctorError(
-            f"tensor {name!r}: external data file {location!r} is too short "
-            f"(needs bytes {offset}..{offset + length}, file has {file_size})"
-        )
-    return ExternalData(tensor=name, location=resolved, offset=offset, length=length)
+    return resolved, status
 
 
 def _file_kind(mode: int) -> str:
@@ -246,10 +266,10 @@ def _read_range(path: Path, offset: int, length: int) -> bytes:
         os.close(descriptor)
 
 
-def _read_in(tensor: onnx.TensorProto, folder: Path) -> Path:
-    """Replace a tensor's external data entry by its bytes, read through the folder check;
-    returns the file they came from."""
-    where = _locate_external_data(tensor, folder)
+def _read_in(tensor: onnx.TensorProto, folder: Path, checked: dict | None = None) -> Path:
+    """Replace a tensor's external data entry by its bytes, read through the folder check
+    (`checked`: see _locate_external_data); returns the file they came from."""
+    where = _locate_external_data(tensor, folder, checked)
     try:
         raw = _read_range(where.location, where.offset, where.length)
     except OSError as error:
@@ -305,15 +325,17 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     if broken_text:
         raise OnnxDoctorError(f"{path}: not a valid ONNX model ({broken_text} is not valid UTF-8); is the file damaged?")
     external, inlined_files = {}, set()
+    loaded = LoadedModel(path=path, proto=proto)
     for tensor, is_main_initializer in _external_capable_tensors(proto):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         if is_main_initializer:
-            located = _locate_external_data(tensor, path.parent)
+            located = _locate_external_data(tensor, path.parent, loaded.checked_files)
             external[located.tensor] = located
         else:
-            inlined_files.add(_read_in(tensor, path.parent))
-    return LoadedModel(path=path, proto=proto, external=external, inlined_files=frozenset(inlined_files))
+            inlined_files.add(_read_in(tensor, path.parent, loaded.checked_files))
+    loaded.external, loaded.inlined_files = external, frozenset(inlined_files)
+    return loaded
 
 
 # ONNX files hold one protobuf message, which cannot reach 2 GiB: a larger file is not a model,
@@ -383,11 +405,11 @@ def load_full_model(loaded: LoadedModel) -> onnx.ModelProto:
     model.CopyFrom(loaded.proto)
     for tensor, _ in _external_capable_tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            _read_in(tensor, loaded.folder)
+            _read_in(tensor, loaded.folder, loaded.checked_files)
     return model
 
 
-def _copy_field(target, descriptor, value) -> None:
+def copy_field(target, descriptor, value) -> None:
     if descriptor.is_repeated:
         getattr(target, descriptor.name).extend(value)
     elif descriptor.type == descriptor.TYPE_MESSAGE:
@@ -406,10 +428,10 @@ def split_weights(model: onnx.ModelProto, threshold: int = EXTERNAL_THRESHOLD) -
     skeleton = onnx.ModelProto()
     for descriptor, value in model.ListFields():
         if descriptor.name != "graph":
-            _copy_field(skeleton, descriptor, value)
+            copy_field(skeleton, descriptor, value)
     for descriptor, value in model.graph.ListFields():
         if descriptor.name != "initializer":
-            _copy_field(skeleton.graph, descriptor, value)
+            copy_field(skeleton.graph, descriptor, value)
     graph = model.graph
     large = []
     for tensor in graph.initializer:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import onnx
 
-from onnxdoctor.graph import GraphView, TensorType, attribute_subgraphs
-from onnxdoctor.model import LoadedModel, all_tensors, split_weights, walk_graphs
+from onnxdoctor.graph import GraphView, TensorType, attribute_subgraphs, outer_scope_names
+from onnxdoctor.graph.topology import reads_in_order
+from onnxdoctor.model import LoadedModel, all_tensors, copy_field, split_weights, walk_graphs
 
 # Shape inference reads the values of small constants (Reshape shapes, Slice starts...):
 # external tensors up to this many bytes are read in; larger ones stay on disk.
@@ -113,9 +114,10 @@ def _skeleton(loaded: LoadedModel) -> onnx.ModelProto:
             kept.append(tensor)
             continue
         where = loaded.external.get(tensor.name)
-        value = loaded.tensor_value(tensor) if where is not None and where.length <= INLINE_EXTERNAL_BYTES else None
-        if value is not None:
-            kept.append(onnx.numpy_helper.from_array(value, tensor.name))
+        # The bytes as stored (no round trip through numpy), when their length fits the dims.
+        inlined = loaded.read_in(tensor) if where is not None and where.length <= INLINE_EXTERNAL_BYTES else None
+        if inlined is not None and _malformed(inlined) is None:
+            kept.append(inlined)
         elif tensor.name not in declared:
             skeleton.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
     del skeleton.graph.initializer[:]
@@ -219,9 +221,7 @@ def probe_dims(skeleton: onnx.ModelProto, types: dict[str, TensorType]) -> dict[
     }
     if not dynamic or not sources:
         return {}
-    template = onnx.ModelProto()
-    template.CopyFrom(skeleton)
-    del template.graph.value_info[:]
+    template = _cone(skeleton, sources)
     base = {place: _PROBE_VALUES[place[1] == 0][0] for place in dynamic}
     measured = _infer_at(template, base, sources)
     if measured is None:
@@ -237,6 +237,35 @@ def probe_dims(skeleton: onnx.ModelProto, types: dict[str, TensorType]) -> dict[
                 if after is None or len(after) != len(before) or before[axis] != after[axis] or before[axis] is None:
                     sink.add(place)
     return {tensor: [frozenset(places) for places in per_axis] for tensor, per_axis in found.items()}
+
+
+def _cone(skeleton: onnx.ModelProto, sources: set[str]) -> onnx.ModelProto:
+    """A copy of the model holding only the nodes `sources` depend on, the initializers they
+    read and no value_info or outputs: what inference needs for the sources' shapes, which
+    depend on nothing else (a probe infers it once per dynamic dim)."""
+    graph = skeleton.graph
+    producer = {name: node for node in graph.node for name in node.output if name}
+    needed, pending = set(), list(sources)
+    while pending:
+        name = pending.pop()
+        node = producer.get(name)
+        if node is None or id(node) in needed:
+            continue
+        needed.add(id(node))
+        pending.extend(node.input)
+        pending.extend(name for _, subgraph in attribute_subgraphs(node) for name in outer_scope_names(subgraph))
+    nodes = [node for node in graph.node if id(node) in needed]
+    read = {name for node in nodes for name in node.input} | {
+        name for node in nodes for _, subgraph in attribute_subgraphs(node) for name in outer_scope_names(subgraph)}
+    cone = onnx.ModelProto()
+    for descriptor, value in skeleton.ListFields():
+        if descriptor.name != "graph":
+            copy_field(cone, descriptor, value)
+    cone.graph.name = graph.name
+    cone.graph.node.extend(nodes)
+    cone.graph.input.extend(graph.input)
+    cone.graph.initializer.extend(tensor for tensor in graph.initializer if tensor.name in read)
+    return cone
 
 
 def _infer_at(template: onnx.ModelProto, values: dict, sources: set[str]) -> dict | None:
@@ -313,14 +342,18 @@ def _sort_if_only_unsorted(graph: onnx.GraphProto) -> None:
     produced; sorted, they go on to find the problems behind it. Ordering itself is
     reported by OD201/OD202, not here.
     """
-    structure = GraphView(
-        list(graph.node),
-        inputs=[value.name for value in graph.input],
-        outputs=[value.name for value in graph.output],
-        initializers={tensor.name: tensor for tensor in graph.initializer},
-        types={},
-    )
-    if structure.out_of_order_uses and not structure.cycles:
+    if reads_in_order(graph):
+        # The common case, checked without building the graph's dependency structure.
+        structure = None
+    else:
+        structure = GraphView(
+            list(graph.node),
+            inputs=[value.name for value in graph.input],
+            outputs=[value.name for value in graph.output],
+            initializers={tensor.name: tensor for tensor in graph.initializer},
+            types={},
+        )
+    if structure is not None and structure.out_of_order_uses and not structure.cycles:
         ordered = []
         for index in structure.topological_order:
             node = onnx.NodeProto()

@@ -4,6 +4,7 @@ a valid order, the uses that come before their producer, cycles, and which nodes
 from __future__ import annotations
 
 import functools
+import heapq
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
@@ -39,6 +40,37 @@ def _names_defined_in(graph: onnx.GraphProto) -> frozenset[str]:
     )
 
 
+def reads_in_order(graph: onnx.GraphProto) -> bool:
+    """Whether every node of `graph` reads only tensors produced before it (or by no node at
+    all), what its subgraphs read from outside included: one pass, no dependency graph."""
+    produced = {name for node in graph.node for name in node.output if name}
+    written: set[str] = set()
+    for node in graph.node:
+        reads = [*node.input, *(name for _, subgraph in attribute_subgraphs(node) for name in outer_scope_names(subgraph))]
+        if any(name in produced and name not in written for name in reads):
+            return False
+        written.update(node.output)
+    return True
+
+
+def _smallest_first_order(digraph: nx.DiGraph) -> list[int] | None:
+    """Kahn's order taking the lowest-numbered ready node first (what lexicographical_topological_sort
+    gives, without condensing the graph first); None when a cycle leaves nodes out."""
+    waiting = {node: degree for node, degree in digraph.in_degree()}
+    ready = [node for node, degree in waiting.items() if degree == 0]
+    heapq.heapify(ready)
+    order = []
+    successors = digraph.succ
+    while ready:
+        node = heapq.heappop(ready)
+        order.append(node)
+        for after in successors[node]:
+            waiting[after] -= 1
+            if waiting[after] == 0:
+                heapq.heappush(ready, after)
+    return order if len(order) == len(waiting) else None
+
+
 class Topology:
     """Producers, consumers and the dependency graph of `nodes`, whose results `outputs` are.
 
@@ -65,20 +97,27 @@ class Topology:
                     self.consumers[name].append(Use(index, slot))
             for implicit in sorted(self.implicit_inputs(index)):
                 self.consumers[implicit].append(Use(index, -1))
+        # Read once from the protos: analyses ask for a node's inputs many times over (callers
+        # only read the lists).
+        self._node_inputs = [
+            [name for name in node.input if name] + sorted(self.implicit_inputs(index)) for index, node in enumerate(nodes)
+        ]
 
         self.digraph = nx.DiGraph()
         self.digraph.add_nodes_from(range(len(nodes)))
-        for name, uses in self.consumers.items():
-            for producer in self.producers.get(name, ()):
-                for use in uses:
-                    self.digraph.add_edge(producer, use.node)
+        self.digraph.add_edges_from(
+            (producer, use.node)
+            for name, uses in self.consumers.items()
+            for producer in self.producers.get(name, ())
+            for use in uses
+        )
 
     def implicit_inputs(self, index: int) -> frozenset[str]:
         return self._implicit_inputs.get(index, frozenset())
 
     def node_inputs(self, index: int) -> list[str]:
         """Every tensor a node reads: its inputs and what its subgraphs read from outside."""
-        return [name for name in self.nodes[index].input if name] + sorted(self.implicit_inputs(index))
+        return self._node_inputs[index]
 
     def undefined_inputs(self, is_defined_outside_nodes: Callable[[str], bool]) -> list[tuple[int, str]]:
         """(node, tensor) pairs where no node produces the tensor and it is not defined outside
@@ -140,6 +179,9 @@ class Topology:
     @functools.cached_property
     def topological_order(self) -> list[int]:
         """A valid execution order; nodes of a cycle are kept in file order among themselves."""
+        acyclic = _smallest_first_order(self.digraph)
+        if acyclic is not None:
+            return acyclic
         condensed = nx.condensation(self.digraph)
         order = []
         for component in nx.lexicographical_topological_sort(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import onnx
 
-from onnxdoctor.graph import build_views
+from onnxdoctor.graph import TensorType, build_views
 from onnxdoctor.model import walk_graphs
 from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS
 from onnxdoctor.passes import (
@@ -62,13 +62,13 @@ def describe_folding(model: onnx.ModelProto, result: PassResult) -> str:
     return "; ".join(parts) or "rewrote constants (no node removed)"
 
 
-def _sliced_shapes_as_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+def _sliced_shapes_as_constants(model: onnx.ModelProto, types: dict[str, TensorType]) -> onnx.ModelProto:
     """Shape nodes with start/end whose value inference knows, replaced by Constant nodes.
 
     onnx-graphsurgeon 0.6.1 folds Shape(start=1) to the whole shape (seen here: the rewrite
     changed outputs and was rolled back, taking every other fold with it); we fold these ourselves.
     """
-    view = build_views(model, infer_types(model))
+    view = build_views(model, types)
     sliced = {
         index: value
         for index, value in view.known_shape_values.items()
@@ -87,15 +87,38 @@ def _sliced_shapes_as_constants(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def fold(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
-    """Fold, re-infer shapes, clean up, and again, until a round removes no node (at most
-    MAX_ROUNDS); the pipeline verifies the result once."""
+    """Fold, re-infer shapes, clean up, and again, until a round removes no node or leaves
+    inference no new dim to fold Shape nodes with (at most MAX_ROUNDS); the pipeline verifies
+    the result once."""
+    types = infer_types(model)
     for _ in range(MAX_ROUNDS):
-        folded = fold_once(model, options)
-        settled = len(folded.graph.node) == len(model.graph.node)
-        model = folded
-        if settled:
+        folded = fold_once(model, options, types)
+        if len(folded.graph.node) == len(model.graph.node):
+            model = folded
+            break
+        folded_types = infer_types(folded)
+        # Another round folds only what new dims let it (a Shape whose input became static):
+        # where inference knows no dim of a Shape or Size input that it did not know before,
+        # it would import, evaluate and export the whole graph to remove nothing.
+        learned = _shape_source_dims(folded, folded_types) - _shape_source_dims(model, types)
+        model, types = folded, folded_types
+        if not learned:
             break
     return _without_empty_initializers(model)
+
+
+def _shape_source_dims(model: onnx.ModelProto, types: dict[str, TensorType]) -> set[tuple[str, int, int]]:
+    """(tensor, axis, size) of every dim inference knows of the tensors Shape and Size nodes read,
+    in every graph of the model."""
+    known = set()
+    for graph in walk_graphs(model.graph):
+        for node in graph.node:
+            if node.op_type not in ("Shape", "Size") or not node.input:
+                continue
+            found = types.get(node.input[0])
+            if found is not None and found.shape is not None:
+                known.update((node.input[0], axis, dim) for axis, dim in enumerate(found.shape) if isinstance(dim, int))
+    return known
 
 
 def _without_empty_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -154,9 +177,10 @@ def _copied(model: onnx.ModelProto) -> onnx.ModelProto:
     return copied
 
 
-def fold_once(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
-    """One round: fold what shape inference on `model` makes constant, then clean up."""
-    model = _sliced_shapes_as_constants(model)
+def fold_once(model: onnx.ModelProto, options: PassOptions, types: dict[str, TensorType] | None = None) -> onnx.ModelProto:
+    """One round: fold what shape inference on `model` makes constant (`types`: its inferred
+    types, when the caller has them), then clean up."""
+    model = _sliced_shapes_as_constants(model, infer_types(model) if types is None else types)
     if any(view.out_of_order_uses for view in build_views(model, {}).walk()):
         # graphsurgeon's toposort (which folding needs) recurses along unsorted dependency
         # chains and fails past ~500 nodes; on a sorted graph it goes no deeper than one step.
@@ -164,14 +188,21 @@ def fold_once(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
 
     def edit(graph) -> None:
         graph.toposort(recurse_subgraphs=True)
-        graph.fold_constants(
+        settings = dict(
             fold_shapes=True,
-            partitioning="recursive",
-            error_ok=True,
             size_threshold=options.element_limit * _BYTES_PER_ELEMENT,
             # Random ops stay random: folding would freeze one draw into the model.
             should_exclude_node=lambda node: node.op in NONDETERMINISTIC_OPS,
         )
+        try:
+            # Every constant subgraph in one ONNX Runtime session. graphsurgeon's partitioning
+            # copies the constant graph once per partition (quadratic: 20k nodes took 793 s).
+            graph.fold_constants(partitioning=None, error_ok=False, **settings)
+        except Exception:  # noqa: BLE001 - a constant ONNX Runtime cannot evaluate (OD302) fails the one session
+            # Partitioned, so that node leaves the rest foldable. The failed attempt folded
+            # nothing (graphsurgeon replaces tensors only after evaluating them all); what it
+            # did before evaluating (shape-cast elision) keeps the graph's meaning.
+            graph.fold_constants(partitioning="recursive", error_ok=True, **settings)
         graph.cleanup(remove_unused_graph_inputs=False, recurse_subgraphs=True)
 
     return edit_with_graphsurgeon(model, edit, with_shapes=True)
