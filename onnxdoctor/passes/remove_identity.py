@@ -1,5 +1,6 @@
-"""remove-identity: drop Identity nodes, Casts to the type a tensor already has, and Reshapes
-to the shape it already has. Nodes whose output is a graph output stay, so output names do not change."""
+"""remove-identity: drop Identity nodes, Casts to the type a tensor already has, Reshapes to the
+shape it already has, and Concats of one input (the TorchScript exporter writes one for a
+shape of one dim). Nodes whose output is a graph output stay, so output names do not change."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from onnxdoctor.model import walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_types
 from onnxdoctor.wording import shortened
 
-_CANDIDATES = frozenset({"Identity", "Cast", "Reshape"})
+_CANDIDATES = frozenset({"Identity", "Cast", "Reshape", "Concat"})
 
 
 class RemoveIdentity(Pass):
     name = "remove-identity"
     resolves = ()
-    description = "remove Identity, no-op Cast and no-op Reshape nodes"
+    description = "remove Identity, no-op Cast, no-op Reshape and one-input Concat nodes"
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         if not any(node.op_type in _CANDIDATES for graph in walk_graphs(model.graph) for node in graph.node):
@@ -32,6 +33,8 @@ class RemoveIdentity(Pass):
             source, result = types.get(node.inputs[0].name), types.get(node.outputs[0].name)
             if node.op == "Identity":
                 return True
+            if node.op == "Concat":
+                return len(node.inputs) == 1
             if node.op == "Cast":
                 return source is not None and source.elem_type == node.attrs.get("to")
             if node.op == "Reshape":

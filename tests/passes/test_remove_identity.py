@@ -11,3 +11,12 @@ def test_removes_no_op_nodes_and_keeps_the_output_name(tmp_path):
     model = onnx.load(tmp_path / "fixed.onnx")
     assert [node.name for node in model.graph.node] == ["relu", "output_identity"]
     assert [value.name for value in model.graph.output] == ["y"]
+
+
+def test_removes_a_concat_of_one_input(tmp_path):
+    report = api.fix(planted("single_input_concat"), tmp_path / "fixed.onnx", passes=["remove-identity"])
+    (step,) = report.steps
+    assert step.status == "applied" and step.verification.passed
+    model = onnx.load(tmp_path / "fixed.onnx")
+    assert [node.name for node in model.graph.node] == ["shape", "reshape", "relu"]
+    assert list(model.graph.node[1].input) == ["x", "shape_of_x"]
