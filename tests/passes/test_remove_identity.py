@@ -20,3 +20,14 @@ def test_removes_a_concat_of_one_input(tmp_path):
     model = onnx.load(tmp_path / "fixed.onnx")
     assert [node.name for node in model.graph.node] == ["shape", "reshape", "relu"]
     assert list(model.graph.node[1].input) == ["x", "shape_of_x"]
+
+
+def test_removes_a_mul_by_one_that_keeps_the_shape(tmp_path):
+    report = api.fix(planted("times_one"), tmp_path / "fixed.onnx", passes=["remove-identity"])
+    (step,) = report.steps
+    assert step.status == "applied" and step.verification.passed
+    model = onnx.load(tmp_path / "fixed.onnx")
+    nodes = {node.name: node for node in model.graph.node}
+    assert set(nodes) == {"scale_by_two", "widen_by_one"}
+    assert list(nodes["scale_by_two"].input) == ["x", "two"]
+    assert {"one", "ones_matrix"}.isdisjoint(tensor.name for tensor in model.graph.initializer)
