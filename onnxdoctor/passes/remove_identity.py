@@ -3,9 +3,15 @@ shape it already has, Concats of one input (the TorchScript exporter writes one 
 one dim) and Muls by a constant 1 that leave the shape as it is (the TorchScript exporter's
 scaled_dot_product_attention multiplies queries and keys by the square root of scale=1.0, as
 Whisper and T5 ask: x * 1 is x, bit for bit, -0.0, infinities and NaN included).
+A Reshape of a dynamic shape is a no-op where ONNX Runtime's symbolic shape inference gives its
+input and output the same dims: it follows dims through Shape → Gather → Concat into the target
+(T5's attention reshapes [batch, heads, sequence, 16] to (dim 0, -1, the queries' dim 2, 16)),
+where ONNX's own inference leaves them unknown.
 Nodes whose output is a graph output stay, so output names do not change."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import onnx
@@ -30,6 +36,12 @@ class RemoveIdentity(Pass):
         for tensor in model.graph.initializer:
             types[tensor.name] = TensorType(tensor.data_type, tuple(tensor.dims))
         outputs = {value.name for value in model.graph.output}
+        # Worked out once, for the first Reshape the static shapes cannot settle.
+        symbolic_shapes = functools.cache(functools.partial(_symbolic_shapes, model))
+
+        def same_symbolic_shape(node) -> bool:
+            before = symbolic_shapes().get(node.inputs[0].name)
+            return before is not None and before == symbolic_shapes().get(node.outputs[0].name)
 
         def handed_on(node):
             """The input a no-op node hands on unchanged; None for a node that computes something."""
@@ -45,7 +57,8 @@ class RemoveIdentity(Pass):
             elif node.op == "Cast":
                 no_op = source is not None and source.elem_type == node.attrs.get("to")
             elif node.op == "Reshape":
-                no_op = source is not None and result is not None and source.is_static and source.shape == result.shape
+                no_op = ((source is not None and result is not None and source.is_static and source.shape == result.shape)
+                         or same_symbolic_shape(node))
             else:
                 no_op = False
             return node.inputs[0] if no_op else None
@@ -91,3 +104,22 @@ def _times_one(node, types: dict):
         if keeps_rank and np.asarray(factor.values).reshape(-1)[0] == 1:
             return data
     return None
+
+
+def _symbolic_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+    """Each tensor's shape from ONNX Runtime's symbolic shape inference, a dim an int or a
+    symbol (an input dim's name, or an expression of them); tensors with an unknown dim left
+    out. Empty where it cannot infer the whole model."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    try:
+        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=False, guess_output_rank=False)
+    except Exception:  # noqa: BLE001 - it raises bare Exceptions for ops it does not know and dims it cannot merge
+        return {}
+    shapes = {}
+    for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        tensor_type = value.type.tensor_type
+        dims = tensor_type.shape.dim
+        if tensor_type.HasField("shape") and all(dim.HasField("dim_value") or dim.dim_param for dim in dims):
+            shapes[value.name] = tuple(dim.dim_value if dim.HasField("dim_value") else dim.dim_param for dim in dims)
+    return shapes
