@@ -57,8 +57,10 @@ class RemoveIdentity(Pass):
             elif node.op == "Cast":
                 no_op = source is not None and source.elem_type == node.attrs.get("to")
             elif node.op == "Reshape":
-                no_op = ((source is not None and result is not None and source.is_static and source.shape == result.shape)
-                         or same_symbolic_shape(node))
+                if source is not None and result is not None and source.is_static and result.is_static:
+                    no_op = source.shape == result.shape
+                else:
+                    no_op = same_symbolic_shape(node)
             else:
                 no_op = False
             return node.inputs[0] if no_op else None
