@@ -111,13 +111,20 @@ def _times_one(node, types: dict):
 def _symbolic_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
     """Each tensor's shape from ONNX Runtime's symbolic shape inference, a dim an int or a
     symbol (an input dim's name, or an expression of them); tensors with an unknown dim left
-    out. Empty where it cannot infer the whole model."""
+    out, and all of them where it cannot read the model."""
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
+    # Its steps, not SymbolicShapeInference.infer_shapes: that one saves the model into the
+    # working directory (sym_shape_infer_temp.onnx and its data) when some shape stays unknown,
+    # where the shapes it did infer are what we want.
+    inference = SymbolicShapeInference(int_max=2**31 - 1, auto_merge=False, guess_output_rank=False, verbose=0)
     try:
-        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=False, guess_output_rank=False)
+        inference._preprocess(model)
+        while inference.run_:
+            inference._infer_impl()
     except Exception:  # noqa: BLE001 - it raises bare Exceptions for ops it does not know and dims it cannot merge
         return {}
+    inferred = inference.out_mp_
     shapes = {}
     for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
         tensor_type = value.type.tensor_type

@@ -44,3 +44,20 @@ def test_removes_a_reshape_to_its_own_symbolic_shape(tmp_path):
     assert not {"reshape_context", "queries_shape", "gather_sequence", "concat_target"} & set(nodes)
     # Flattening changes the shape: it stays.
     assert list(nodes["reshape_flat"].input) == ["context", "flat_target"]
+
+
+def test_symbolic_shapes_inferred_in_part_are_used_and_nothing_is_written(tmp_path, monkeypatch):
+    # An op the symbolic inference does not know after the Reshape: its inference stays
+    # incomplete (ONNX Runtime's infer_shapes would then save the model into the working directory).
+    model = onnx.load(planted("symbolic_noop_reshape"))
+    model.graph.node.append(onnx.helper.make_node("Scale", ["y"], ["scaled"], name="custom", domain="com.example"))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("scaled", onnx.TensorProto.FLOAT, None))
+    model.opset_import.append(onnx.helper.make_opsetid("com.example", 1))
+    onnx.save(model, tmp_path / "custom.onnx")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    report = api.fix(tmp_path / "custom.onnx", tmp_path / "fixed.onnx", passes=["remove-identity"], unverified=True)
+    assert report.steps[0].status == "unverified"
+    assert "reshape_context" not in {node.name for node in onnx.load(tmp_path / "fixed.onnx").graph.node}
+    assert list(work.iterdir()) == []
