@@ -49,30 +49,38 @@ def int64_data_tensor(graph: GraphAnalysis) -> Iterator[Finding]:
         castable = all(use.slot >= 0 and accepts_int32(view.nodes[use.node], use.slot, {name}, opsets) for use in uses)
         return None if castable else _REEXPORT
 
+    # Values computed only from shapes and constants are bounded by the dims (or checked by
+    # OD403): casting them to INT32 is exact, so INT64 enters the data path only where a node
+    # computes data from data reads it. Constants and initializers are judged by that edge too,
+    # and so are bounded values: fold-constants turns one into an initializer at that edge, so
+    # diagnose finds before fix what it finds after (the class labels a detector expands to the
+    # boxes' shape are no data path; the pyramid levels it gathers by box index are).
+    bounded = view.constant_tensors | view.shape_derived_tensors
+
+    def read_as_data(name: str) -> bool:
+        return any(use.slot < 0 or any(output not in bounded for output in view.nodes[use.node].output if output)
+                   for use in view.consumers.get(name, []))
+
     for name in list(view.initializers):
-        if name not in view.overridable and name not in outputs and is_int64_data(name) and view.consumers.get(name):
+        if name not in view.overridable and name not in outputs and is_int64_data(name) and read_as_data(name):
             yield graph.finding("OD402", f"INT64 initializer {name} feeds the data path ({_readers(view, name)})",
                                 tensors=[name], fix=cast_fix(name))
-    # Values computed only from shapes and constants are bounded by the dims (or checked by
-    # OD403): casting them to INT32 is exact, so only data computed from data is reported.
-    bounded = view.constant_tensors | view.shape_derived_tensors
     for index in view.topological_order:
         node = view.nodes[index]
+        computed = [name for name in node.output if name and name not in outputs and is_int64_data(name)]
+        if node.op_type == "Constant" or any(name in bounded for name in node.output if name):
+            for name in (name for name in computed if read_as_data(name)):
+                source = "Constant" if node.op_type == "Constant" else (
+                    f"{node.op_type} {view.label(index)}, computed from shapes and constants")
+                yield graph.finding("OD402", f"{name} (INT64, from {source}) feeds the data path ({_readers(view, name)})",
+                                    nodes=[index], tensors=[name], fix=cast_fix(name))
+            continue
         # Only where INT64 enters the data path: a node with no INT64 data input of its own.
         if any(is_int64_data(name) for name in view.node_inputs(index)):
             continue
-        if node.op_type != "Constant" and any(name in bounded for name in node.output if name):
-            continue
-        for name in node.output:
-            if name and name not in outputs and is_int64_data(name) and view.consumers.get(name):
-                source = "Constant" if node.op_type == "Constant" else f"{node.op_type} {view.label(index)}"
-                yield graph.finding(
-                    "OD402",
-                    f"{name} (INT64, from {source}) feeds the data path ({_readers(view, name)})",
-                    nodes=[index],
-                    tensors=[name],
-                    fix=cast_fix(name) if node.op_type == "Constant" else _REEXPORT,
-                )
+        for name in (name for name in computed if view.consumers.get(name)):
+            yield graph.finding("OD402", f"{name} (INT64, from {node.op_type} {view.label(index)}) feeds the data path "
+                                f"({_readers(view, name)})", nodes=[index], tensors=[name], fix=_REEXPORT)
 
 
 def _readers(view, name: str) -> str:

@@ -12,6 +12,8 @@ graph output), so the first goes away:
 - Reshape → Reshape: the second reshapes the first's input (its shape holds no 0, which would
   copy a dim of the tensor in between; or allowzero says 0 is a size);
 - Unsqueeze → Squeeze of the same axes: nothing;
+- Unsqueeze → Unsqueeze (axes counted from the front): one Unsqueeze inserting both's axes (an
+  exporter's scalar → [1] → [1, 1] → [1, 1, 1] for an attention mask, one node);
 - Cast → Cast where the middle type holds every value of the source type (FP16 → FP32, INT32 →
   INT64, UINT8 → FP16...): one Cast, none where it casts back to the source type.
 Nothing else changes a value, so the rewrites are exact; the pipeline verifies them like any
@@ -22,10 +24,12 @@ is skipped: the output keeps its name.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
+import numpy as np
 import onnx
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 
 from onnxdoctor.model import read_tensor, walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, infer_types
@@ -53,14 +57,15 @@ _PASS_THROUGH_OPS = frozenset({"Pad", "Slice", "Reshape"})
 # Slice ends at or past this stand for "to the end" whatever the dim (INT32 max, from exporters
 # that write 32-bit ends; INT64 max is past it too).
 _TO_THE_END = 2**31 - 1
-_PAIRS = frozenset({("Transpose", "Transpose"), ("Reshape", "Reshape"), ("Unsqueeze", "Squeeze"), ("Cast", "Cast")})
+_PAIRS = frozenset({("Transpose", "Transpose"), ("Reshape", "Reshape"), ("Unsqueeze", "Squeeze"),
+                    ("Unsqueeze", "Unsqueeze"), ("Cast", "Cast")})
 
 
 class CollapseChains(Pass):
     name = "collapse-chains"
     resolves = ()
-    description = ("collapse Transpose, Reshape, Unsqueeze → Squeeze and widening Cast pairs into one node or none; "
-                   "remove Pads of zeros and Slices of everything")
+    description = ("collapse Transpose, Reshape, Unsqueeze → Squeeze, Unsqueeze → Unsqueeze and widening Cast pairs "
+                   "into one node or none; remove Pads of zeros and Slices of everything")
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         collapsed, removed = collapse_chains(model)
@@ -90,17 +95,20 @@ def collapse_chains(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]
         for graph in walk_graphs(collapsed.graph):
             _collapse_in(graph, reads, types, removed)
         if len(removed) == before:
-            _drop_orphaned_initializers(collapsed, _read_counts(model))
+            _drop_orphaned_initializers(collapsed, model)
             return collapsed, removed
 
 
-def _drop_orphaned_initializers(model: onnx.ModelProto, read_before: Counter) -> None:
-    """Initializers only the removed nodes read (pads, axes, shapes), gone with them."""
-    reads = _read_counts(model)
+def _drop_orphaned_initializers(model: onnx.ModelProto, original: onnx.ModelProto) -> None:
+    """Initializers only the removed nodes read (pads, axes, shapes; merged axes this pass made for
+    a node that went later in the chain), gone with them. One the original read nowhere stays."""
+    reads, read_before = _read_counts(model), _read_counts(original)
+    unread_before = {tensor.name for graph in walk_graphs(original.graph) for tensor in graph.initializer
+                     if not read_before[tensor.name]}
     for graph in walk_graphs(model.graph):
         interface = {value.name for value in (*graph.input, *graph.output)}
         kept = [tensor for tensor in graph.initializer
-                if reads[tensor.name] or not read_before[tensor.name] or tensor.name in interface]
+                if reads[tensor.name] or tensor.name in unread_before or tensor.name in interface]
         if len(kept) < len(graph.initializer):
             del graph.initializer[:]
             graph.initializer.extend(kept)
@@ -133,7 +141,7 @@ def _collapse_in(graph: onnx.GraphProto, reads: Counter, types: dict, removed: l
         if first_index in dropped or second_index in dropped:
             continue
         first, second = graph.node[first_index], graph.node[second_index]
-        outcome = _collapse(first, second, constants, types)
+        outcome = _collapse(first, second, constants, types, graph)
         if outcome is None:
             continue
         if outcome == "identity":
@@ -215,10 +223,11 @@ def _passes_through(node: onnx.NodeProto, constants: dict, types: dict) -> bool:
     return True
 
 
-def _collapse(first: onnx.NodeProto, second: onnx.NodeProto, constants: dict, types: dict) -> str | None:
+def _collapse(first: onnx.NodeProto, second: onnx.NodeProto, constants: dict, types: dict,
+              graph: onnx.GraphProto) -> str | None:
     """Rewrite `second` to read what `first` reads, computing what the pair did: "rewired";
     "identity" where the pair computes its input unchanged (`second` untouched: it goes too);
-    None where no exact rewrite exists."""
+    None where no exact rewrite exists. New constants (merged axes) go into `graph`."""
     if first.op_type == "Transpose":
         inner, outer = _attribute(first, "perm"), _attribute(second, "perm")
         if inner is None or outer is None or len(inner) != len(outer):
@@ -231,6 +240,11 @@ def _collapse(first: onnx.NodeProto, second: onnx.NodeProto, constants: dict, ty
         shape = read_tensor(constants[second.input[1]]) if second.input[1] in constants else None
         if shape is None or (0 in shape.tolist() and not _attribute(second, "allowzero")):
             return None
+    elif first.op_type == "Unsqueeze" and second.op_type == "Unsqueeze":
+        merged = _merged_unsqueeze_axes(_axes(first, constants), _axes(second, constants))
+        if merged is None:
+            return None
+        _set_axes(second, merged, graph, constants)
     elif first.op_type == "Unsqueeze":
         inserted, squeezed = _axes(first, constants), _axes(second, constants)
         if inserted is None or inserted != squeezed:
@@ -267,3 +281,33 @@ def _axes(node: onnx.NodeProto, constants: dict) -> list[int] | None:
         values = read_tensor(constants[node.input[1]])
         axes = values.tolist() if values is not None else None
     return sorted(axes) if axes is not None else None
+
+
+def _merged_unsqueeze_axes(first: list[int] | None, second: list[int] | None) -> list[int] | None:
+    """The axes one Unsqueeze inserts to compute Unsqueeze(`first`) then Unsqueeze(`second`);
+    None for unknown or negative axes (those count from a rank not known here).
+
+    The second inserts its axes into the final output; the other final positions, in order, hold
+    the first's output dims, so the first's axis a lands on the a-th position the second left."""
+    if first is None or second is None or min(first + second) < 0:
+        return None
+    left = (position for position in itertools.count() if position not in second)
+    landing = [next(left) for _ in range(max(first) + 1)]
+    return sorted({*second, *(landing[axis] for axis in first)})
+
+
+def _set_axes(node: onnx.NodeProto, axes: list[int], graph: onnx.GraphProto, constants: dict) -> None:
+    """Give an Unsqueeze `axes`: its attribute before opset 13, else a new constant input (the old
+    one may have other readers)."""
+    for attribute in node.attribute:
+        if attribute.name == "axes":
+            attribute.CopyFrom(onnx.helper.make_attribute("axes", axes))
+            return
+    taken = {name for other in graph.node for name in (*other.input, *other.output)} | set(constants)
+    name, number = f"{node.output[0]}_axes", 1
+    while name in taken:
+        name, number = f"{node.output[0]}_axes_{number}", number + 1
+    tensor = numpy_helper.from_array(np.array(axes, dtype=np.int64), name)
+    graph.initializer.append(tensor)
+    constants[name] = tensor
+    node.input[1] = name

@@ -1,8 +1,19 @@
-"""remove-identity: drop Identity nodes, Casts to the type a tensor already has, and Reshapes
-to the shape it already has. Nodes whose output is a graph output stay, so output names do not change."""
+"""remove-identity: drop Identity nodes, Casts to the type a tensor already has, Reshapes to the
+shape it already has, Concats of one input (the TorchScript exporter writes one for a shape of
+one dim) and Muls by a constant 1 that leave the shape as it is (the TorchScript exporter's
+scaled_dot_product_attention multiplies queries and keys by the square root of scale=1.0, as
+Whisper and T5 ask: x * 1 is x, bit for bit, -0.0, infinities and NaN included).
+A Reshape of a dynamic shape is a no-op where ONNX Runtime's symbolic shape inference gives its
+input and output the same dims: it follows dims through Shape → Gather → Concat into the target
+(T5's attention reshapes [batch, heads, sequence, 16] to (dim 0, -1, the queries' dim 2, 16)),
+where ONNX's own inference leaves them unknown.
+Nodes whose output is a graph output stay, so output names do not change."""
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import onnx
 
 from onnxdoctor.graph import TensorType
@@ -10,13 +21,13 @@ from onnxdoctor.model import walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_types
 from onnxdoctor.wording import shortened
 
-_CANDIDATES = frozenset({"Identity", "Cast", "Reshape"})
+_CANDIDATES = frozenset({"Identity", "Cast", "Reshape", "Concat", "Mul"})
 
 
 class RemoveIdentity(Pass):
     name = "remove-identity"
     resolves = ()
-    description = "remove Identity, no-op Cast and no-op Reshape nodes"
+    description = "remove Identity, no-op Cast, no-op Reshape, one-input Concat and times-one Mul nodes"
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         if not any(node.op_type in _CANDIDATES for graph in walk_graphs(model.graph) for node in graph.node):
@@ -25,25 +36,45 @@ class RemoveIdentity(Pass):
         for tensor in model.graph.initializer:
             types[tensor.name] = TensorType(tensor.data_type, tuple(tensor.dims))
         outputs = {value.name for value in model.graph.output}
+        # Worked out once, for the first Reshape the static shapes cannot settle.
+        symbolic_shapes = functools.cache(functools.partial(_symbolic_shapes, model))
 
-        def is_no_op(node) -> bool:
+        def same_symbolic_shape(node) -> bool:
+            before = symbolic_shapes().get(node.inputs[0].name)
+            return before is not None and before == symbolic_shapes().get(node.outputs[0].name)
+
+        def handed_on(node):
+            """The input a no-op node hands on unchanged; None for a node that computes something."""
             if node.outputs[0].name in outputs or not node.inputs:
-                return False
+                return None
             source, result = types.get(node.inputs[0].name), types.get(node.outputs[0].name)
+            if node.op == "Mul":
+                return _times_one(node, types)
             if node.op == "Identity":
-                return True
-            if node.op == "Cast":
-                return source is not None and source.elem_type == node.attrs.get("to")
-            if node.op == "Reshape":
-                return source is not None and result is not None and source.is_static and source.shape == result.shape
-            return False
+                no_op = True
+            elif node.op == "Concat":
+                no_op = len(node.inputs) == 1
+            elif node.op == "Cast":
+                no_op = source is not None and source.elem_type == node.attrs.get("to")
+            elif node.op == "Reshape":
+                if source is not None and result is not None and source.is_static and result.is_static:
+                    no_op = source.shape == result.shape
+                else:
+                    no_op = same_symbolic_shape(node)
+            else:
+                no_op = False
+            return node.inputs[0] if no_op else None
 
         removed: list[str] = []
 
         def edit(graph) -> None:
-            for node in [node for node in graph.nodes if is_no_op(node)]:
+            for node in list(graph.nodes):
+                # Asked here, not before the loop: a no-op before this one may have rewired its input.
+                kept = handed_on(node)
+                if kept is None:
+                    continue
                 removed.append(node.name or node.op)
-                kept, dropped = node.inputs[0], node.outputs[0]
+                dropped = node.outputs[0]
                 for consumer in list(dropped.outputs):
                     for slot, tensor in enumerate(consumer.inputs):
                         if tensor is dropped:
@@ -59,3 +90,45 @@ class RemoveIdentity(Pass):
             else "no no-op nodes"
         )
         return result
+
+
+def _times_one(node, types: dict):
+    """The input a Mul by a constant 1 hands on: the factor holds one element and adds no dim
+    (a scalar, or a rank the other input has too); None for any other Mul."""
+    if len(node.inputs) != 2:
+        return None
+    for data, factor in (node.inputs, reversed(node.inputs)):
+        if not hasattr(factor, "values") or factor.shape is None or int(np.prod(factor.shape)) != 1:
+            continue  # not a constant (graphsurgeon's Constant has values), or more than one element
+        source = types.get(data.name)
+        keeps_rank = len(factor.shape) == 0 or (source is not None and source.shape is not None
+                                                and len(source.shape) >= len(factor.shape))
+        if keeps_rank and np.asarray(factor.values).reshape(-1)[0] == 1:
+            return data
+    return None
+
+
+def _symbolic_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+    """Each tensor's shape from ONNX Runtime's symbolic shape inference, a dim an int or a
+    symbol (an input dim's name, or an expression of them); tensors with an unknown dim left
+    out, and all of them where it cannot read the model."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    # Its steps, not SymbolicShapeInference.infer_shapes: that one saves the model into the
+    # working directory (sym_shape_infer_temp.onnx and its data) when some shape stays unknown,
+    # where the shapes it did infer are what we want.
+    inference = SymbolicShapeInference(int_max=2**31 - 1, auto_merge=False, guess_output_rank=False, verbose=0)
+    try:
+        inference._preprocess(model)
+        while inference.run_:
+            inference._infer_impl()
+    except Exception:  # noqa: BLE001 - it raises bare Exceptions for ops it does not know and dims it cannot merge
+        return {}
+    inferred = inference.out_mp_
+    shapes = {}
+    for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        tensor_type = value.type.tensor_type
+        dims = tensor_type.shape.dim
+        if tensor_type.HasField("shape") and all(dim.HasField("dim_value") or dim.dim_param for dim in dims):
+            shapes[value.name] = tuple(dim.dim_value if dim.HasField("dim_value") else dim.dim_param for dim in dims)
+    return shapes

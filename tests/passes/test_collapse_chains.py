@@ -41,3 +41,20 @@ def test_a_pair_ending_in_a_graph_output_keeps_its_name(tmp_path):
     assert report.steps[0].status == "applied"
     names = {node.name for node in onnx.load(tmp_path / "collapsed.onnx").graph.node}
     assert {"to_double", "back_to_float"} <= names
+
+
+def test_unsqueezes_in_a_row_become_one(tmp_path):
+    report = api.fix(planted("unsqueeze_chains"), tmp_path / "collapsed.onnx", passes=["collapse-chains"])
+    (step,) = report.steps
+    assert step.status == "applied" and step.verification.passed
+    assert set(step.result.nodes_removed) == {"unsqueeze_front", "unsqueeze_middle"}
+    model = onnx.load(tmp_path / "collapsed.onnx")
+    nodes = {node.name: node for node in model.graph.node}
+    constants = {tensor.name: onnx.numpy_helper.to_array(tensor).tolist() for tensor in model.graph.initializer}
+    (last,) = [node for node in model.graph.node if node.op_type == "Unsqueeze" and node.output[0] == "x_3"]
+    assert last.input[0] == "x" and constants[last.input[1]] == [0, 1, 3]
+    # A negative axis counts from the rank: the second pair stays as it was.
+    assert list(nodes["unsqueeze_last_front"].input) == ["x_last", "axis_zero"]
+    assert {"unsqueeze_last", "relu", "relu_last"} <= set(nodes)
+    # The axes made for unsqueeze_middle went with it: only the merged ones and the originals stay.
+    assert set(constants) == {"axis_zero", "axis_last", last.input[1]}

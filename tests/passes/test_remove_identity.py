@@ -11,3 +11,53 @@ def test_removes_no_op_nodes_and_keeps_the_output_name(tmp_path):
     model = onnx.load(tmp_path / "fixed.onnx")
     assert [node.name for node in model.graph.node] == ["relu", "output_identity"]
     assert [value.name for value in model.graph.output] == ["y"]
+
+
+def test_removes_a_concat_of_one_input(tmp_path):
+    report = api.fix(planted("single_input_concat"), tmp_path / "fixed.onnx", passes=["remove-identity"])
+    (step,) = report.steps
+    assert step.status == "applied" and step.verification.passed
+    model = onnx.load(tmp_path / "fixed.onnx")
+    assert [node.name for node in model.graph.node] == ["shape", "cast"]
+    assert list(model.graph.node[1].input) == ["shape_of_x"]
+
+
+def test_removes_a_mul_by_one_that_keeps_the_shape(tmp_path):
+    report = api.fix(planted("times_one"), tmp_path / "fixed.onnx", passes=["remove-identity"])
+    (step,) = report.steps
+    assert step.status == "applied" and step.verification.passed
+    model = onnx.load(tmp_path / "fixed.onnx")
+    nodes = {node.name: node for node in model.graph.node}
+    assert set(nodes) == {"scale_by_two", "widen_by_one"}
+    assert list(nodes["scale_by_two"].input) == ["x", "two"]
+    assert {"one", "ones_matrix"}.isdisjoint(tensor.name for tensor in model.graph.initializer)
+
+
+def test_removes_a_reshape_to_its_own_symbolic_shape(tmp_path):
+    report = api.fix(planted("symbolic_noop_reshape"), tmp_path / "fixed.onnx", passes=["remove-identity"])
+    (step,) = report.steps
+    assert step.status == "applied" and step.verification.passed
+    model = onnx.load(tmp_path / "fixed.onnx")
+    nodes = {node.name: node for node in model.graph.node}
+    # The queries' sequence is the context's: the Reshape and the chain that computed its target went.
+    assert list(nodes["relu"].input) == ["context"]
+    assert not {"reshape_context", "queries_shape", "gather_sequence", "concat_target"} & set(nodes)
+    # Flattening changes the shape: it stays.
+    assert list(nodes["reshape_flat"].input) == ["context", "flat_target"]
+
+
+def test_symbolic_shapes_inferred_in_part_are_used_and_nothing_is_written(tmp_path, monkeypatch):
+    # An op the symbolic inference does not know after the Reshape: its inference stays
+    # incomplete (ONNX Runtime's infer_shapes would then save the model into the working directory).
+    model = onnx.load(planted("symbolic_noop_reshape"))
+    model.graph.node.append(onnx.helper.make_node("Scale", ["y"], ["scaled"], name="custom", domain="com.example"))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("scaled", onnx.TensorProto.FLOAT, None))
+    model.opset_import.append(onnx.helper.make_opsetid("com.example", 1))
+    onnx.save(model, tmp_path / "custom.onnx")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    report = api.fix(tmp_path / "custom.onnx", tmp_path / "fixed.onnx", passes=["remove-identity"], unverified=True)
+    assert report.steps[0].status == "unverified"
+    assert "reshape_context" not in {node.name for node in onnx.load(tmp_path / "fixed.onnx").graph.node}
+    assert list(work.iterdir()) == []
