@@ -128,6 +128,12 @@ class OnnxRuntimeRunner(Runner):
             )
         session_options = ort.SessionOptions()
         session_options.log_severity_level = 3
+        # ONNX Runtime's CPU threads spin for a while after a run ends. bench interleaves sessions,
+        # so the threads of the row before would take the cores from the row after: measured on
+        # the seed case (2 cores), the fixed model's row came out 1.17x slower than the original's
+        # it followed, with no difference when each was profiled alone. Threads stop spinning when
+        # the run returns; within a run they spin as usual.
+        session_options.add_session_config_entry("session.force_spinning_stop", "1")
         session_options.graph_optimization_level = {
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
