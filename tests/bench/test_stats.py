@@ -191,7 +191,7 @@ def test_warm_up_is_bounded_in_seconds():
     assert 0.1 <= result.seconds < 0.2 and drifting_sleep.calls < 60
 
 
-def test_interleave_runs_a_b_a_b_with_equal_counts():
+def test_interleave_shuffles_each_round_so_each_side_follows_each_other_about_equally():
     order = []
 
     def recorder(name):
@@ -201,9 +201,17 @@ def test_interleave_runs_a_b_a_b_with_equal_counts():
 
         return run
 
-    samples = interleave({"a": recorder("a"), "b": recorder("b"), "c": recorder("c")}, repetitions=4, max_seconds=0)
-    assert order == ["a", "b", "c"] * 4
+    samples = interleave({name: recorder(name) for name in "abc"}, repetitions=4, max_seconds=0)
+    assert order[:3] == ["a", "b", "c"]  # the first round in the order given
+    assert all(sorted(order[start:start + 3]) == ["a", "b", "c"] for start in range(0, 12, 3))
     assert samples == {name: [1e-3] * 4 for name in "abc"}
+    # Over many rounds every side comes right after every other side about equally often (a fixed
+    # order would make "a" follow only "c").
+    order.clear()
+    interleave({name: recorder(name) for name in "abc"}, repetitions=600, max_seconds=0)
+    pairs = [(before, after) for before, after in zip(order, order[1:], strict=False) if before != after]
+    counts = {pair: pairs.count(pair) for pair in set(pairs)}
+    assert len(counts) == 6 and max(counts.values()) < 1.25 * min(counts.values()), counts
 
 
 def sleeper():
