@@ -71,9 +71,10 @@ def diagnose(
     loaded = load_model(path)
     if output is not None:
         refuse_overwriting(output, loaded.data_files, "an external data file of the model")
-    return diagnose_model(loaded, codes, evaluate=evaluate, element_limit=element_limit,
-                          fp16_activations=fp16_activations, inputs=inputs, fp16_threshold=fp16_threshold,
-                          tensorrt=tensorrt, target=target, time_limit=time_limit)
+    return diagnose_model(loaded, codes, AnalysisOptions(
+        evaluate=evaluate, element_limit=element_limit, fp16_activations=fp16_activations,
+        activation_inputs=str(inputs) if inputs is not None else None, activation_threshold=fp16_threshold,
+        tensorrt=tensorrt, target=target, time_limit=time_limit))
 
 
 def check_tensorrt_options(tensorrt: bool, target: str | None) -> None:
@@ -87,37 +88,23 @@ def check_tensorrt_options(tensorrt: bool, target: str | None) -> None:
         raise OnnxDoctorError(NO_PARSER)
 
 
-def diagnose_model(
-    loaded: LoadedModel,
-    codes: set[str],
-    *,
-    evaluate: bool = True,
-    element_limit: int = DEFAULT_ELEMENT_LIMIT,
-    fp16_activations: bool = False,
-    inputs: str | os.PathLike | None = None,
-    fp16_threshold: float = 512.0,
-    tensorrt: bool = False,
-    target: str | None = None,
-    time_limit: float | None = None,
-) -> Report:
-    """Run the analyzers for `codes` on a model already loaded (from a file, or rewritten by fix)."""
+def diagnose_model(loaded: LoadedModel, codes: set[str], options: AnalysisOptions | None = None) -> Report:
+    """Run the analyzers for `codes` on a model already loaded (from a file, or rewritten by fix),
+    with `options` (None: AnalysisOptions' defaults)."""
+    options = options or AnalysisOptions()
     validation = validate(loaded)
     root = GraphAnalysis(
         build_views(loaded.proto, validation.types, validation.probed_dims),
         loaded,
         validation,
-        AnalysisOptions(
-            evaluate=evaluate, element_limit=element_limit, fp16_activations=fp16_activations,
-            activation_inputs=str(inputs) if inputs is not None else None, activation_threshold=fp16_threshold,
-            tensorrt=tensorrt, target=target, time_limit=time_limit,
-        ),
+        options,
     )
     catalog = load_catalog()
     findings = run_analyzers(root, codes)
     if root.options.tensorrt_facts:
         from onnxdoctor.ops.tensorrt import resolve_target, tailor_findings
 
-        findings = tailor_findings(findings, resolve_target(target))
+        findings = tailor_findings(findings, resolve_target(options.target))
     order = {finding: rank for rank, finding in enumerate(findings)}
     findings.sort(key=lambda f: (-catalog[f.rule].severity, f.rule, order[f]))
     graphs = list(root.walk())
@@ -183,7 +170,7 @@ def fix(
     loaded = load_model(source)
     if output is not None:
         refuse_overwriting(output, loaded.data_files, "an external data file of the input")
-    before = diagnose_model(loaded, codes, element_limit=element_limit)
+    before = diagnose_model(loaded, codes, AnalysisOptions(element_limit=element_limit))
     cycles = [finding for finding in before.findings if finding.rule == "OD202"]
     if cycles:
         # Nothing can run a cycle, so no pass could be verified: refuse before rewriting anything.
@@ -197,18 +184,24 @@ def fix(
         for name, shape in options.static_shapes.items():
             set_static_shape({value.name: value for value in trial.input}, name, shape)
     feeds = make_inputs(model, options.static_shapes, inputs)
-    tolerance = _default_tolerance(model, chosen)
-    tolerance = replace(tolerance, rtol=tolerance.rtol if rtol is None else rtol,
-                        atol=tolerance.atol if atol is None else atol)
-    options = replace(options, inputs=str(inputs) if inputs is not None else None, tolerance=tolerance)
+    def given(tolerance: Tolerance) -> Tolerance:
+        return replace(tolerance, rtol=tolerance.rtol if rtol is None else rtol,
+                       atol=tolerance.atol if atol is None else atol)
+
+    # Each pass is verified at the model's tolerance, a pass that states its own (fp16) at that:
+    # an exact rewrite never gets the share of outliers FP16's rounding needs.
+    tolerance = given(default_tolerance(model))
+    tolerances = {rewrite.name: given(tolerance.loosest(rewrite.tolerance))
+                  for rewrite in chosen if rewrite.tolerance is not None}
+    options = replace(options, inputs=str(inputs) if inputs is not None else None, tolerances=tolerances)
     limits = {"time_limit": time_limit, "memory_limit": memory_limit}
     verification, unverified_reason, feeds = _start_verification(
-        model, feeds, tolerance, unverified, limits,
+        model, feeds, tolerance, unverified, {**limits, "tolerances": tolerances},
         generated=inputs is None, invalid=any(finding.rule == "OD101" for finding in before.findings))
     checks = [verification] if verification is not None else []
     fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits)
     target = Path(output) if output is not None else source
-    after = diagnose_model(LoadedModel(path=target, proto=fixed), codes, element_limit=element_limit)
+    after = diagnose_model(LoadedModel(path=target, proto=fixed), codes, AnalysisOptions(element_limit=element_limit))
     if output is not None:
         # Weights that were outside stay outside (a model split on purpose stays split).
         save_model(fixed, target, external_data=bool(loaded.external))
@@ -219,6 +212,7 @@ def fix(
         after=after,
         steps=steps,
         tolerance=tolerance,
+        tolerances=tolerances,
         inputs={name: tuple(value.shape) for name, value in feeds.items()},
         unverified_reason=unverified_reason,
         verified_on=isolated.device(),
@@ -249,15 +243,6 @@ def _start_verification(model, feeds, tolerance, unverified: bool, limits: dict,
                               "(OD101: see onnxdoctor diagnose), so no rewrite can be verified; fix that at the "
                               "source, or apply the passes without verification with --unverified") from None
     raise failure
-
-
-def _default_tolerance(model: onnx.ModelProto, chosen: list[Pass]) -> Tolerance:
-    """The model's tolerance, or the loosest a chosen pass states (fp16's for an FP16 conversion)."""
-    tolerance = default_tolerance(model)
-    for rewrite in chosen:
-        if rewrite.tolerance is not None:
-            tolerance = tolerance.loosest(rewrite.tolerance)
-    return tolerance
 
 
 def _choose_passes(passes, skip) -> list[Pass]:

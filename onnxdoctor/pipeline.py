@@ -10,7 +10,7 @@ per-pass benchmarks take their snapshots there).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -48,11 +48,13 @@ class Verify(Observer):
     """Verification as an observer: each changed model against the reference run; a model whose
     outputs differ is rolled back, one compared on nothing finite stays unverified."""
 
-    def __init__(self, verifier: Verifier) -> None:
+    def __init__(self, verifier: Verifier, tolerances: Mapping[str, Tolerance] | None = None) -> None:
         self.verifier = verifier
+        # Passes verified at their own tolerance (fp16's), by name; the others at the verifier's.
+        self.tolerances = dict(tolerances or {})
 
     def check(self, step: Step, candidate: onnx.ModelProto) -> StepStatus:
-        step.verification = verification = self.verifier.check(candidate)
+        step.verification = verification = self.verifier.check(candidate, self.tolerances.get(step.name))
         if not verification.passed:
             return StepStatus.ROLLED_BACK
         if verification.vacuous:
@@ -67,6 +69,7 @@ def verify_against(
     feeds: dict[str, np.ndarray],
     tolerance: Tolerance,
     *,
+    tolerances: Mapping[str, Tolerance] | None = None,
     time_limit: float | None = None,
     memory_limit: int | None = None,
 ) -> Verify:
@@ -77,7 +80,8 @@ def verify_against(
     from onnxdoctor.passes.toposort import Toposort
 
     def start(reference: onnx.ModelProto) -> Verify:
-        return Verify(Verifier(reference, feeds, tolerance, time_limit=time_limit, memory_limit=memory_limit))
+        return Verify(Verifier(reference, feeds, tolerance, time_limit=time_limit, memory_limit=memory_limit),
+                      tolerances)
 
     try:
         return start(model)

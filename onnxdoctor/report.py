@@ -99,7 +99,9 @@ class FixReport:
     before: Report
     after: Report
     steps: list[Step]
+    # What each pass was verified at: `tolerance`, or its own in `tolerances` (fp16's), by name.
     tolerance: Tolerance
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
     inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # Why nothing was verified (a model ONNX Runtime cannot run, fixed with unverified=True).
     unverified_reason: str | None = None

@@ -118,7 +118,8 @@ class Verifier:
         with self.make_runner(model) as runner:
             return runner.infer(self.feeds)
 
-    def check(self, candidate: onnx.ModelProto) -> Verification:
+    def check(self, candidate: onnx.ModelProto, tolerance: Tolerance | None = None) -> Verification:
+        """`candidate` against the reference, at `tolerance` (None: the verifier's own)."""
         names = [value.name for value in candidate.graph.output]
         if names != self.output_names:
             return Verification(False, error=f"outputs changed from {self.output_names} to {names}")
@@ -126,14 +127,15 @@ class Verifier:
             results = self._run(candidate)
         except Exception as error:  # noqa: BLE001 - a rewrite that breaks the model is rolled back
             return Verification(False, error=error_text(error))
-        outputs = [self._compare(name, self.reference[name], results[name]) for name in self.output_names]
+        outputs = [self._compare(name, self.reference[name], results[name], tolerance or self.tolerance)
+                   for name in self.output_names]
         return Verification(all(output.passed for output in outputs), outputs)
 
-    def _compare(self, name: str, expected: np.ndarray, actual: np.ndarray) -> OutputDifference:
+    def _compare(self, name: str, expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> OutputDifference:
         if expected.dtype != actual.dtype:
             # engines.compare only asks for numbers on both sides; a rewrite must keep the type too.
             return OutputDifference(name, float("inf"), float("inf"), False)
-        compared = compare_output(name, expected, actual, self.tolerance)
+        compared = compare_output(name, expected, actual, tolerance)
         if compared.compared:
             return OutputDifference(name, compared.max_absolute, compared.max_relative, compared.passed)
         # Passed or not, nothing finite was compared: the errors are none or infinite, and the note says why.

@@ -17,12 +17,13 @@ from onnx import TensorProto, helper
 import onnxdoctor.pipeline as pipeline
 from onnxdoctor import api
 from onnxdoctor.engines.base import Runner
+from onnxdoctor.engines.compare import Tolerance
 from onnxdoctor.engines.isolated import IsolatedOnnxRuntimeRunner
 from onnxdoctor.engines.onnxruntime_runner import OnnxRuntimeRunner
 from onnxdoctor.model import load_full_model, load_model
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models
 from onnxdoctor.pipeline import Observer, run_passes, verify_against
-from onnxdoctor.report import StepStatus
+from onnxdoctor.report import Step, StepStatus
 from onnxdoctor.verify import FP32_TOLERANCE, ModelDoesNotRun, Verifier, make_inputs
 
 
@@ -228,3 +229,26 @@ def test_outputs_with_nothing_finite_say_why_they_compared_nothing():
     assert verifier.check(scaled(2.0)).vacuous
     empty = Verifier(scaled(1.0), {"x": np.zeros(0, np.float32)}, FP32_TOLERANCE).check(scaled(2.0)).outputs[0]
     assert empty.passed and not empty.compared and empty.note == "empty on these inputs"
+
+
+def _offset_model(offset: np.ndarray) -> onnx.ModelProto:
+    """y = x + offset."""
+    graph = helper.make_graph([helper.make_node("Add", ["x", "offset"], ["y"], name="add")], "offset",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [offset.size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [offset.size])],
+                              [onnx.numpy_helper.from_array(offset, "offset")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_only_a_pass_with_its_own_tolerance_is_verified_at_it():
+    # 5 of 1000 elements off by 1000: within "99% of elements", far outside "every element".
+    spikes = np.zeros(1000, np.float32)
+    spikes[:5] = 1000.0
+    reference, candidate = _offset_model(np.zeros(1000, np.float32)), _offset_model(spikes)
+    feeds = {"x": np.linspace(-1, 1, 1000, dtype=np.float32)}
+    loose = Tolerance(1e-2, 1e-3, atol_by_range=True, quantile=0.99)
+    verify = verify_against(reference, feeds, FP32_TOLERANCE, tolerances={"fp16": loose})
+    exact = Step("merge-duplicates", (), StepStatus.APPLIED, "")
+    converting = Step("fp16", (), StepStatus.APPLIED, "")
+    assert verify.check(exact, candidate) == StepStatus.ROLLED_BACK
+    assert verify.check(converting, candidate) == StepStatus.APPLIED

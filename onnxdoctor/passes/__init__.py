@@ -30,9 +30,10 @@ class PassOptions:
     static_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # Never fold tensors above this many elements.
     element_limit: int = DEFAULT_ELEMENT_LIMIT
-    # What verification uses (--inputs, the tolerance), for passes that check their own candidates (fp16).
+    # What verification uses (--inputs; the tolerance of each pass verified at its own, by name),
+    # for passes that check their own candidates (fp16).
     inputs: str | None = None
-    tolerance: Tolerance | None = None
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,9 +61,9 @@ class Pass:
     description: str = ""
     # Whether `fix` runs the pass when no --passes are named (fp16 only runs when asked for).
     default: bool = True
-    # The verification tolerance when this pass is chosen (the loosest of the chosen passes' and
-    # the model's own counts; --rtol/--atol override its numbers); None: the model's own
-    # (verify.default_tolerance).
+    # The tolerance this pass is verified at, where the model's own (verify.default_tolerance) is
+    # too strict for what it does (fp16); the other passes keep the model's. --rtol/--atol
+    # override the numbers of both.
     tolerance: Tolerance | None = None
     # Whether a new node order alone is a change (toposort); other passes' graphsurgeon exports
     # re-sort whatever they touch, and that is no change.
@@ -125,20 +126,24 @@ def compare_models(before: onnx.ModelProto, after: onnx.ModelProto, summary: str
     return PassResult(after if changed else before, changed, summary, removed, added, changed_tensors, diffed=True)
 
 
-def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+def infer_shapes(model: onnx.ModelProto, *, declared: bool = True) -> onnx.ModelProto:
     """The model's types and shapes as inference sees them, on a copy without the large
     weights (so models over 2 GiB work too); where inference rejects the model, the types it
-    declares (a broken model still gets the passes that need no shapes)."""
+    declares (a broken model still gets the passes that need no shapes). `declared` False:
+    the model's own value_info is left out first, so only what inference derives from the
+    inputs counts (a model traced at batch 1 may declare its intermediates at batch 1)."""
     skeleton, _ = split_weights(model)
+    if not declared:
+        del skeleton.graph.value_info[:]
     try:
         return validation.infer_shapes(skeleton, data_prop=True)
     except validation.ONNX_ERRORS:
         return skeleton
 
 
-def infer_types(model: onnx.ModelProto) -> dict[str, TensorType]:
-    """Inferred types by tensor name, for a GraphView of the model."""
-    inferred = infer_shapes(model)
+def infer_types(model: onnx.ModelProto, *, declared: bool = True) -> dict[str, TensorType]:
+    """Inferred types by tensor name, for a GraphView of the model (see infer_shapes)."""
+    inferred = infer_shapes(model, declared=declared)
     types = {}
     for graph in walk_graphs(inferred.graph):
         for value in (*graph.input, *graph.value_info, *graph.output):

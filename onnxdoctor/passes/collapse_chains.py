@@ -33,7 +33,7 @@ from onnx import TensorProto, numpy_helper
 
 from onnxdoctor.model import read_tensor, walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, infer_types
-from onnxdoctor.passes.merge_duplicates import rename_reads
+from onnxdoctor.passes.merge_duplicates import replace_nodes
 from onnxdoctor.wording import node_label, shortened
 
 # Source type → the types that hold each of its values exactly (a cast there and on loses nothing).
@@ -177,13 +177,7 @@ def _remove_nodes(graph: onnx.GraphProto, dropped: set[int], renames: dict[str, 
     if not dropped:
         return
     gone = {name for index in dropped for name in graph.node[index].output}
-    kept = [node for index, node in enumerate(graph.node) if index not in dropped]
-    del graph.node[:]
-    graph.node.extend(kept)
-    remaining = [value for value in graph.value_info if value.name not in gone]
-    del graph.value_info[:]
-    graph.value_info.extend(remaining)
-    rename_reads(graph, renames)
+    replace_nodes(graph, [node for index, node in enumerate(graph.node) if index not in dropped], gone, renames)
 
 
 def _passes_through(node: onnx.NodeProto, constants: dict, types: dict) -> bool:
@@ -237,6 +231,8 @@ def _collapse(first: onnx.NodeProto, second: onnx.NodeProto, constants: dict, ty
             return "identity"
         _set_perm(second, composed)
     elif first.op_type == "Reshape":
+        if len(second.input) < 2:
+            return None  # Reshape-1 (opset < 5) holds its shape in an attribute
         shape = read_tensor(constants[second.input[1]]) if second.input[1] in constants else None
         if shape is None or (0 in shape.tolist() and not _attribute(second, "allowzero")):
             return None

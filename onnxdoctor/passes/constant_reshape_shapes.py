@@ -33,7 +33,9 @@ class ConstantReshapeShapes(Pass):
                       and node.input[1] not in constants and node.output[0] not in outputs]
         if not candidates:
             return PassResult(model, False, "no computed Reshape shapes")
-        types = infer_types(model)
+        # Only dims inference derives count: a dim the model merely declares (traced at batch 1)
+        # would be baked into the graph, and verification runs at one size only.
+        types = infer_types(model, declared=False)
         targets = {index: target for index in candidates
                    if (target := reshape_target(types.get(model.graph.node[index].output[0]))) is not None}
         if not targets:

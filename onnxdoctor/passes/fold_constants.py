@@ -199,9 +199,10 @@ def fold_once(model: onnx.ModelProto, options: PassOptions, types: dict[str, Ten
             # copies the constant graph once per partition (quadratic: 20k nodes took 793 s).
             graph.fold_constants(partitioning=None, error_ok=False, **settings)
         except Exception:  # noqa: BLE001 - a constant ONNX Runtime cannot evaluate (OD302) fails the one session
-            # Partitioned, so that node leaves the rest foldable. The failed attempt folded
-            # nothing (graphsurgeon replaces tensors only after evaluating them all); what it
-            # did before evaluating (shape-cast elision) keeps the graph's meaning.
+            # Partitioned, so that node leaves the rest foldable. The failed attempt replaced
+            # nothing in this graph's own tensors (graphsurgeon replaces them only after evaluating
+            # them all), but it may have folded subgraph bodies first and elided shape casts:
+            # each of those keeps the graph's meaning, and the retry starts from there.
             graph.fold_constants(partitioning="recursive", error_ok=True, **settings)
         graph.cleanup(remove_unused_graph_inputs=False, recurse_subgraphs=True)
 

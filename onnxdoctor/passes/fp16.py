@@ -67,7 +67,7 @@ class Fp16(Pass):
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         if not any(_float_nodes(model)):
             return PassResult(model, False, "no FP32 computation to convert")
-        tolerance = options.tolerance or self.tolerance
+        tolerance = options.tolerances.get(self.name, self.tolerance)
         nodes = list(model.graph.node)
         keep = _flagged_nodes(model, options)
         feeds = make_inputs(model, options.static_shapes, options.inputs)
@@ -130,11 +130,12 @@ def _label(nodes: list[onnx.NodeProto], index: int) -> str:
 
 def _flagged_nodes(model: onnx.ModelProto, options: PassOptions) -> dict[int, str]:
     """Main-graph nodes the FP16 rules name, with the rule and its message as the reason."""
+    from onnxdoctor.analysis import AnalysisOptions
     from onnxdoctor.api import diagnose_model
 
     # Constants are read as they are: no evaluation needed.
     report = diagnose_model(LoadedModel(path=Path("<model being converted>"), proto=model), set(_KEEPING_RULES),
-                            evaluate=False, element_limit=options.element_limit)
+                            AnalysisOptions(evaluate=False, element_limit=options.element_limit))
     by_label = {_label(list(model.graph.node), index): index for index in range(len(model.graph.node))}
     keep: dict[int, str] = {}
     for finding in report.findings:

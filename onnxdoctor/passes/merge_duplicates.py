@@ -84,15 +84,9 @@ def _merge_in(graph: onnx.GraphProto, outer_renames: dict[str, str], removed: li
             kept_nodes.append(node)
             continue
         removed.append(node_label(node))
-    if len(kept_nodes) < len(graph.node):
-        del graph.node[:]
-        graph.node.extend(kept_nodes)
-    # Types recorded for names no longer in the graph would describe nothing.
-    remaining = [value for value in graph.value_info if value.name not in renames]
-    del graph.value_info[:]
-    graph.value_info.extend(remaining)
-    # Reads the walk met before their rename (a graph output taken over, an unsorted graph).
-    rename_reads(graph, renames)
+    # Reads the walk met before their rename (a graph output taken over, an unsorted graph) are
+    # rewired too.
+    replace_nodes(graph, kept_nodes, set(renames), renames)
     return renames
 
 
@@ -125,6 +119,8 @@ def _node_key(node: onnx.NodeProto) -> tuple | None:
     if (node.domain not in _STANDARD_DOMAINS or node.op_type in NONDETERMINISTIC_OPS or not node.output
             or any(True for _ in attribute_subgraphs(node))):
         return None
+    if node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]:
+        return None  # a training_mode input may ask for a random mask: two draws are not one
     attributes = hashlib.sha256(b"".join(_attribute_bytes(node))).digest()
     # Which optional outputs are asked for is part of the computation (Dropout's mask, say).
     produced = tuple(bool(name) for name in node.output)
@@ -169,6 +165,19 @@ def _resolve(renames: dict[str, str], name: str) -> str:
 def _defined_names(graph: onnx.GraphProto) -> set[str]:
     return ({value.name for value in graph.input} | {tensor.name for tensor in graph.initializer}
             | {name for node in graph.node for name in node.output})
+
+
+def replace_nodes(graph: onnx.GraphProto, kept: list[onnx.NodeProto], gone: set[str],
+                  renames: dict[str, str]) -> None:
+    """The graph's nodes become `kept`; the types recorded for the `gone` names go (they would
+    describe nothing); reads of the names in `renames` are rewired."""
+    if len(kept) < len(graph.node):
+        del graph.node[:]
+        graph.node.extend(kept)
+    remaining = [value for value in graph.value_info if value.name not in gone]
+    del graph.value_info[:]
+    graph.value_info.extend(remaining)
+    rename_reads(graph, renames)
 
 
 def rename_reads(graph: onnx.GraphProto, renames: dict[str, str]) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from onnxdoctor.graph import TensorType
-from onnxdoctor.model import walk_graphs
+from onnxdoctor.model import split_weights, walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_types
 from onnxdoctor.wording import shortened
 
@@ -118,15 +118,19 @@ def _symbolic_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
     # working directory (sym_shape_infer_temp.onnx and its data) when some shape stays unknown,
     # where the shapes it did infer are what we want.
     inference = SymbolicShapeInference(int_max=2**31 - 1, auto_merge=False, guess_output_rank=False, verbose=0)
+    # Only what it derives from the inputs counts: the model's declared intermediate and output
+    # shapes (a model traced at batch 1 may declare batch 1) are left out.
+    skeleton, _ = split_weights(model)
+    del skeleton.graph.value_info[:]
     try:
-        inference._preprocess(model)
+        inference._preprocess(skeleton)
         while inference.run_:
             inference._infer_impl()
     except Exception:  # noqa: BLE001 - it raises bare Exceptions for ops it does not know and dims it cannot merge
         return {}
     inferred = inference.out_mp_
     shapes = {}
-    for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+    for value in (*inferred.graph.input, *inferred.graph.value_info):
         tensor_type = value.type.tensor_type
         dims = tensor_type.shape.dim
         if tensor_type.HasField("shape") and all(dim.HasField("dim_value") or dim.dim_param for dim in dims):

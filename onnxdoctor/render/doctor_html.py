@@ -7,7 +7,6 @@ from __future__ import annotations
 from html import escape
 
 from onnxdoctor.doctor.report import largest_error
-from onnxdoctor.engines.compare import Tolerance
 from onnxdoctor.render import printable
 from onnxdoctor.render.doctor_markdown import (
     PREDICT_COLUMNS,
@@ -15,10 +14,10 @@ from onnxdoctor.render.doctor_markdown import (
     milliseconds,
     predict_heading,
     predict_row,
+    verified_at,
     versus,
 )
-from onnxdoctor.render.profile_html import BAR_COLOR, FLAGGED_COLOR, OTHER_COLOR, STYLE
-from onnxdoctor.render.profile_html import _bars as bars
+from onnxdoctor.render.profile_html import BAR_COLOR, FLAGGED_COLOR, OTHER_COLOR, STYLE, bars
 from onnxdoctor.render.profile_text import duration
 
 EXTRA_STYLE = ".faster { color: #1a7f37; } .slower { color: #cf222e; } li { margin: 2px 0; }"
@@ -66,10 +65,9 @@ def _findings(report) -> str:
 
 def _fix(report) -> str:
     fix = report.fix
-    tolerance = fix["tolerance"]
     rows = ["<h2>Fix, pass by pass</h2>",
             f'<p class="meta">each pass verified on {_text(fix["verified_on"])} against the original model '
-            f"({_text(Tolerance.from_record(tolerance).describe())})</p>",
+            f"({_text(verified_at(fix))})</p>",
             "<table><tr><th>pass</th><th>status</th><th>resolves</th><th>what it did</th><th>largest error</th></tr>"]
     for step in fix["passes"]:
         if step["status"] == "not applicable":

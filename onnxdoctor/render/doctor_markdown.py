@@ -25,6 +25,13 @@ def versus(comparison: dict | None) -> str:
             f"{comparison['verdict']}")
 
 
+def verified_at(fix: dict) -> str:
+    """'rtol 0.0001, atol 1e-05; fp16 at rtol 0.01, …': each pass's tolerance, from a fix record."""
+    own = fix.get("tolerances") or {}
+    return "; ".join([Tolerance.from_record(fix["tolerance"]).describe(),
+                      *(f"{name} at {Tolerance.from_record(record).describe()}" for name, record in own.items())])
+
+
 def inputs_text(inputs: dict) -> str:
     return ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in inputs.items())
 
@@ -99,7 +106,7 @@ def render(report) -> str:
     fix = report.fix
     lines += ["", "## What was fixed", "",
               f"Each pass was verified on {fix['verified_on']} against the original model "
-              f"({Tolerance.from_record(fix['tolerance']).describe()}); a pass that changed an "
+              f"({verified_at(fix)}); a pass that changed an "
               "output beyond that would have been rolled back.", "",
               "| pass | status | resolves | what it did | largest error |", "| --- | --- | --- | --- | --- |"]
     for step in fix["passes"]:

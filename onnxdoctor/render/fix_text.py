@@ -36,7 +36,9 @@ def render(report, console: Console) -> None:
         console.print(f"  [yellow]not verified: {shown(report.unverified_reason)}[/yellow]", soft_wrap=True)
     else:
         console.print(
-            f"  [dim]verified on {shown(inputs)} ({report.verified_on}); {report.tolerance.describe()}[/dim]"
+            f"  [dim]verified on {shown(inputs)} ({report.verified_on}); {report.tolerance.describe()}"
+            + "".join(f"; {name} at {tolerance.describe()}" for name, tolerance in report.tolerances.items())
+            + "[/dim]"
         )
     width = max(len(step.name) for step in report.steps) if report.steps else 0
     for step in report.steps:

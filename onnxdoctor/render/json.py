@@ -91,6 +91,7 @@ def fix_record(report) -> dict:
         "output": report.output,
         "inputs": {name: list(shape) for name, shape in report.inputs.items()},
         "tolerance": report.tolerance.record(),
+        "tolerances": {name: tolerance.record() for name, tolerance in report.tolerances.items()},
         "unverified_reason": _printable_or_none(report.unverified_reason),
         "verified_on": report.verified_on,
         "passes": steps,

@@ -34,12 +34,12 @@ def render_html(report, top: int = 25) -> str:
     parts += [f'<p class="meta">note: {escape(note)}</p>' for note in report.notes]
     layers = report.layers[:top]
     parts.append(f"<h2>Slowest layers ({len(layers)} of {len(report.layers)}; bars in yellow have a finding)</h2>")
-    parts.append(_bars("slowest layers", [(layer.name, layer.time, FLAGGED_COLOR if layer.reasons else BAR_COLOR)
+    parts.append(bars("slowest layers", [(layer.name, layer.time, FLAGGED_COLOR if layer.reasons else BAR_COLOR)
                                           for layer in layers]))
     parts.append("<h2>By op type</h2>")
-    parts.append(_bars("op types", [(rollup.name, rollup.time, BAR_COLOR) for rollup in report.op_types[:15]]))
+    parts.append(bars("op types", [(rollup.name, rollup.time, BAR_COLOR) for rollup in report.op_types[:15]]))
     parts.append("<h2>By block</h2>")
-    parts.append(_bars("blocks", [(rollup.name, rollup.time, BAR_COLOR) for rollup in report.blocks[:15]]))
+    parts.append(bars("blocks", [(rollup.name, rollup.time, BAR_COLOR) for rollup in report.blocks[:15]]))
     parts.append(_layer_table(layers))
     if report.reasons or report.unplaced_findings:
         parts.append("<h2>Whole run</h2><ul>")
@@ -53,13 +53,13 @@ def render_html(report, top: int = 25) -> str:
         parts.append("<h2>Beside PyTorch, by block</h2>")
         parts.append(f'<p class="meta">Blue: {escape(report.model)} in {escape(description.label)}; purple: the '
                      "PyTorch model, timed per block on the same inputs. Biggest differences first.</p>")
-        parts.append(_bars("beside PyTorch", [(row.name, row.baseline, BAR_COLOR) for row in shown],
+        parts.append(bars("beside PyTorch", [(row.name, row.baseline, BAR_COLOR) for row in shown],
                            other=[row.other for row in shown]))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def _bars(title: str, rows: list[tuple[str, float, str]], other: list[float] | None = None) -> str:
+def bars(title: str, rows: list[tuple[str, float, str]], other: list[float] | None = None) -> str:
     """A horizontal bar chart; with `other`, a second bar per row (the compared model)."""
     largest = max([value for _, value, _ in rows] + (other or []) + [1e-12])
     per_row = ROW_HEIGHT * (2 if other is not None else 1) + 4
@@ -110,6 +110,6 @@ def _comparison(report) -> str:
     for title, rows in (("op type", comparison.op_types), ("block", comparison.blocks)):
         shown = rows[:12]
         parts.append(f"<h2>By {title}</h2>")
-        parts.append(_bars(f"comparison by {title}", [(row.name, row.baseline, BAR_COLOR) for row in shown],
+        parts.append(bars(f"comparison by {title}", [(row.name, row.baseline, BAR_COLOR) for row in shown],
                            other=[row.other for row in shown]))
     return "\n".join(parts)

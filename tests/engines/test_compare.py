@@ -85,3 +85,11 @@ def test_the_loosest_of_two_tolerances_passes_what_either_passes():
     assert loosest == Tolerance(1e-2, 1e-3, atol_by_range=True, quantile=0.999)
     assert Tolerance.from_record(loosest.record()) == loosest
     assert loosest.describe() == "rtol 0.01, atol 0.001 × each output's range, 99.9% of elements"
+
+
+def test_with_atol_0_a_few_misses_at_zero_stay_within_the_quantile():
+    expected = np.linspace(0.0, 1.0, 1000, dtype=np.float32)
+    actual = expected.copy()
+    actual[0] = 1e-9  # the reference is 0 there: infinitely far in units of a zero bound
+    assert not compare_output("y", expected, actual, Tolerance(1e-2, 0.0)).passed
+    assert compare_output("y", expected, actual, Tolerance(1e-2, 0.0, quantile=0.99)).passed

@@ -1,7 +1,9 @@
 import onnx
 from conftest import planted
+from onnx import TensorProto, helper
 
 from onnxdoctor import api
+from onnxdoctor.passes.collapse_chains import collapse_chains
 
 
 def test_collapses_exact_pairs_and_keeps_the_rest(tmp_path):
@@ -58,3 +60,12 @@ def test_unsqueezes_in_a_row_become_one(tmp_path):
     assert {"unsqueeze_last", "relu", "relu_last"} <= set(nodes)
     # The axes made for unsqueeze_middle went with it: only the merged ones and the originals stay.
     assert set(constants) == {"axis_zero", "axis_last", last.input[1]}
+
+
+def test_reshapes_of_opset_4_hold_their_shape_in_an_attribute_and_are_left_alone():
+    nodes = [helper.make_node("Reshape", ["x"], ["a"], shape=[2, 6]), helper.make_node("Reshape", ["a"], ["y"], shape=[3, 4])]
+    graph = helper.make_graph(nodes, "reshape_1", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 4)])
+    model.ir_version = 3
+    assert collapse_chains(model)[1] == []

@@ -15,7 +15,7 @@ from onnxdoctor.engines.compare import Tolerance
 from onnxdoctor.engines.tensorrt import build_engine
 from onnxdoctor.passes import PassOptions
 from onnxdoctor.passes.fp16 import Fp16, convert_to_fp16
-from onnxdoctor.verify import FP16_CONVERSION_TOLERANCE
+from onnxdoctor.verify import FP16_CONVERSION_TOLERANCE, FP32_TOLERANCE
 
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 
@@ -32,7 +32,8 @@ def test_not_in_the_default_set_and_verified_at_the_fp16_tolerance(tmp_path):
     assert "fp16" not in [step.name for step in report.steps]
     report = fix(planted("clean"), tmp_path / "clean_fp16.onnx", passes=["fp16"])
     (step,) = report.steps
-    assert step.status == "applied" and report.tolerance == FP16_CONVERSION_TOLERANCE
+    assert step.status == "applied" and report.tolerances == {"fp16": FP16_CONVERSION_TOLERANCE}
+    assert report.tolerance == FP32_TOLERANCE  # the other passes keep the model's own
     converted = onnx.load(tmp_path / "clean_fp16.onnx")
     # The interface keeps its FP32 types; the computation is FP16 between one Cast in and one out.
     assert [value.type.tensor_type.elem_type for value in (*converted.graph.input, *converted.graph.output)] == [FLOAT, FLOAT]
@@ -49,7 +50,9 @@ def test_precision_fp16_adds_the_pass_after_the_default_ones(tmp_path):
     assert result.exit_code == 0, result.output
     steps = [step["pass"] for step in json.loads(result.output)["passes"]]
     assert steps[-1] == "fp16" and "fold-constants" in steps
-    assert json.loads(result.output)["tolerance"]["quantile"] == 0.99
+    record = json.loads(result.output)
+    # fp16 at its own criterion; the exact passes before it at the model's, every element.
+    assert record["tolerances"]["fp16"]["quantile"] == 0.99 and record["tolerance"]["quantile"] == 1.0
     assert any(tensor.data_type == FLOAT16 for tensor in onnx.load(output).graph.initializer)
 
 
@@ -92,8 +95,8 @@ def test_bisection_finds_nodes_that_break_the_tolerance():
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
     model.ir_version = 8
     # An absolute atol, every element (by range, 1e-3 of y's 3e4 would forgive the MatMul's rounding).
-    assert "project" not in Fp16().run(model, PassOptions(tolerance=Tolerance(1e-2, 1e-3))).summary
-    result = Fp16().run(model, PassOptions(tolerance=Tolerance(1e-4, 1e-3)))
+    assert "project" not in Fp16().run(model, PassOptions(tolerances={"fp16": Tolerance(1e-2, 1e-3)})).summary
+    result = Fp16().run(model, PassOptions(tolerances={"fp16": Tolerance(1e-4, 1e-3)}))
     # Bisection keeps one of the two in FP32 and the other joins it rather than add two Casts.
     assert "(bisection)" in result.summary and ("project (adds" in result.summary or "negate (adds" in result.summary)
     types = _types(result.model)
@@ -116,7 +119,7 @@ def test_yolo_verified_and_built_by_tensorrt_rtx(yolo, tmp_path, name):
     assert step.status == "applied", step.summary
     # Verified with atol a share of each output's range (boxes and keypoints are in pixels), on
     # 99% of each output's elements.
-    assert report.tolerance == Tolerance(1e-2, 1e-3, atol_by_range=True, quantile=0.99)
+    assert report.tolerances["fp16"] == Tolerance(1e-2, 1e-3, atol_by_range=True, quantile=0.99)
     assert all(difference.passed for difference in step.verification.outputs)
     converted = onnx.load(output)
     assert sum(tensor.data_type == FLOAT16 for tensor in converted.graph.initializer) > 0
