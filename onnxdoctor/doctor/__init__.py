@@ -272,24 +272,22 @@ def _inputs(original: Path, work: Path, batch: int, imgsz: int, notes: list[str]
     dims = [list(value.type.tensor_type.shape.dim) for value in graph_inputs]
     dynamic = [f"{value.name}[{axis}]" for value, shape in zip(graph_inputs, dims, strict=True)
                for axis, dim in enumerate(shape) if not dim.HasField("dim_value")]
-    path = work / FILES["inputs every stage ran on"]
-    if not dynamic:
-        feeds = make_inputs(model, {}, None)
-        np.savez(path, **feeds)
-        return str(path), {name: tuple(value.shape) for name, value in feeds.items()}, dynamic
     element = graph_inputs[0].type.tensor_type.elem_type if graph_inputs else None
-    if not wanted:
-        if len(graph_inputs) != 1 or len(dims[0]) != 4 or element != onnx.TensorProto.FLOAT:
-            notes.append("dynamic dims filled with onnxdoctor's defaults (1 for the first axis, 64 elsewhere): "
-                         "--batch and --imgsz apply to one 4-D float image input")
-            feeds = make_inputs(model, {}, None)
-            np.savez(path, **feeds)
-            return str(path), {name: tuple(value.shape) for name, value in feeds.items()}, dynamic
+    image = len(graph_inputs) == 1 and len(dims[0]) == 4 and element == onnx.TensorProto.FLOAT
+    if dynamic and not wanted and image:
         wanted = {graph_inputs[0].name: tuple(dim.dim_value if dim.HasField("dim_value") else size
                                               for dim, size in zip(dims[0], (batch, 3, imgsz, imgsz), strict=True))}
-    generator = np.random.default_rng(0)
-    np.savez(path, **{name: generator.random(shape, dtype=np.float32) for name, shape in wanted.items()})
-    return str(path), dict(wanted), dynamic
+    if dynamic and not wanted:
+        notes.append("dynamic dims filled with onnxdoctor's defaults (1 for the first axis, 64 elsewhere): "
+                     "--batch and --imgsz apply to one 4-D float image input")
+    if dynamic and wanted:
+        generator = np.random.default_rng(0)
+        feeds = {name: generator.random(shape, dtype=np.float32) for name, shape in wanted.items()}
+    else:
+        feeds = make_inputs(model, {}, None)
+    path = work / FILES["inputs every stage ran on"]
+    np.savez(path, **feeds)
+    return str(path), {name: tuple(value.shape) for name, value in feeds.items()}, dynamic
 
 
 def _verify_export(original: Path, baseline, inputs: str | None) -> dict:

@@ -39,17 +39,17 @@ def export_ultralytics(spec: str, work: Path, *, batch: int, imgsz: int, dynamic
     previous = os.getcwd()
     os.chdir(work)  # Ultralytics writes beside the weights and may create folders in the working directory
     try:
-        with _quiet(ultralytics):
+        with quiet_ultralytics(ultralytics):
             if Path(spec).suffix == ".pt":
                 shutil.copyfile(spec, weights)
                 made = "trained weights from the .pt"
             else:
-                model = _load(YOLO, spec)
+                model = load_yolo(YOLO, spec)
                 realistic(model.model)
                 model.save(weights)
                 made = ("built from the yaml: random weights with realistic BatchNorm statistics (seed 0); "
                         "times hold, outputs are not a trained model's")
-            model = _load(YOLO, str(weights))
+            model = load_yolo(YOLO, str(weights))
             options = dict(format="onnx", batch=batch, imgsz=imgsz, dynamic=dynamic, simplify=False)
             try:
                 exported = Path(model.export(**options, verbose=False)).resolve()
@@ -120,7 +120,7 @@ def export_torch(model, work: Path, *, input_shapes: dict[str, tuple[int, ...]],
     return target, how
 
 
-def _load(yolo, spec: str):
+def load_yolo(yolo, spec: str):
     try:
         return yolo(spec)
     except Exception as error:  # noqa: BLE001 - a file Ultralytics cannot read is the user's input
@@ -129,7 +129,7 @@ def _load(yolo, spec: str):
 
 
 @contextlib.contextmanager
-def _quiet(ultralytics):
+def quiet_ultralytics(ultralytics):
     """Ultralytics logs its export to standard output even with verbose=False; doctor's own
     report is what the user reads."""
     logger = logging.getLogger(ultralytics.utils.LOGGER.name)

@@ -83,7 +83,7 @@ def time_predict(models: Mapping[str, str | os.PathLike], images: Sequence, *, b
     with the baseline, and the causes of a gap (`causes`: cause, applies, text); where Ultralytics
     cannot run predict() on a model, `unavailable` says why and nothing else was measured.
     """
-    from onnxdoctor.doctor.export import _load, _quiet
+    from onnxdoctor.doctor.export import load_yolo, quiet_ultralytics
     from onnxdoctor.engines.torch_runner import import_torch
 
     torch = import_torch()
@@ -102,8 +102,8 @@ def time_predict(models: Mapping[str, str | os.PathLike], images: Sequence, *, b
     what = {"ultralytics": ultralytics.__version__, "images": {"count": len(images), "height": height, "width": width},
             "batch": batch, "imgsz": imgsz, "half": half, "device": device}
     try:
-        with _quiet(ultralytics):
-            sides = {name: _Side(name, Path(path), _load(YOLO, str(path)), options) for name, path in models.items()}
+        with quiet_ultralytics(ultralytics):
+            sides = {name: _Side(name, Path(path), load_yolo(YOLO, str(path)), options) for name, path in models.items()}
             progress(f"timing Ultralytics predict() on {len(images)} {width}x{height} frames at batch "
                      f"{' and '.join(map(str, sizes))} for {', '.join(sides)}")
             for side in sides.values():
