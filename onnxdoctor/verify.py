@@ -63,6 +63,9 @@ class Verification:
     outputs: list[OutputDifference] = field(default_factory=list)
     # Set when the rewritten model could not run at all.
     error: str | None = None
+    # The passes whose combined result this run verified, when it verified more than one
+    # (pipeline.run_passes verifies the passes together first); empty for one pass alone.
+    passes: tuple[str, ...] = ()
 
     @property
     def vacuous(self) -> bool:

@@ -252,3 +252,95 @@ def test_only_a_pass_with_its_own_tolerance_is_verified_at_it():
     converting = Step("fp16", (), StepStatus.APPLIED, "")
     assert verify.check(exact, candidate) == StepStatus.ROLLED_BACK
     assert verify.check(converting, candidate) == StepStatus.APPLIED
+
+
+class RenameNodes(Pass):
+    """Changes the model and none of its outputs: every node gets a new name."""
+
+    name = "rename-nodes"
+
+    def run(self, model, options):
+        renamed = copy.deepcopy(model)
+        for node in renamed.graph.node:
+            node.name = f"renamed_{node.name}"
+        return PassResult(renamed, True, "renamed every node")
+
+
+class ScaleWeights(Pass):
+    """A deliberately wrong rewrite: every float initializer times 1.01."""
+
+    name = "scale-weights"
+
+    def run(self, model, options):
+        wrong = copy.deepcopy(model)
+        for weight in wrong.graph.initializer:
+            scaled = onnx.numpy_helper.to_array(weight) * np.float32(1.01)
+            weight.CopyFrom(onnx.numpy_helper.from_array(scaled, weight.name))
+        return PassResult(wrong, True, "scaled every weight")
+
+
+class Watcher(Observer):
+    """Watches the steps without judging them (as bench's KeptModels does)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, StepStatus, onnx.ModelProto]] = []
+
+    def observe(self, step, model):
+        self.seen.append((step.name, step.status, model))
+
+
+def counted_verification(model: onnx.ModelProto) -> tuple[pipeline.Verify, list[onnx.ModelProto]]:
+    """Verification against `model` whose every run (the reference's first) is recorded."""
+    runs = []
+
+    def runner(candidate):
+        runs.append(candidate)
+        return IsolatedOnnxRuntimeRunner(candidate)
+
+    return pipeline.Verify(Verifier(model, make_inputs(model), FP32_TOLERANCE, make_runner=runner)), runs
+
+
+def test_the_passes_result_is_verified_once_when_verification_is_the_only_judge():
+    model = onnx.load(planted("od203_dead_nodes"))
+    verify, runs = counted_verification(model)
+    watcher = Watcher()
+    fixed, (dropped, renamed, copied) = run_passes(model, [DropDeadNodes(), RenameNodes(), CopyAsIs()], PassOptions(),
+                                                   [verify, watcher])
+    # The reference, then one run of the two changed passes' result: not one run per pass.
+    assert len(runs) == 2 and runs[1] is fixed
+    assert (dropped.status, renamed.status, copied.status) == (StepStatus.APPLIED, StepStatus.APPLIED,
+                                                               StepStatus.UNCHANGED)
+    assert dropped.verification is renamed.verification and dropped.verification.passes == (
+        "drop-dead-nodes", "rename-nodes")
+    assert [(name, status) for name, status, _ in watcher.seen] == [
+        ("drop-dead-nodes", StepStatus.APPLIED), ("rename-nodes", StepStatus.APPLIED),
+        ("copy-as-is", StepStatus.UNCHANGED)]
+    assert watcher.seen[1][2] is fixed and watcher.seen[2][2] is fixed
+    assert not any(node.name.startswith("dead_") for node in watcher.seen[0][2].graph.node)
+
+
+def test_a_combined_result_that_differs_is_verified_pass_by_pass_and_only_the_culprit_rolled_back():
+    model = onnx.load(planted("od301_unfolded_constant"))
+    verify, runs = counted_verification(model)
+    watcher = Watcher()
+    fixed, steps = run_passes(model, [RenameNodes(), ScaleWeights(), DropDeadNodes()], PassOptions(), [verify, watcher])
+    assert [step.status for step in steps] == [StepStatus.APPLIED, StepStatus.ROLLED_BACK, StepStatus.UNCHANGED]
+    # Reference, the combined result, then each changed pass alone.
+    assert len(runs) == 4
+    assert steps[0].verification.passes == () and not steps[1].verification.passed
+    # Observers saw each step once, with its final verdict.
+    assert [(name, status) for name, status, _ in watcher.seen] == [
+        ("rename-nodes", StepStatus.APPLIED), ("scale-weights", StepStatus.ROLLED_BACK),
+        ("drop-dead-nodes", StepStatus.UNCHANGED)]
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(fixed.graph.initializer[0]),
+                                  onnx.numpy_helper.to_array(model.graph.initializer[0]))
+    assert all(node.name.startswith("renamed_") for node in fixed.graph.node)
+
+
+def test_a_pass_with_its_own_tolerance_is_never_verified_together():
+    model = onnx.load(planted("od203_dead_nodes"))
+    verify, runs = counted_verification(model)
+    verify.tolerances = {"rename-nodes": Tolerance(1e-2, 1e-3, atol_by_range=True, quantile=0.99)}
+    _, steps = run_passes(model, [DropDeadNodes(), RenameNodes()], PassOptions(), [verify])
+    assert [step.status for step in steps] == [StepStatus.APPLIED, StepStatus.APPLIED] and len(runs) == 3
+    assert all(step.verification.passes == () for step in steps)

@@ -35,9 +35,12 @@ def render(report, console: Console) -> None:
     if report.unverified_reason:
         console.print(f"  [yellow]not verified: {shown(report.unverified_reason)}[/yellow]", soft_wrap=True)
     else:
+        together = next((step.verification.passes for step in report.steps
+                         if step.verification is not None and step.verification.passes), ())
         console.print(
             f"  [dim]verified on {shown(inputs)} ({report.verified_on}); {report.tolerance.describe()}"
             + "".join(f"; {name} at {tolerance.describe()}" for name, tolerance in report.tolerances.items())
+            + (f"; the {len(together)} changed passes in one run" if len(together) > 1 else "")
             + "[/dim]"
         )
     width = max(len(step.name) for step in report.steps) if report.steps else 0

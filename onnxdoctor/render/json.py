@@ -77,6 +77,8 @@ def fix_record(report) -> dict:
                 else {
                     "passed": verification.passed,
                     "error": _printable_or_none(verification.error),
+                    # The passes verified together in this one run ([] : this pass alone).
+                    "passes": list(verification.passes),
                     "outputs": [
                         {"name": o.name, "max_absolute": _finite(o.max_absolute), "max_relative": _finite(o.max_relative),
                          "passed": o.passed, "compared": o.compared, "note": o.note or None}
