@@ -50,29 +50,51 @@ class Tolerance:
     def error_ratios(self, expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
         """Each finite reference element's error in units of its bound (at most 1 passes); NaN
         where the candidate is NaN or infinite and the reference is not."""
-        wide_expected = np.atleast_1d(expected).astype(np.float64).ravel()
-        wide_actual = np.atleast_1d(actual).astype(np.float64).ravel()
-        finite = np.isfinite(wide_expected)
-        wide_expected, wide_actual = wide_expected[finite], wide_actual[finite]
-        atol = self.atol * (max(1.0, float(np.abs(wide_expected).max())) if self.atol_by_range and finite.any()
-                            else 1.0)
-        difference = np.abs(wide_actual - wide_expected)
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            # An exact match passes even with a zero bound (atol 0 at a zero reference).
-            return np.where(difference == 0, 0.0, difference / (atol + self.rtol * np.abs(wide_expected)))
+        return _Wide(expected, actual).error_ratios(self)
 
     def ratio(self, expected: np.ndarray, actual: np.ndarray) -> float:
         """How far an output is off in units of the tolerance, at its quantile: at most 1 passes;
         infinite where the candidate is NaN or infinite and the reference is not."""
-        finite = np.isfinite(np.atleast_1d(expected)).ravel()
-        if not np.isfinite(np.atleast_1d(actual).ravel()[finite]).all():
+        return _Wide(expected, actual).ratio(self)
+
+
+class _Wide:
+    """An output pair as float64, its finite reference elements only, converted and masked once
+    (a 1.9 M-element output: each float64 copy is 15 MB, and verification compares every run)."""
+
+    def __init__(self, expected: np.ndarray, actual: np.ndarray) -> None:
+        expected = np.asarray(expected, dtype=np.float64).ravel()
+        actual = np.asarray(actual, dtype=np.float64).ravel()
+        finite = np.isfinite(expected)
+        self.all_finite = bool(finite.all())
+        if not self.all_finite:
+            expected, actual = expected[finite], actual[finite]
+        self.expected, self.actual = expected, actual
+        # |candidate - reference|, computed once for the errors and the ratios.
+        self.difference = np.abs(np.subtract(actual, expected))
+
+    def error_ratios(self, tolerance: Tolerance) -> np.ndarray:
+        magnitude = np.abs(self.expected)
+        atol = tolerance.atol * (max(1.0, float(magnitude.max())) if tolerance.atol_by_range and magnitude.size
+                                 else 1.0)
+        bound = np.multiply(magnitude, tolerance.rtol, out=magnitude)
+        bound += atol
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            ratios = np.divide(self.difference, bound, out=bound)
+        # An exact match passes even with a zero bound (atol 0 at a zero reference).
+        ratios[self.difference == 0] = 0.0
+        return ratios
+
+    def ratio(self, tolerance: Tolerance) -> float:
+        if not np.isfinite(self.actual).all():
             return float("inf")  # NaN or infinity where the reference has a number: an overflow
-        ratios = self.error_ratios(expected, actual)
+        ratios = self.error_ratios(tolerance)
         if not ratios.size:
             return 0.0
         # A miss against a zero bound (atol 0 at a zero reference) is infinite but still one element
         # of many: the quantile may leave it out ("higher": no interpolation between infinities).
-        return float(np.quantile(ratios, self.quantile, method="higher") if self.quantile < 1 else ratios.max())
+        return float(np.quantile(ratios, tolerance.quantile, method="higher") if tolerance.quantile < 1
+                     else ratios.max())
 
 
 @dataclass(frozen=True)
@@ -91,20 +113,21 @@ def compare_output(name: str, expected: np.ndarray, actual: np.ndarray, toleranc
     if expected.size == 0:
         return OutputComparison(name, 0.0, 0.0, True, compared=False)
     if expected.dtype.kind in "fc":
-        wide_expected = np.atleast_1d(expected).astype(np.float64)
-        wide_actual = np.atleast_1d(actual).astype(np.float64)
-        finite = np.isfinite(wide_expected)
-        if not finite.any():
+        wide = _Wide(expected, actual)
+        if not wide.expected.size:
             # Nothing finite to compare: NaN must stay NaN and infinities equal (numpy.isclose).
-            passed = bool(np.isclose(wide_actual, wide_expected, equal_nan=True).all())
+            passed = bool(np.isclose(actual, expected, equal_nan=True).all())
             return OutputComparison(name, 0.0, 0.0, passed, compared=False)
         # Non-finite reference elements (NaN, inf) must be matched exactly.
-        matched = bool((np.isclose(wide_actual[~finite], wide_expected[~finite], equal_nan=True)).all())
-        difference = np.abs(wide_actual[finite] - wide_expected[finite])
-        relative = difference / np.maximum(np.abs(wide_expected[finite]), np.finfo(np.float64).tiny)
-        passed = matched and tolerance.ratio(wide_expected, wide_actual) <= 1.0
-        return OutputComparison(name, float(np.nan_to_num(difference.max(), nan=np.inf)),
-                                float(np.nan_to_num(relative.max(), nan=np.inf)), passed)
+        finite = None if wide.all_finite else np.isfinite(expected)
+        matched = wide.all_finite or bool(np.isclose(actual[~finite], expected[~finite], equal_nan=True).all())
+        largest = float(np.nan_to_num(wide.difference.max(), nan=np.inf))
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            relative = wide.difference / np.maximum(np.abs(wide.expected), np.finfo(np.float64).tiny)
+        largest_relative = float(np.nan_to_num(relative.max(), nan=np.inf))
+        del relative
+        passed = matched and wide.ratio(tolerance) <= 1.0
+        return OutputComparison(name, largest, largest_relative, passed)
     equal = expected == actual
     mismatches = int((~equal).sum())
     largest = float(np.abs(actual.astype(np.float64) - expected.astype(np.float64)).max()) if mismatches else 0.0
