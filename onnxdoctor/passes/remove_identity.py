@@ -12,6 +12,8 @@ Nodes whose output is a graph output stay, so output names do not change."""
 from __future__ import annotations
 
 import functools
+import logging
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -108,12 +110,35 @@ def _times_one(node, types: dict):
     return None
 
 
+@functools.cache
+def _symbolic_shape_inference() -> type:
+    """ONNX Runtime's SymbolicShapeInference, its module loaded from its file on its own: the
+    package `onnxruntime.tools` imports torch when torch is installed (1.3 s of a 2 s fix here),
+    and the module needs only onnx, numpy and sympy."""
+    import importlib.util
+    import sys
+
+    name = "onnxdoctor._symbolic_shape_infer"
+    if name not in sys.modules:
+        package = importlib.util.find_spec("onnxruntime")
+        if package is None or not package.submodule_search_locations:
+            raise ImportError("onnxruntime is not installed")
+        path = Path(package.submodule_search_locations[0]) / "tools" / "symbolic_shape_infer.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        # Its warnings ("unsupported broadcast between ...") would reach the user's terminal through
+        # logging's last-resort handler: what it cannot infer only leaves a Reshape in place.
+        logging.getLogger(name).addHandler(logging.NullHandler())
+    return sys.modules[name].SymbolicShapeInference
+
+
 def _symbolic_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
     """Each tensor's shape from ONNX Runtime's symbolic shape inference, a dim an int or a
     symbol (an input dim's name, or an expression of them); tensors with an unknown dim left
     out, and all of them where it cannot read the model."""
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
+    SymbolicShapeInference = _symbolic_shape_inference()
     # Its steps, not SymbolicShapeInference.infer_shapes: that one saves the model into the
     # working directory (sym_shape_infer_temp.onnx and its data) when some shape stays unknown,
     # where the shapes it did infer are what we want.
