@@ -21,6 +21,7 @@ from onnxdoctor.model import (
     LoadedModel,
     OnnxDoctorError,
     check_writable,
+    data_bytes,
     load_full_model,
     load_model,
     refuse_overwriting,
@@ -32,6 +33,10 @@ from onnxdoctor.pipeline import Observer, Verify, run_passes, verify_against
 from onnxdoctor.report import FixReport, Report
 from onnxdoctor.validation import validate
 from onnxdoctor.verify import ModelDoesNotRun, default_tolerance, make_inputs
+
+# Up to this many bytes of weights, fix runs the original model for verification while its passes
+# run (each process then holds the model): beyond, the run waits, so the weights are held once at a time.
+_BACKGROUND_WEIGHTS = 256 << 20
 
 
 def diagnose(
@@ -170,11 +175,6 @@ def fix(
     loaded = load_model(source)
     if output is not None:
         refuse_overwriting(output, loaded.data_files, "an external data file of the input")
-    before = diagnose_model(loaded, codes, AnalysisOptions(element_limit=element_limit))
-    cycles = [finding for finding in before.findings if finding.rule == "OD202"]
-    if cycles:
-        # Nothing can run a cycle, so no pass could be verified: refuse before rewriting anything.
-        raise OnnxDoctorError(f"cannot fix a graph with a cycle ({cycles[0].graph}): {cycles[0].message}")
     model = load_full_model(loaded)
     options = PassOptions(static_shapes=dict(static_shapes or {}), element_limit=element_limit)
     if options.static_shapes:
@@ -184,6 +184,7 @@ def fix(
         for name, shape in options.static_shapes.items():
             set_static_shape({value.name: value for value in trial.input}, name, shape)
     feeds = make_inputs(model, options.static_shapes, inputs)
+
     def given(tolerance: Tolerance) -> Tolerance:
         return replace(tolerance, rtol=tolerance.rtol if rtol is None else rtol,
                        atol=tolerance.atol if atol is None else atol)
@@ -195,11 +196,31 @@ def fix(
                   for rewrite in chosen if rewrite.tolerance is not None}
     options = replace(options, inputs=str(inputs) if inputs is not None else None, tolerances=tolerances)
     limits = {"time_limit": time_limit, "memory_limit": memory_limit}
-    verification, unverified_reason, feeds = _start_verification(
-        model, feeds, tolerance, unverified, {**limits, "tolerances": tolerances},
-        generated=inputs is None, invalid=any(finding.rule == "OD101" for finding in before.findings))
-    checks = [verification] if verification is not None else []
-    fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits)
+    observers = list(observers)
+    background = None
+    if not observers and not tolerances and sum(map(data_bytes, model.graph.initializer)) < _BACKGROUND_WEIGHTS:
+        # The passes will be verified together at the end (run_passes), so the original model can
+        # run meanwhile, in its own worker: on two cores it overlaps the diagnosis and the passes.
+        background = verify_against(model, feeds, tolerance, **limits, background=True)
+    before = diagnose_model(loaded, codes, AnalysisOptions(element_limit=element_limit))
+    cycles = [finding for finding in before.findings if finding.rule == "OD202"]
+    if cycles:
+        # Nothing can run a cycle, so no pass could be verified: refuse before rewriting anything.
+        raise OnnxDoctorError(f"cannot fix a graph with a cycle ({cycles[0].graph}): {cycles[0].message}")
+    steps, unverified_reason = None, None
+    if background is not None:
+        try:
+            fixed, steps = run_passes(model, chosen, options, [background], **limits)
+            background.verifier.wait()
+        except ModelDoesNotRun:
+            # Not as it is, on these inputs: the usual way below tries its sorted form, then zeros.
+            steps = None
+    if steps is None:
+        verification, unverified_reason, feeds = _start_verification(
+            model, feeds, tolerance, unverified, {**limits, "tolerances": tolerances},
+            generated=inputs is None, invalid=any(finding.rule == "OD101" for finding in before.findings))
+        checks = [verification] if verification is not None else []
+        fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits)
     target = Path(output) if output is not None else source
     after = diagnose_model(LoadedModel(path=target, proto=fixed), codes, AnalysisOptions(element_limit=element_limit))
     if output is not None:

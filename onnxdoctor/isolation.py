@@ -2,8 +2,10 @@
 
 A constant Loop with an INT64-max trip count never returns, and a native crash in ONNX Runtime
 or onnx takes down the process it happens in, with the user's work. So constant evaluation,
-verification runs and the passes that run ONNX Runtime run in one worker process, started on
-first use and reused (its ONNX Runtime is imported once). Each call is bounded in time and in
+verification runs and the passes that run ONNX Runtime run in a worker process, started on
+first use and reused (its ONNX Runtime is imported once); one per lane, so fix can run the
+original model for verification in a background thread while the passes use the main lane.
+Each call is bounded in time and in
 memory: the parent waits for the answer, polling the worker's resident memory, and kills the
 worker at either bound. A call the worker did not answer raises `Stopped`, whose message says
 what stopped it; the next call starts a fresh worker.
@@ -24,6 +26,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -86,27 +89,30 @@ class RemoteError(Exception):
         return type(self), (str(self), self.type_name), self.__dict__
 
 
-def call(function, *args, what: str, time_limit: float, memory_limit: int, **kwargs):
+def call(function, *args, what: str, time_limit: float, memory_limit: int, lane: str = "main", **kwargs):
     """`function(*args, **kwargs)` in the worker: its result, or its exception raised here.
 
     `function` must be importable by name (a module-level function) and the arguments picklable.
     Raises Stopped, its message starting with `what` ("ONNX Runtime"), when the worker crashed
     or went past `time_limit` seconds or `memory_limit` bytes of resident memory.
+    `lane` names the worker: each lane has its own process, so a call on one lane (a verification
+    run in a background thread) does not wait for another's; one thread at a time per lane.
     """
-    succeeded, result = _with_worker(lambda worker: worker.call(function, args, kwargs, what, time_limit, memory_limit))
+    succeeded, result = _with_worker(
+        lambda worker: worker.call(function, args, kwargs, what, time_limit, memory_limit), lane)
     if succeeded:
         return result
     raise result
 
 
-def onnxruntime_version() -> str:
+def onnxruntime_version(lane: str = "main") -> str:
     """The version of the ONNX Runtime the worker runs (starting it if needed)."""
-    return _started().hello["version"]
+    return _started(lane).hello["version"]
 
 
-def onnxruntime_providers() -> tuple[str, ...]:
+def onnxruntime_providers(lane: str = "main") -> tuple[str, ...]:
     """The execution providers of the worker's ONNX Runtime."""
-    return _started().hello["providers"]
+    return _started(lane).hello["providers"]
 
 
 def run_model(
@@ -238,31 +244,48 @@ class _Worker:
             stream.close()
 
 
-_worker: _Worker | None = None
+# The running worker of each lane.
+_workers: dict[str, _Worker] = {}
 
 
-def _with_worker(action):
-    """`action(worker)` with the running worker, started if needed."""
-    global _worker
-    worker = _worker = _worker or _Worker()
+def _with_worker(action, lane: str = "main"):
+    """`action(worker)` with the lane's running worker, started if needed. Started from the main
+    thread only (prestart a lane a background thread will use): the kernel's parent-death signal
+    (PR_SET_PDEATHSIG) follows the thread that started the worker, and would kill the worker when
+    that thread ends."""
+    worker = _workers.get(lane)
+    if worker is None:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(f"the worker of lane {lane!r} must be started from the main thread (prestart)")
+        worker = _workers[lane] = _Worker()
     try:
         return action(worker)
     except BaseException:
         # Stopped, or interrupted (Ctrl-C) mid-call: the worker's state is unknown, start afresh.
         if not worker.stopped:
             worker.close()
-        _worker = None
+        if _workers.get(lane) is worker:
+            del _workers[lane]
         raise
 
 
-def _started() -> _Worker:
-    return _with_worker(lambda worker: worker.read_hello("ONNX Runtime") or worker)
+def prestart(lane: str = "main") -> None:
+    """Start the lane's worker now, without waiting for it: its ONNX Runtime import (0.15 s)
+    overlaps whatever this process does before its first call."""
+    _with_worker(lambda worker: None, lane)
+
+
+def _started(lane: str) -> _Worker:
+    # Asked of the caller's own lane: another thread may be waiting on another lane's worker.
+    return _with_worker(lambda worker: worker.read_hello("ONNX Runtime") or worker, lane)
 
 
 @atexit.register
 def _close_worker() -> None:
-    if _worker is not None and not _worker.stopped:
-        _worker.close()
+    for worker in list(_workers.values()):
+        if not worker.stopped:
+            worker.close()
+    _workers.clear()
 
 
 def _resident_memory(pid: int) -> int:

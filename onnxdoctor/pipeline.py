@@ -104,17 +104,22 @@ def verify_against(
     tolerances: Mapping[str, Tolerance] | None = None,
     time_limit: float | None = None,
     memory_limit: int | None = None,
+    background: bool = False,
 ) -> Verify:
     """Verification with `model`'s outputs on `feeds` as the reference. ONNX Runtime sorts a main
     graph itself but rejects unsorted subgraph bodies; node order is no part of what a graph
     computes, so a model that does not run as it is has its toposorted form as the reference.
-    Raises ModelDoesNotRun, with the model's own reason, when neither runs."""
+    Raises ModelDoesNotRun, with the model's own reason, when neither runs.
+    `background`: the reference runs while the caller goes on (Verifier), as the model is: its
+    failure surfaces at the first check or `verifier.wait()`, and the caller starts over without."""
     from onnxdoctor.passes.toposort import Toposort
 
     def start(reference: onnx.ModelProto) -> Verify:
-        return Verify(Verifier(reference, feeds, tolerance, time_limit=time_limit, memory_limit=memory_limit),
-                      tolerances)
+        return Verify(Verifier(reference, feeds, tolerance, time_limit=time_limit, memory_limit=memory_limit,
+                               background=background), tolerances)
 
+    if background:
+        return start(model)
     try:
         return start(model)
     except ModelDoesNotRun as error:

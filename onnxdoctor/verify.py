@@ -7,12 +7,14 @@ models run in ONNX Runtime (CUDA when present, else CPU) and every output is com
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 
+from onnxdoctor import isolation
 from onnxdoctor.engines.base import Runner
 from onnxdoctor.engines.compare import Tolerance, compare_output
 from onnxdoctor.engines.inputs import make_inputs  # noqa: F401 - inputs are made in engines.inputs; kept importable here
@@ -20,6 +22,8 @@ from onnxdoctor.engines.isolated import IsolatedOnnxRuntimeRunner
 from onnxdoctor.model import OnnxDoctorError
 from onnxdoctor.wording import error_text
 
+# The worker lane of a verification whose reference runs in the background (isolation.call).
+VERIFICATION_LANE = "verification"
 # Tolerances: fp32 outputs by default, looser when the model computes in fp16.
 FP32_TOLERANCE = Tolerance(rtol=1e-4, atol=1e-5)
 FP16_TOLERANCE = Tolerance(rtol=1e-2, atol=1e-3)
@@ -94,6 +98,9 @@ class Verifier:
     isolated worker, stopped after `time_limit` seconds or at `memory_limit` bytes (None:
     isolation.VERIFICATION_TIME_LIMIT, isolation.MEMORY_LIMIT): a reference run that fails or
     is stopped is ModelDoesNotRun, a candidate's fails its check.
+    `background`: the reference runs in a thread, on the worker lane VERIFICATION_LANE, while the
+    caller goes on (fix runs its passes meanwhile); its ModelDoesNotRun is raised by `wait()` or
+    the first `check()` instead of here.
     """
 
     def __init__(
@@ -105,17 +112,45 @@ class Verifier:
         time_limit: float | None = None,
         memory_limit: int | None = None,
         make_runner: Callable[[onnx.ModelProto], Runner] | None = None,
+        background: bool = False,
     ) -> None:
         self.feeds = feeds
         self.tolerance = tolerance
+        lane = VERIFICATION_LANE if background else "main"
         self.make_runner = make_runner or (
-            lambda model: IsolatedOnnxRuntimeRunner(model, time_limit=time_limit, memory_limit=memory_limit)
+            lambda model: IsolatedOnnxRuntimeRunner(model, time_limit=time_limit, memory_limit=memory_limit, lane=lane)
         )
         self.output_names = [value.name for value in reference.graph.output]
+        self._reference: dict[str, np.ndarray] = {}
+        self._failure: ModelDoesNotRun | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            isolation.prestart(lane)
+            self._thread = threading.Thread(target=self._run_reference, args=(reference,), daemon=True,
+                                            name="onnxdoctor-reference-run")
+            self._thread.start()
+        else:
+            self._run_reference(reference)
+            self.wait()
+
+    def _run_reference(self, model: onnx.ModelProto) -> None:
         try:
-            self.reference = self._run(reference)
+            self._reference = self._run(model)
         except Exception as error:  # noqa: BLE001 - the user's model cannot run: nothing can be verified
-            raise ModelDoesNotRun(error_text(error)) from None
+            self._failure = ModelDoesNotRun(error_text(error))
+
+    def wait(self) -> None:
+        """Until the reference has run; raises ModelDoesNotRun when it could not."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+
+    @property
+    def reference(self) -> dict[str, np.ndarray]:
+        """The reference model's outputs on the feeds."""
+        self.wait()
+        return self._reference
 
     def _run(self, model: onnx.ModelProto) -> dict[str, np.ndarray]:
         with self.make_runner(model) as runner:
@@ -123,6 +158,7 @@ class Verifier:
 
     def check(self, candidate: onnx.ModelProto, tolerance: Tolerance | None = None) -> Verification:
         """`candidate` against the reference, at `tolerance` (None: the verifier's own)."""
+        reference = self.reference
         names = [value.name for value in candidate.graph.output]
         if names != self.output_names:
             return Verification(False, error=f"outputs changed from {self.output_names} to {names}")
@@ -130,7 +166,7 @@ class Verifier:
             results = self._run(candidate)
         except Exception as error:  # noqa: BLE001 - a rewrite that breaks the model is rolled back
             return Verification(False, error=error_text(error))
-        outputs = [self._compare(name, self.reference[name], results[name], tolerance or self.tolerance)
+        outputs = [self._compare(name, reference[name], results[name], tolerance or self.tolerance)
                    for name in self.output_names]
         return Verification(all(output.passed for output in outputs), outputs)
 

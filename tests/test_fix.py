@@ -210,6 +210,23 @@ def test_generated_inputs_the_model_rejects_are_retried_as_zeros(tmp_path):
     assert fold.status == "applied" and fold.verification.passed
 
 
+def test_the_original_runs_on_its_own_worker_while_the_passes_run_and_only_then():
+    from onnxdoctor import isolation
+    from onnxdoctor.bench.run import KeptModels
+    from onnxdoctor.verify import VERIFICATION_LANE
+
+    isolation._close_worker()
+    report = api.fix(planted("od301_unfolded_constant"), None)
+    # The reference ran in the background, on the verification lane's worker: the passes had the main one.
+    assert set(isolation._workers) == {"main", VERIFICATION_LANE}
+    assert report.steps[3].status == "applied" and report.steps[3].verification.passes == ("fold-constants",)
+    # With an observer (bench's snapshots) each pass is verified as it comes: the reference first.
+    isolation._close_worker()
+    kept = KeptModels()
+    api.fix(planted("od301_unfolded_constant"), None, observers=[kept])
+    assert set(isolation._workers) == {"main"} and [name for name, _ in kept.models] == ["after fold-constants"]
+
+
 def test_an_invalid_model_that_does_not_run_is_not_told_to_give_inputs():
     with pytest.raises(OnnxDoctorError) as refusal:
         api.fix(planted("od101_type_mismatch"), None)

@@ -18,12 +18,12 @@ from onnxdoctor.engines.base import Runner, RunnerDescription, Timing, cpu_name
 from onnxdoctor.model import exceeds_protobuf_limit, split_weights
 
 
-def providers() -> list:
+def providers(lane: str = "main") -> list:
     """CUDA when the worker's onnxruntime has it, else CPU. TF32 off: ONNX Runtime's CUDA provider
     rounds fp32 matmuls and convolutions to TF32 by default, an error of about 1e-3 that
-    would fail an fp32 comparison the rewrite did not cause."""
+    would fail an fp32 comparison the rewrite did not cause. Asked of the worker of `lane`."""
     found: list = []
-    if "CUDAExecutionProvider" in isolation.onnxruntime_providers():
+    if "CUDAExecutionProvider" in isolation.onnxruntime_providers(lane):
         found.append(("CUDAExecutionProvider", {"use_tf32": "0"}))
     return [*found, "CPUExecutionProvider"]
 
@@ -61,9 +61,11 @@ class IsolatedOnnxRuntimeRunner(Runner):
     name = "ort-isolated"
 
     def __init__(self, model: onnx.ModelProto, *, time_limit: float | None = None,
-                 memory_limit: int | None = None) -> None:
+                 memory_limit: int | None = None, lane: str = "main") -> None:
         super().__init__()
         self.model = model
+        # The worker it runs on (isolation.call): verification's background reference runs on its own.
+        self.lane = lane
         self.output_names = [value.name for value in model.graph.output]
         self.time_limit = isolation.VERIFICATION_TIME_LIMIT if time_limit is None else time_limit
         self.memory_limit = isolation.MEMORY_LIMIT if memory_limit is None else memory_limit
@@ -73,12 +75,12 @@ class IsolatedOnnxRuntimeRunner(Runner):
     def description(self) -> RunnerDescription:
         from onnxdoctor.engines.onnxruntime_runner import precision_of
 
-        chosen = providers()
+        chosen = providers(self.lane)
         on_cuda = isinstance(chosen[0], tuple)
         return RunnerDescription(
             backend="onnxruntime", device="CUDA" if on_cuda else cpu_name(),
             mode=("CUDAExecutionProvider" if on_cuda else "CPUExecutionProvider") + ", isolated worker",
-            precision=precision_of(self.model), versions={"onnxruntime": isolation.onnxruntime_version()},
+            precision=precision_of(self.model), versions={"onnxruntime": isolation.onnxruntime_version(self.lane)},
             options={"use_tf32": "0"} if on_cuda else {},
         )
 
@@ -93,8 +95,8 @@ class IsolatedOnnxRuntimeRunner(Runner):
         serialized, weights = self._serialized
         started = time.perf_counter()
         results = isolation.call(
-            isolation.run_model, serialized, weights, feed, self.output_names, providers(),
-            what="ONNX Runtime", time_limit=self.time_limit, memory_limit=self.memory_limit,
+            isolation.run_model, serialized, weights, feed, self.output_names, providers(self.lane),
+            what="ONNX Runtime", time_limit=self.time_limit, memory_limit=self.memory_limit, lane=self.lane,
         )
         elapsed = time.perf_counter() - started
         return dict(zip(self.output_names, results, strict=True)), Timing(total=elapsed, compute=elapsed)
