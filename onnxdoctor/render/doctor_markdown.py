@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from onnxdoctor.doctor.report import largest_error
-from onnxdoctor.engines.compare import Tolerance
 from onnxdoctor.render import printable
+from onnxdoctor.render.json import verified_at
 
 
 def _text(text: str) -> str:
@@ -23,13 +23,6 @@ def versus(comparison: dict | None) -> str:
         return "-"
     return (f"{comparison['ratio']:.2f}x ({comparison['ratio_low']:.2f}–{comparison['ratio_high']:.2f}) "
             f"{comparison['verdict']}")
-
-
-def verified_at(fix: dict) -> str:
-    """'rtol 0.0001, atol 1e-05; fp16 at rtol 0.01, …': each pass's tolerance, from a fix record."""
-    own = fix.get("tolerances") or {}
-    return "; ".join([Tolerance.from_record(fix["tolerance"]).describe(),
-                      *(f"{name} at {Tolerance.from_record(record).describe()}" for name, record in own.items())])
 
 
 def inputs_text(inputs: dict) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from onnxdoctor.catalog import load_catalog
-from onnxdoctor.render.json import rule_counts_before_after
+from onnxdoctor.render.json import fix_record_tolerances, rule_counts_before_after, verified_at
 from onnxdoctor.render.text import shown
 from onnxdoctor.report import StepStatus
 
@@ -38,8 +38,7 @@ def render(report, console: Console) -> None:
         together = next((step.verification.passes for step in report.steps
                          if step.verification is not None and step.verification.passes), ())
         console.print(
-            f"  [dim]verified on {shown(inputs)} ({report.verified_on}); {report.tolerance.describe()}"
-            + "".join(f"; {name} at {tolerance.describe()}" for name, tolerance in report.tolerances.items())
+            f"  [dim]verified on {shown(inputs)} ({report.verified_on}); {verified_at(fix_record_tolerances(report))}"
             + (f"; the {len(together)} changed passes in one run" if len(together) > 1 else "")
             + "[/dim]"
         )

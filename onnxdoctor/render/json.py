@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from onnxdoctor.catalog import load_catalog
+from onnxdoctor.engines.compare import Tolerance
 from onnxdoctor.render import fix_command, json_text, printable, rule_of
 from onnxdoctor.report import Report
 
@@ -92,8 +93,7 @@ def fix_record(report) -> dict:
         "model": report.model,
         "output": report.output,
         "inputs": {name: list(shape) for name, shape in report.inputs.items()},
-        "tolerance": report.tolerance.record(),
-        "tolerances": {name: tolerance.record() for name, tolerance in report.tolerances.items()},
+        **fix_record_tolerances(report),
         "unverified_reason": _printable_or_none(report.unverified_reason),
         "verified_on": report.verified_on,
         "passes": steps,
@@ -103,6 +103,19 @@ def fix_record(report) -> dict:
         "before": report_record(report.before),
         "after": report_record(report.after),
     }
+
+
+def fix_record_tolerances(report) -> dict:
+    """What a FixReport's passes were verified at, as its JSON record holds it."""
+    return {"tolerance": report.tolerance.record(),
+            "tolerances": {name: tolerance.record() for name, tolerance in report.tolerances.items()}}
+
+
+def verified_at(fix: dict) -> str:
+    """'rtol 0.0001, atol 1e-05; fp16 at rtol 0.01, …': each pass's tolerance, from a fix record."""
+    own = fix.get("tolerances") or {}
+    return "; ".join([Tolerance.from_record(fix["tolerance"]).describe(),
+                      *(f"{name} at {Tolerance.from_record(record).describe()}" for name, record in own.items())])
 
 
 def _printable_or_none(text: str | None) -> str | None:
