@@ -82,13 +82,14 @@ def test_a_model_over_the_protobuf_limit_is_verified(transformer, monkeypatch):
     import onnxdoctor.engines.isolated
     import onnxdoctor.model
 
-    # The real code path for models over 2 GiB (weights handed to ONNX Runtime from memory),
-    # with the limit lowered to this model's size.
+    # The real code path for models over 2 GiB whose weights are in memory (weights handed to
+    # ONNX Runtime from memory), with the limit lowered to this model's size and every weight read in.
     monkeypatch.setattr(onnxdoctor.model, "PROTOBUF_LIMIT", 100_000)
+    monkeypatch.setattr(onnxdoctor.model, "REFERENCE_THRESHOLD", 1 << 62)
     handed_over = []
     split = onnxdoctor.engines.isolated.split_weights
     monkeypatch.setattr(onnxdoctor.engines.isolated, "split_weights",
-                        lambda model: handed_over.append(1) or split(model))
+                        lambda *arguments: handed_over.append(1) or split(*arguments))
     report = api.fix(transformer, None)
     fold = next(step for step in report.steps if step.name == "fold-constants")
     assert fold.status == "applied" and fold.verification.passed

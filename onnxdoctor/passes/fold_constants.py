@@ -15,10 +15,12 @@ transformers. Repeated folding recovers the dims those would have kept.
 
 from __future__ import annotations
 
+import math
+
 import onnx
 
 from onnxdoctor.graph import TensorType, build_views
-from onnxdoctor.model import walk_graphs
+from onnxdoctor.model import is_reference, read_reference, walk_graphs
 from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS
 from onnxdoctor.passes import (
     Pass,
@@ -90,6 +92,7 @@ def fold(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
     """Fold, re-infer shapes, clean up, and again, until a round removes no node or leaves
     inference no new dim to fold Shape nodes with (at most MAX_ROUNDS); the pipeline verifies
     the result once."""
+    model, read = _small_references_read_in(model, options.element_limit)
     types = infer_types(model)
     for _ in range(MAX_ROUNDS):
         folded = fold_once(model, options, types)
@@ -104,7 +107,32 @@ def fold(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
         model, types = folded, folded_types
         if not learned:
             break
-    return _without_empty_initializers(model)
+    return _references_restored(_without_empty_initializers(model), read)
+
+
+def _small_references_read_in(model: onnx.ModelProto, element_limit: int) -> tuple[onnx.ModelProto, dict]:
+    """The model with the weights left on disk (model.is_reference) that folding may evaluate
+    read in: those within the element limit (a larger weight's fold is refused anyway, and a
+    node reading one is not folded: see fold_once). Also the references read, by name."""
+    small = [tensor for tensor in model.graph.initializer
+             if is_reference(tensor) and math.prod(tensor.dims) <= element_limit]
+    if not small:
+        return model, {}
+    read = {tensor.name: tensor for tensor in small}
+    model = _copied(model)
+    for tensor in model.graph.initializer:
+        if tensor.name in read:
+            tensor.CopyFrom(read_reference(tensor))
+    return model, read
+
+
+def _references_restored(model: onnx.ModelProto, read: dict[str, onnx.TensorProto]) -> onnx.ModelProto:
+    """The weights _small_references_read_in read that folding left as they were, references again."""
+    for tensor in model.graph.initializer:
+        reference = read.get(tensor.name)
+        if reference is not None and tensor.data_location != onnx.TensorProto.EXTERNAL and tensor == read_reference(reference):
+            tensor.CopyFrom(reference)
+    return model
 
 
 def _shape_source_dims(model: onnx.ModelProto, types: dict[str, TensorType]) -> set[tuple[str, int, int]]:
@@ -186,13 +214,21 @@ def fold_once(model: onnx.ModelProto, options: PassOptions, types: dict[str, Ten
         # chains and fails past ~500 nodes; on a sorted graph it goes no deeper than one step.
         model = sorted_copy(model)
 
+    # Weights still on disk are over the element limit: what reads one (but its shape) is not
+    # evaluated, rather than failing the one ONNX Runtime session (which cannot read them).
+    on_disk = {tensor.name for tensor in model.graph.initializer if is_reference(tensor)}
+
+    def excluded(node) -> bool:
+        # Random ops stay random: folding would freeze one draw into the model.
+        return node.op in NONDETERMINISTIC_OPS or (
+            node.op not in ("Shape", "Size") and any(tensor.name in on_disk for tensor in node.inputs))
+
     def edit(graph) -> None:
         graph.toposort(recurse_subgraphs=True)
         settings = dict(
             fold_shapes=True,
             size_threshold=options.element_limit * _BYTES_PER_ELEMENT,
-            # Random ops stay random: folding would freeze one draw into the model.
-            should_exclude_node=lambda node: node.op in NONDETERMINISTIC_OPS,
+            should_exclude_node=excluded,
         )
         try:
             # Every constant subgraph in one ONNX Runtime session. graphsurgeon's partitioning
