@@ -20,12 +20,12 @@ from onnxdoctor.graph import build_views
 from onnxdoctor.model import (
     LoadedModel,
     OnnxDoctorError,
+    as_loaded,
     check_writable,
     data_bytes,
     load_full_model,
     load_model,
     refuse_overwriting,
-    relative_references,
     save_model,
 )
 from onnxdoctor.passes import Pass, PassOptions, all_passes
@@ -176,8 +176,10 @@ def fix(
     loaded = load_model(source)
     if output is not None:
         refuse_overwriting(output, loaded.data_files, "an external data file of the input")
-    # Large weights stay on disk (model.load_full_model), but for fp16, which rewrites them all.
-    model = load_full_model(loaded, references=all(rewrite.name != "fp16" for rewrite in chosen))
+    # Large weights stay on disk (model.load_full_model), but for fp16, which rewrites them all,
+    # and for observers (bench), which run each kept model in engines that read no references.
+    references = not observers and all(rewrite.name != "fp16" for rewrite in chosen)
+    model = load_full_model(loaded, references=references)
     options = PassOptions(static_shapes=dict(static_shapes or {}), element_limit=element_limit)
     if options.static_shapes:
         # Reject a bad --static-shape before anything runs.
@@ -225,8 +227,7 @@ def fix(
         fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits)
     target = Path(output) if output is not None else source
     # Weights left on disk are read, where an analyzer needs one, from the input's files.
-    unwritten = LoadedModel(path=target, proto=relative_references(fixed, source.parent), data_folder=source.parent)
-    after = diagnose_model(unwritten, codes, AnalysisOptions(element_limit=element_limit))
+    after = diagnose_model(as_loaded(fixed, target, source.parent), codes, AnalysisOptions(element_limit=element_limit))
     if output is not None:
         # Weights that were outside stay outside (a model split on purpose stays split).
         save_model(fixed, target, external_data=bool(loaded.external))

@@ -413,11 +413,13 @@ _FLOATING_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, o
                              onnx.TensorProto.DOUBLE})
 
 
-def load_full_model(loaded: LoadedModel, *, references: bool = True) -> onnx.ModelProto:
+def load_full_model(loaded: LoadedModel, *, references: bool = False) -> onnx.ModelProto:
     """A copy of the model for running and rewriting it: every external tensor read in (through
     the folder check), except, with `references`, the large floating-point weights of the main
     graph, which stay on disk as references (see is_reference): no pass changes most weights, so
-    they are never read into this process; the worker maps them where a value is needed."""
+    they are never read into this process. Only fix's pipeline takes references: ONNX Runtime in
+    the worker reads them from their files (isolation.run_model), fold-constants reads the few it
+    may evaluate, save_model copies them file to file; other engines cannot read them."""
     model = onnx.ModelProto()
     model.CopyFrom(loaded.proto)
     for tensor, is_main_initializer in _external_capable_tensors(model):
@@ -483,18 +485,21 @@ def read_reference(tensor: onnx.TensorProto) -> onnx.TensorProto:
     return loaded
 
 
-def relative_references(model: onnx.ModelProto, folder: Path) -> onnx.ModelProto:
-    """A copy of a model whose references name their files relative to `folder` (the input's),
-    as the loader found them: for diagnosing the fixed model with LoadedModel(data_folder=folder)."""
+def as_loaded(model: onnx.ModelProto, path: Path, folder: Path) -> LoadedModel:
+    """A model of fix's pipeline (its references still in `folder`, the input's) as load_model
+    would give it from `path` before it is written: its references are external data again,
+    named relative to `folder` and read through the folder check when a value is asked for."""
     # Relative to the folder as resolved, as the loader resolved each file (a symlinked folder).
-    folder = folder.resolve()
+    resolved = folder.resolve()
     relative = onnx.ModelProto()
     relative.CopyFrom(model)
+    external = {}
     for tensor in relative.graph.initializer:
         if is_reference(tensor):
             reference = reference_of(tensor)
-            _point_at(tensor, os.path.relpath(reference.path, folder), reference.offset, reference.length)
-    return relative
+            _point_at(tensor, os.path.relpath(reference.path, resolved), reference.offset, reference.length)
+            external[tensor.name] = ExternalData(tensor.name, Path(reference.path), reference.offset, reference.length)
+    return LoadedModel(path=path, proto=relative, external=external, data_folder=folder)
 
 
 def copy_field(target, descriptor, value) -> None:
