@@ -92,8 +92,8 @@ def fold(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
     """Fold, re-infer shapes, clean up, and again, until a round removes no node or leaves
     inference no new dim to fold Shape nodes with (at most MAX_ROUNDS); the pipeline verifies
     the result once."""
-    model, read = _small_references_read_in(model, options.element_limit)
     types = infer_types(model)
+    model, read = _references_read_in(model, types, options.element_limit)
     for _ in range(MAX_ROUNDS):
         folded = fold_once(model, options, types)
         if len(folded.graph.node) == len(model.graph.node):
@@ -110,28 +110,36 @@ def fold(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
     return _references_restored(_without_empty_initializers(model), read)
 
 
-def _small_references_read_in(model: onnx.ModelProto, element_limit: int) -> tuple[onnx.ModelProto, dict]:
+def _references_read_in(model: onnx.ModelProto, types: dict[str, TensorType],
+                        element_limit: int) -> tuple[onnx.ModelProto, dict[str, tuple]]:
     """The model with the weights left on disk (model.is_reference) that folding may evaluate
-    read in: those within the element limit (a larger weight's fold is refused anyway, and a
-    node reading one is not folded: see fold_once). Also the references read, by name."""
-    small = [tensor for tensor in model.graph.initializer
-             if is_reference(tensor) and math.prod(tensor.dims) <= element_limit]
-    if not small:
+    read in: those within the element limit that a node reads from constants and input shapes
+    alone (a larger weight's fold is refused anyway, and a node reading one is not folded: see
+    fold_once). Also what was read, by name: the reference, and the tensor read in its place."""
+    references = {tensor.name: tensor for tensor in model.graph.initializer
+                  if is_reference(tensor) and math.prod(tensor.dims) <= element_limit}
+    if not references:
         return model, {}
-    read = {tensor.name: tensor for tensor in small}
+    view = build_views(model, types)
+    computable = view.constant_tensors | view.shape_derived_tensors
+    wanted = {name for index in range(len(view.nodes)) if set(view.node_inputs(index)) <= computable
+              for name in view.node_inputs(index) if name in references}
+    if not wanted:
+        return model, {}
     model = _copied(model)
+    read = {}
     for tensor in model.graph.initializer:
-        if tensor.name in read:
-            tensor.CopyFrom(read_reference(tensor))
+        if tensor.name in wanted:
+            read[tensor.name] = (references[tensor.name], read_reference(tensor))
+            tensor.CopyFrom(read[tensor.name][1])
     return model, read
 
 
-def _references_restored(model: onnx.ModelProto, read: dict[str, onnx.TensorProto]) -> onnx.ModelProto:
-    """The weights _small_references_read_in read that folding left as they were, references again."""
+def _references_restored(model: onnx.ModelProto, read: dict[str, tuple]) -> onnx.ModelProto:
+    """The weights _references_read_in read that folding left as they were, references again."""
     for tensor in model.graph.initializer:
-        reference = read.get(tensor.name)
-        if reference is not None and tensor.data_location != onnx.TensorProto.EXTERNAL and tensor == read_reference(reference):
-            tensor.CopyFrom(reference)
+        if tensor.name in read and tensor == read[tensor.name][1]:
+            tensor.CopyFrom(read[tensor.name][0])
     return model
 
 
