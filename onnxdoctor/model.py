@@ -620,7 +620,7 @@ def _copy_range(path: Path, offset: int, length: int, target: int, target_offset
         while done < length:
             try:
                 copied = os.copy_file_range(source, target, length - done, offset + done, target_offset + done)
-            except OSError:  # another file system, or a kernel without it: through this process
+            except (OSError, AttributeError):  # another file system, or a system without it: through this process
                 copied = os.pwrite(target, os.pread(source, min(length - done, 1 << 24), offset + done),
                                    target_offset + done)
             if copied == 0:
