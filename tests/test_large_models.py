@@ -158,3 +158,23 @@ def test_verification_does_not_copy_the_weights(transformer):
     # they were held several times (the bytes received, the model parsed from them, ONNX
     # Runtime's copy): 285 MB.
     assert grown < 2 * large.data_size(transformer)
+
+
+def test_fixing_in_place_copies_the_weights_before_replacing_their_file(transformer, tmp_path):
+    import shutil
+
+    import numpy as np
+    import onnxruntime
+
+    folder = tmp_path / "model"
+    shutil.copytree(transformer.parent, folder)
+    fixed = folder / "fixed.onnx"
+    api.fix(folder / transformer.name, fixed)
+    # Now the weights fix leaves on disk are in fixed.onnx.data, the very file the output replaces.
+    report = api.fix(fixed, fixed, in_place=True)
+    assert all(step.status != "rolled back" for step in report.steps)
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("fixed")) == ["fixed.onnx", "fixed.onnx.data"]
+    feeds = {"input_ids": np.random.default_rng(0).integers(0, large.VOCAB, (1, 8))}
+    original, rewritten = (onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+                           for path in (transformer, fixed))
+    np.testing.assert_array_equal(original, rewritten)
