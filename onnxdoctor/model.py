@@ -550,7 +550,8 @@ def mark_in_memory(stub: onnx.TensorProto) -> None:
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data: bool = False) -> None:
     """Write a model atomically; with its weights in PATH.data when asked or when it exceeds
-    protobuf's 2 GiB limit. Writing external data moves the weights out of `model`."""
+    protobuf's 2 GiB limit. Writing external data moves the weights out of `model` (its
+    references, load_full_model's, are copied file to file and point at PATH.data after)."""
     path = check_writable(path)
     try:
         _save_model(model, path, external_data)
