@@ -6,9 +6,8 @@ from __future__ import annotations
 import functools
 import heapq
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
-import networkx as nx
 import onnx
 
 from onnxdoctor.graph.types import Use
@@ -53,14 +52,13 @@ def reads_in_order(graph: onnx.GraphProto) -> bool:
     return True
 
 
-def _smallest_first_order(digraph: nx.DiGraph) -> list[int] | None:
+def _smallest_first_order(successors: list[list[int]], predecessors: list[list[int]]) -> list[int] | None:
     """Kahn's order taking the lowest-numbered ready node first (what lexicographical_topological_sort
     gives, without condensing the graph first); None when a cycle leaves nodes out."""
-    waiting = {node: degree for node, degree in digraph.in_degree()}
-    ready = [node for node, degree in waiting.items() if degree == 0]
+    waiting = [len(before) for before in predecessors]
+    ready = [node for node, degree in enumerate(waiting) if degree == 0]
     heapq.heapify(ready)
     order = []
-    successors = digraph.succ
     while ready:
         node = heapq.heappop(ready)
         order.append(node)
@@ -103,14 +101,31 @@ class Topology:
             [name for name in node.input if name] + sorted(self.implicit_inputs(index)) for index, node in enumerate(nodes)
         ]
 
-        self.digraph = nx.DiGraph()
-        self.digraph.add_nodes_from(range(len(nodes)))
-        self.digraph.add_edges_from(
+        # The dependency graph as lists, each edge once in the order the networkx graph gets them:
+        # networkx (imported in `digraph`) is needed only when there is a cycle to describe.
+        self.successors: list[list[int]] = [[] for _ in nodes]
+        self.predecessors: list[list[int]] = [[] for _ in nodes]
+        for producer, consumer in dict.fromkeys(self._edges()):
+            self.successors[producer].append(consumer)
+            self.predecessors[consumer].append(producer)
+
+    def _edges(self) -> Iterator[tuple[int, int]]:
+        return (
             (producer, use.node)
             for name, uses in self.consumers.items()
             for producer in self.producers.get(name, ())
             for use in uses
         )
+
+    @functools.cached_property
+    def digraph(self):
+        """The dependency graph as a networkx DiGraph (for cycles: components, find_cycle)."""
+        import networkx as nx
+
+        digraph = nx.DiGraph()
+        digraph.add_nodes_from(range(len(self.nodes)))
+        digraph.add_edges_from(self._edges())
+        return digraph
 
     def implicit_inputs(self, index: int) -> frozenset[str]:
         return self._implicit_inputs.get(index, frozenset())
@@ -143,6 +158,10 @@ class Topology:
     @functools.cached_property
     def cycles(self) -> list[list[int]]:
         """Each cycle's nodes, in the order the cycle runs, one entry per strongly connected part."""
+        if self._acyclic_order is not None:
+            return []
+        import networkx as nx
+
         found = []
         for component in nx.strongly_connected_components(self.digraph):
             if len(component) == 1:
@@ -177,11 +196,16 @@ class Topology:
         return found
 
     @functools.cached_property
+    def _acyclic_order(self) -> list[int] | None:
+        return _smallest_first_order(self.successors, self.predecessors)
+
+    @functools.cached_property
     def topological_order(self) -> list[int]:
         """A valid execution order; nodes of a cycle are kept in file order among themselves."""
-        acyclic = _smallest_first_order(self.digraph)
-        if acyclic is not None:
-            return acyclic
+        if self._acyclic_order is not None:
+            return self._acyclic_order
+        import networkx as nx
+
         condensed = nx.condensation(self.digraph)
         order = []
         for component in nx.lexicographical_topological_sort(
@@ -200,7 +224,7 @@ class Topology:
             if index in live:
                 continue
             live.add(index)
-            frontier.extend(self.digraph.predecessors(index))
+            frontier.extend(self.predecessors[index])
         return frozenset(live)
 
     @functools.cached_property
@@ -210,8 +234,23 @@ class Topology:
     def connected_groups(self, indices) -> list[list[int]]:
         """The given nodes split into connected groups, each in execution order, groups by first node."""
         position = {index: rank for rank, index in enumerate(self.topological_order)}
-        subgraph = self.digraph.subgraph(indices)
-        groups = [sorted(group, key=position.__getitem__) for group in nx.weakly_connected_components(subgraph)]
+        members = set(indices)
+        seen: set[int] = set()
+        groups = []
+        for start in members:
+            if start in seen:
+                continue
+            # Weakly connected: edges followed either way, only between the given nodes.
+            seen.add(start)
+            group, frontier = [], [start]
+            while frontier:
+                index = frontier.pop()
+                group.append(index)
+                for neighbour in (*self.successors[index], *self.predecessors[index]):
+                    if neighbour in members and neighbour not in seen:
+                        seen.add(neighbour)
+                        frontier.append(neighbour)
+            groups.append(sorted(group, key=position.__getitem__))
         return sorted(groups, key=lambda group: position[group[0]])
 
     def group_outputs(self, indices) -> list[str]:

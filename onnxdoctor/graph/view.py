@@ -69,7 +69,6 @@ class GraphView:
         self.topology = Topology(nodes, outputs)
         self.producers = self.topology.producers
         self.consumers = self.topology.consumers
-        self.digraph = self.topology.digraph
         # The topology's methods, bound here: node_inputs is called for every node in every walk.
         self.implicit_inputs = self.topology.implicit_inputs
         self.node_inputs = self.topology.node_inputs
