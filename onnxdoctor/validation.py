@@ -17,9 +17,14 @@ from onnxdoctor.graph import GraphView, TensorType, attribute_subgraphs, outer_s
 from onnxdoctor.graph.topology import reads_in_order
 from onnxdoctor.model import LoadedModel, all_tensors, copy_field, split_weights, walk_graphs
 
-# Shape inference reads the values of small constants (Reshape shapes, Slice starts...):
-# external tensors up to this many bytes are read in; larger ones stay on disk.
-INLINE_EXTERNAL_BYTES = 4096
+# Shape inference reads the values of small constants (Reshape shapes, Slice starts, Resize
+# scales), each a vector of rank size: 64 INT64 values at most (a Pad's pads at rank 32).
+# External tensors up to this many bytes are read in; larger ones (weights: reading each of
+# them costs a disk read and their bytes travel through the checker and inference) stay on disk.
+INLINE_EXTERNAL_BYTES = 512
+# Initializers held in the file from this many bytes on reach the checker and inference as
+# typed stubs, their bytes left out.
+SKELETON_WEIGHT_BYTES = 4096
 
 # What onnx's C++ checker and shape inference raise on a broken model, its own errors and the
 # C++ exceptions pybind translates (std::length_error → ValueError, std::bad_alloc → MemoryError).
@@ -38,11 +43,13 @@ LARGEST_DIM = 2**31 - 1
 LARGEST_PROPAGATED_VECTOR = 2**20
 
 
-def infer_shapes(model: onnx.ModelProto, **options) -> onnx.ModelProto:
+def infer_shapes(model: onnx.ModelProto, serialized: bytes | None = None, **options) -> onnx.ModelProto:
     """onnx shape inference on a model whose absurd declared dims are made symbolic first
-    (raises one of ONNX_ERRORS on a broken model)."""
+    (raises one of ONNX_ERRORS on a broken model). `serialized`: the model's bytes, when the
+    caller has them (inference would serialize the model again)."""
     vector_limit = LARGEST_PROPAGATED_VECTOR if options.get("data_prop") else LARGEST_DIM
-    return onnx.shape_inference.infer_shapes(_without_absurd_dims(model, vector_limit), **options)
+    tamed = _without_absurd_dims(model, vector_limit)
+    return onnx.shape_inference.infer_shapes(serialized if tamed is model and serialized else tamed, **options)
 
 
 def _too_large(value: onnx.ValueInfoProto, vector_limit: int) -> list:
@@ -106,7 +113,7 @@ def _skeleton(loaded: LoadedModel) -> onnx.ModelProto:
 
     The checker then needs no data file (the loader has checked those) and no 2 GiB message.
     """
-    skeleton, _ = split_weights(loaded.proto, threshold=INLINE_EXTERNAL_BYTES)
+    skeleton, _ = split_weights(loaded.proto, threshold=SKELETON_WEIGHT_BYTES)
     declared = {value.name for value in skeleton.graph.input}
     kept = []
     for tensor in skeleton.graph.initializer:
@@ -143,9 +150,15 @@ def checker_error(model: onnx.ModelProto) -> str | None:
 
 
 def _collect_types(graph: onnx.GraphProto, types: dict[str, TensorType]) -> None:
+    # Most tensors share their type with many others: each distinct TypeProto (by its bytes)
+    # is converted once; TensorType is immutable, so the tensors share the instance.
+    converted: dict[bytes, TensorType | None] = {}
     for inner in walk_graphs(graph):
         for value_info in (*inner.input, *inner.output, *inner.value_info):
-            tensor_type = TensorType.from_type_proto(value_info.type)
+            key = value_info.type.SerializeToString()
+            tensor_type = converted.get(key, converted)
+            if tensor_type is converted:
+                tensor_type = converted[key] = TensorType.from_type_proto(value_info.type)
             if tensor_type is not None:
                 types.setdefault(value_info.name, tensor_type)
         for initializer in inner.initializer:
@@ -164,14 +177,16 @@ def validate(loaded: LoadedModel) -> ValidationResult:
     )
     skeleton = _skeleton(loaded)
     _sort_if_only_unsorted(skeleton.graph)
+    # Serialized once: the checker and inference would each serialize it again.
+    serialized = skeleton.SerializeToString()
     try:
-        onnx.checker.check_model(skeleton)
+        onnx.checker.check_model(serialized)
     except ONNX_ERRORS as error:
         result.checker_error = _clean(error)
 
     inferred = None
     try:
-        inferred = infer_shapes(skeleton, check_type=True, strict_mode=True, data_prop=True)
+        inferred = infer_shapes(skeleton, serialized, check_type=True, strict_mode=True, data_prop=True)
     except ONNX_ERRORS as error:
         message = _clean(error)
         if "Cannot parse data from external tensors" in message:
@@ -183,7 +198,7 @@ def validate(loaded: LoadedModel) -> ValidationResult:
             result.inference_errors = [f"onnx failed inside shape inference ({type(error).__name__}: {message})"]
     if inferred is None:
         try:
-            inferred = infer_shapes(skeleton, strict_mode=False, data_prop=True)
+            inferred = infer_shapes(skeleton, serialized, strict_mode=False, data_prop=True)
         except ONNX_ERRORS as error:
             result.notes.append(f"shape inference failed entirely; tensor types are unknown ({_clean(error)})")
             inferred = skeleton

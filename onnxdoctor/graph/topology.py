@@ -45,8 +45,11 @@ def reads_in_order(graph: onnx.GraphProto) -> bool:
     produced = {name for node in graph.node for name in node.output if name}
     written: set[str] = set()
     for node in graph.node:
-        reads = [*node.input, *(name for _, subgraph in attribute_subgraphs(node) for name in outer_scope_names(subgraph))]
-        if any(name in produced and name not in written for name in reads):
+        reads = produced.intersection(node.input)
+        if node.attribute:
+            reads.update(name for _, subgraph in attribute_subgraphs(node) for name in outer_scope_names(subgraph)
+                         if name in produced)
+        if not reads.issubset(written):
             return False
         written.update(node.output)
     return True
