@@ -96,12 +96,17 @@ class LoadedModel:
         return {where.location for where in self.external.values()} | set(self.inlined_files)
 
 
+# Looked up once: attribute_subgraphs runs for every node in several passes over a graph.
+_GRAPH, _GRAPHS = onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS
+
+
 def attribute_subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
     """The bodies a node holds (If's branches, Loop's and Scan's body), named by attribute."""
     for attribute in node.attribute:
-        if attribute.type == onnx.AttributeProto.GRAPH:
+        kind = attribute.type
+        if kind == _GRAPH:
             yield attribute.name, attribute.g
-        elif attribute.type == onnx.AttributeProto.GRAPHS:
+        elif kind == _GRAPHS:
             for index, subgraph in enumerate(attribute.graphs):
                 yield f"{attribute.name}[{index}]", subgraph
 

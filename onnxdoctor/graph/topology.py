@@ -87,30 +87,39 @@ class Topology:
             for index, node in enumerate(nodes)
             if node.attribute and any(True for _ in attribute_subgraphs(node))
         }
-        self.producers: dict[str, list[int]] = defaultdict(list)
-        self.consumers: dict[str, list[Use]] = defaultdict(list)
+        producers: dict[str, list[int]] = defaultdict(list)
+        consumers: dict[str, list[Use]] = defaultdict(list)
+        # Read once from the protos: analyses ask for a node's inputs many times over (callers
+        # only read the lists).
+        self._node_inputs: list[list[str]] = []
         for index, node in enumerate(nodes):
             for name in node.output:
                 if name:
-                    self.producers[name].append(index)
+                    producers[name].append(index)
+            reads = []
             for slot, name in enumerate(node.input):
                 if name:
-                    self.consumers[name].append(Use(index, slot))
-            for implicit in sorted(self.implicit_inputs(index)):
-                self.consumers[implicit].append(Use(index, -1))
-        # Read once from the protos: analyses ask for a node's inputs many times over (callers
-        # only read the lists).
-        self._node_inputs = [
-            [name for name in node.input if name] + sorted(self.implicit_inputs(index)) for index, node in enumerate(nodes)
-        ]
+                    consumers[name].append(Use(index, slot))
+                    reads.append(name)
+            if index in self._implicit_inputs:
+                implicit = sorted(self._implicit_inputs[index])
+                for name in implicit:
+                    consumers[name].append(Use(index, -1))
+                reads += implicit
+            self._node_inputs.append(reads)
+        self.producers, self.consumers = producers, consumers
 
-        # The dependency graph as lists, each edge once in the order the networkx graph gets them:
-        # networkx (imported in `digraph`) is needed only when there is a cycle to describe.
+        # The dependency graph as lists (an edge read twice is listed twice, on both sides:
+        # orders and walks come out the same); networkx (see `digraph`) is needed only when
+        # there is a cycle to describe.
         self.successors: list[list[int]] = [[] for _ in nodes]
         self.predecessors: list[list[int]] = [[] for _ in nodes]
-        for producer, consumer in dict.fromkeys(self._edges()):
-            self.successors[producer].append(consumer)
-            self.predecessors[consumer].append(producer)
+        for name, uses in consumers.items():
+            for producer in producers.get(name, ()):
+                after = self.successors[producer]
+                for use in uses:
+                    after.append(use.node)
+                    self.predecessors[use.node].append(producer)
 
     def _edges(self) -> Iterator[tuple[int, int]]:
         return (
