@@ -242,10 +242,15 @@ def probe_dims(skeleton: onnx.ModelProto, types: dict[str, TensorType]) -> dict[
     if measured is None:
         return {}
     found = {tensor: [set() for _ in shape] for tensor, shape in measured.items() if shape is not None}
+    read = {value.name for value in template.graph.input}
     for place in dynamic:
-        changed = _infer_at(template, {**base, place: _PROBE_VALUES[place[1] == 0][1]}, sources)
-        if changed is None:
-            return {}
+        if place[0] in read:
+            changed = _infer_at(template, {**base, place: _PROBE_VALUES[place[1] == 0][1]}, sources)
+            if changed is None:
+                return {}
+        else:
+            # A dim of an input the sources do not read changes none of them: no inference needed.
+            changed = measured
         for tensor, per_axis in found.items():
             before, after = measured[tensor], changed.get(tensor)
             for axis, sink in enumerate(per_axis):
@@ -255,8 +260,8 @@ def probe_dims(skeleton: onnx.ModelProto, types: dict[str, TensorType]) -> dict[
 
 
 def _cone(skeleton: onnx.ModelProto, sources: set[str]) -> onnx.ModelProto:
-    """A copy of the model holding only the nodes `sources` depend on, the initializers they
-    read and no value_info or outputs: what inference needs for the sources' shapes, which
+    """A copy of the model holding only the nodes `sources` depend on, the inputs and
+    initializers they read and no value_info or outputs: what inference needs for the sources' shapes, which
     depend on nothing else (a probe infers it once per dynamic dim)."""
     graph = skeleton.graph
     producer = {name: node for node in graph.node for name in node.output if name}
@@ -278,7 +283,8 @@ def _cone(skeleton: onnx.ModelProto, sources: set[str]) -> onnx.ModelProto:
             copy_field(cone, descriptor, value)
     cone.graph.name = graph.name
     cone.graph.node.extend(nodes)
-    cone.graph.input.extend(graph.input)
+    # Only the inputs it reads: a skeleton's weights stand as inputs too, tens of thousands of them.
+    cone.graph.input.extend(value for value in graph.input if value.name in read)
     cone.graph.initializer.extend(tensor for tensor in graph.initializer if tensor.name in read)
     return cone
 
