@@ -321,8 +321,9 @@ _TYPED_FIELDS = {
 def _malformed(tensor: onnx.TensorProto) -> tuple[str, str] | None:
     """What is wrong with a tensor's stored data, checked by length alone (no values read)."""
     name = tensor.name or "<unnamed tensor>"
-    if any(dim < 0 for dim in tensor.dims):
-        return name, f"negative dim in {list(tensor.dims)}"
+    dims = tensor.dims
+    if dims and min(dims) < 0:
+        return name, f"negative dim in {list(dims)}"
     if tensor.data_location == onnx.TensorProto.EXTERNAL:
         return None  # checked by the loader against the file
     elements = math.prod(tensor.dims)
