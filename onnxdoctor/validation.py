@@ -149,6 +149,14 @@ def checker_error(model: onnx.ModelProto) -> str | None:
     return None
 
 
+def _check(serialized: bytes) -> str | None:
+    try:
+        onnx.checker.check_model(serialized)
+    except ONNX_ERRORS as error:
+        return _clean(error)
+    return None
+
+
 def _collect_types(graph: onnx.GraphProto, types: dict[str, TensorType]) -> None:
     # Most tensors share their type with many others: each distinct TypeProto (by its bytes)
     # is converted once; TensorType is immutable, so the tensors share the instance.
@@ -176,13 +184,14 @@ def validate(loaded: LoadedModel) -> ValidationResult:
         malformed_tensors=[found for found in map(_malformed, all_tensors(loaded.proto.graph)) if found],
     )
     skeleton = _skeleton(loaded)
-    _sort_if_only_unsorted(skeleton.graph)
     # Serialized once: the checker and inference would each serialize it again.
     serialized = skeleton.SerializeToString()
-    try:
-        onnx.checker.check_model(serialized)
-    except ONNX_ERRORS as error:
-        result.checker_error = _clean(error)
+    result.checker_error = _check(serialized)
+    # The checker refuses a node reading what a later node writes, in any graph: when it
+    # passes, the graphs are in order and need no walk to find that out.
+    if result.checker_error is not None and _sort_if_only_unsorted(skeleton.graph):
+        serialized = skeleton.SerializeToString()
+        result.checker_error = _check(serialized)
 
     inferred = None
     try:
@@ -356,9 +365,10 @@ def _unknown_opsets(model: onnx.ModelProto) -> list[str]:
     ]
 
 
-def _sort_if_only_unsorted(graph: onnx.GraphProto) -> None:
-    """Put the nodes of an unsorted (but acyclic) graph and its subgraphs in order, in place.
-    (Each graph on its own: a subgraph sorted first keeps its place in its parent's node.)
+def _sort_if_only_unsorted(graph: onnx.GraphProto) -> bool:
+    """Put the nodes of an unsorted (but acyclic) graph and its subgraphs in order, in place;
+    whether any moved. (Each graph on its own: a subgraph sorted first keeps its place in its
+    parent's node.)
 
     The checker and shape inference stop at the first node that reads a tensor not yet
     produced; sorted, they go on to find the problems behind it. Ordering itself is
@@ -375,7 +385,8 @@ def _sort_if_only_unsorted(graph: onnx.GraphProto) -> None:
             initializers={tensor.name: tensor for tensor in graph.initializer},
             types={},
         )
-    if structure is not None and structure.out_of_order_uses and not structure.cycles:
+    moved = structure is not None and bool(structure.out_of_order_uses) and not structure.cycles
+    if moved:
         ordered = []
         for index in structure.topological_order:
             node = onnx.NodeProto()
@@ -385,7 +396,8 @@ def _sort_if_only_unsorted(graph: onnx.GraphProto) -> None:
         graph.node.extend(ordered)
     for node in graph.node:
         for _, subgraph in attribute_subgraphs(node):
-            _sort_if_only_unsorted(subgraph)
+            moved = _sort_if_only_unsorted(subgraph) or moved
+    return moved
 
 
 def _split_inference_errors(message: str) -> list[str]:
