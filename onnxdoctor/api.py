@@ -85,13 +85,16 @@ def diagnose(
 
 def check_tensorrt_options(tensorrt: bool, target: str | None) -> None:
     """Refuse an unknown target, or --tensorrt without any TensorRT parser, before reading a model."""
-    from onnxdoctor.engines.tensorrt import NO_PARSER, parser_installed
-    from onnxdoctor.ops.tensorrt import resolve_target
-
+    # Imported only when asked for: most runs use neither.
     if target is not None:
+        from onnxdoctor.ops.tensorrt import resolve_target
+
         resolve_target(target)
-    if tensorrt and not parser_installed():
-        raise OnnxDoctorError(NO_PARSER)
+    if tensorrt:
+        from onnxdoctor.engines.tensorrt import NO_PARSER, parser_installed
+
+        if not parser_installed():
+            raise OnnxDoctorError(NO_PARSER)
 
 
 def diagnose_model(loaded: LoadedModel, codes: set[str], options: AnalysisOptions | None = None) -> Report:

@@ -298,8 +298,9 @@ def _with_worker(action, lane: str = "main"):
 
 
 def prestart(lane: str = "main") -> None:
-    """Start the lane's worker now, without waiting for it: its ONNX Runtime import (0.15 s)
-    overlaps whatever this process does before its first call."""
+    """Start the lane's worker now without waiting for it, so its ONNX Runtime import runs beside
+    the caller's own work (imports, loading, validation); the first call then finds it ready. Its
+    bounds are unchanged: the start is timed from when a call first waits for it."""
     _with_worker(lambda worker: None, lane)
 
 

@@ -11,6 +11,7 @@ name a file, since both resolve such names against the working directory.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -98,12 +99,17 @@ class LoadedModel:
         return {where.location for where in self.external.values()} | set(self.inlined_files)
 
 
+# Looked up once: attribute_subgraphs runs for every node in several passes over a graph.
+_GRAPH, _GRAPHS = onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS
+
+
 def attribute_subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
     """The bodies a node holds (If's branches, Loop's and Scan's body), named by attribute."""
     for attribute in node.attribute:
-        if attribute.type == onnx.AttributeProto.GRAPH:
+        kind = attribute.type
+        if kind == _GRAPH:
             yield attribute.name, attribute.g
-        elif attribute.type == onnx.AttributeProto.GRAPHS:
+        elif kind == _GRAPHS:
             for index, subgraph in enumerate(attribute.graphs):
                 yield f"{attribute.name}[{index}]", subgraph
 
@@ -284,25 +290,53 @@ def _read_in(tensor: onnx.TensorProto, folder: Path, checked: dict | None = None
     return where.location
 
 
+# What the UTF-8 walk does with a field, by descriptor: decided once per field, not per value.
+_TEXT, _TEXTS, _MESSAGE, _MESSAGES, _OTHER = range(1, 6)
+_FIELD_KINDS: dict = {}
+
+
+def _field_kind(descriptor) -> int:
+    if descriptor.type == descriptor.TYPE_STRING:
+        kind = _TEXTS if descriptor.is_repeated else _TEXT
+    elif descriptor.type == descriptor.TYPE_MESSAGE:
+        kind = _MESSAGES if descriptor.is_repeated else _MESSAGE
+    else:
+        kind = _OTHER
+    _FIELD_KINDS[descriptor] = kind
+    return kind
+
+
+@functools.cache
+def _tensor_text_fields() -> tuple:
+    # Never the data fields: reading raw_data copies the weights.
+    return tuple(onnx.TensorProto.DESCRIPTOR.fields_by_name[name] for name in ("name", "doc_string", "external_data"))
+
+
 def _invalid_text(message) -> str | None:
     """The first string field (a name, an op type) that is not valid UTF-8, if any.
 
     ONNX strings are UTF-8; protobuf hands undecodable ones back as bytes, which every tool
-    downstream (onnx, graphsurgeon, our reports) would trip over.
+    downstream (onnx, graphsurgeon, our reports) would trip over. Every message of the model
+    is visited (millions of fields at 100k nodes), so each step is kept to a dict lookup.
     """
     if isinstance(message, onnx.TensorProto):
-        # Never touch the data fields: reading raw_data copies the weights.
-        fields = [(message.DESCRIPTOR.fields_by_name[name], getattr(message, name)) for name in ("name", "doc_string")]
-        fields.append((message.DESCRIPTOR.fields_by_name["external_data"], message.external_data))
+        fields = [(descriptor, getattr(message, descriptor.name)) for descriptor in _tensor_text_fields()]
     else:
         fields = message.ListFields()
     for descriptor, value in fields:
-        values = value if descriptor.is_repeated else [value]
-        if descriptor.type == descriptor.TYPE_STRING:
-            if any(not isinstance(item, str) for item in values):
+        kind = _FIELD_KINDS.get(descriptor) or _field_kind(descriptor)
+        if kind == _TEXT:
+            if type(value) is not str:
                 return f"a {descriptor.containing_type.name}.{descriptor.name}"
-        elif descriptor.type == descriptor.TYPE_MESSAGE:
-            for item in values:
+        elif kind == _TEXTS:
+            if bytes in set(map(type, value)):
+                return f"a {descriptor.containing_type.name}.{descriptor.name}"
+        elif kind == _MESSAGE:
+            found = _invalid_text(value)
+            if found:
+                return found
+        elif kind == _MESSAGES:
+            for item in value:
                 found = _invalid_text(item)
                 if found:
                     return found
