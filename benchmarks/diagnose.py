@@ -4,15 +4,19 @@ Usage: python benchmarks/diagnose.py [--models all | NAME... | PATH.onnx...] [--
 
 Each command runs as its own process, timed from spawn to exit; peak memory is the child's max RSS
 as the kernel reports it at exit (os.wait4), so imports and interpreter start-up count, as they do
-for a user. Prints a markdown table, the onnxdoctor/Polygraphy time ratios and the targets.
+for a user. The commands take turns (each runs once per round, N rounds), so a shared machine's
+changing load reaches every tool alike. Prints a markdown table, the onnxdoctor/Polygraphy time
+ratios and the targets.
 """
 
 from __future__ import annotations
 
+import compileall
+import statistics
 import tempfile
 from pathlib import Path
 
-from measure import describe_machine, measure_all, parse_arguments, print_table, resolve_models, verdict
+from measure import REPO, describe_machine, measure_all, parse_arguments, print_table, resolve_models, verdict
 
 TARGET_MODEL = "yolov8n-pose-dynamic"
 TARGET_SECONDS, TARGET_MIB, TARGET_RATIO = 1.0, 300.0, 1 / 3
@@ -70,13 +74,26 @@ def print_targets(rows: list[dict]) -> None:
               f"(target ≤ {TARGET_MIB:.0f} MiB: {verdict(ran and doctor['peak'] <= TARGET_MIB)})")
 
 
+def measure_in_turns(plan: dict[str, dict[str, list[str]]], repeat: int, work: Path,
+                     tools: list[str] | None) -> list[dict]:
+    """measure_all's rows, every command run once per round for `repeat` rounds."""
+    rounds = [measure_all(plan, 1, work, tools) for _ in range(repeat)]
+    return [runs[0] | {"wall": statistics.median(run["wall"] for run in runs), "peak": max(run["peak"] for run in runs),
+                       "codes": sorted({code for run in runs for code in run["codes"]}),
+                       "error": next((run["error"] for run in runs if run["error"]), "")}
+            for runs in zip(*rounds, strict=True)]
+
+
 def main() -> None:
     arguments = parse_arguments(__doc__.splitlines()[0])
     models = resolve_models(arguments.models)
     print(describe_machine(VERSIONED))
+    # Compiled as an install compiles it (pip writes the .pyc files): a checkout run under
+    # PYTHONDONTWRITEBYTECODE would otherwise compile every module in every timed run.
+    compileall.compile_dir(REPO / "onnxdoctor", quiet=1)
     with tempfile.TemporaryDirectory(prefix="onnxdoctor-bench-") as work:
         plan = {name: commands(path, Path(work)) for name, path in models.items()}
-        rows = measure_all(plan, arguments.repeat, Path(work), arguments.tools)
+        rows = measure_in_turns(plan, arguments.repeat, Path(work), arguments.tools)
     print_table(rows, arguments.repeat)
     print_targets(rows)
 

@@ -20,6 +20,7 @@ from onnxdoctor.graph import build_views
 from onnxdoctor.model import (
     LoadedModel,
     OnnxDoctorError,
+    as_loaded,
     check_writable,
     data_bytes,
     load_full_model,
@@ -84,13 +85,16 @@ def diagnose(
 
 def check_tensorrt_options(tensorrt: bool, target: str | None) -> None:
     """Refuse an unknown target, or --tensorrt without any TensorRT parser, before reading a model."""
-    from onnxdoctor.engines.tensorrt import NO_PARSER, parser_installed
-    from onnxdoctor.ops.tensorrt import resolve_target
-
+    # Imported only when asked for: most runs use neither.
     if target is not None:
+        from onnxdoctor.ops.tensorrt import resolve_target
+
         resolve_target(target)
-    if tensorrt and not parser_installed():
-        raise OnnxDoctorError(NO_PARSER)
+    if tensorrt:
+        from onnxdoctor.engines.tensorrt import NO_PARSER, parser_installed
+
+        if not parser_installed():
+            raise OnnxDoctorError(NO_PARSER)
 
 
 def diagnose_model(loaded: LoadedModel, codes: set[str], options: AnalysisOptions | None = None) -> Report:
@@ -175,7 +179,10 @@ def fix(
     loaded = load_model(source)
     if output is not None:
         refuse_overwriting(output, loaded.data_files, "an external data file of the input")
-    model = load_full_model(loaded)
+    # Large weights stay on disk (model.load_full_model), but for fp16, which rewrites them all,
+    # and for observers (bench), which run each kept model in engines that read no references.
+    references = not observers and all(rewrite.name != "fp16" for rewrite in chosen)
+    model = load_full_model(loaded, references=references)
     options = PassOptions(static_shapes=dict(static_shapes or {}), element_limit=element_limit)
     if options.static_shapes:
         # Reject a bad --static-shape before anything runs.
@@ -222,7 +229,8 @@ def fix(
         checks = [verification] if verification is not None else []
         fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits)
     target = Path(output) if output is not None else source
-    after = diagnose_model(LoadedModel(path=target, proto=fixed), codes, AnalysisOptions(element_limit=element_limit))
+    # Weights left on disk are read, where an analyzer needs one, from the input's files.
+    after = diagnose_model(as_loaded(fixed, target, source.parent), codes, AnalysisOptions(element_limit=element_limit))
     if output is not None:
         # Weights that were outside stay outside (a model split on purpose stays split).
         save_model(fixed, target, external_data=bool(loaded.external))

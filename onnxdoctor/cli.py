@@ -76,6 +76,11 @@ def main() -> None:
 def diagnose(paths, output_format, select, ignore, fail_on, evaluate, max_elements, output, tensorrt, target,
              fp16_activations, inputs, fp16_threshold, time_limit, baseline_path) -> None:
     """Analyze ONNX models (files or folders) for what hurts TensorRT."""
+    if evaluate:
+        # Before the API's imports: ONNX Runtime's import in the worker overlaps them.
+        from onnxdoctor import isolation
+
+        isolation.prestart()
     from onnxdoctor import api
     from onnxdoctor.baseline import leave_out, read_baseline
     from onnxdoctor.evaluation import DEFAULT_ELEMENT_LIMIT
@@ -231,6 +236,10 @@ def fix(path, output, pass_names, skip, static_shapes, inputs, precision, rtol, 
     Passes run in this order: toposort, cleanup, static-shapes, fold-constants, constant-reshape-shapes,
     remove-identity, collapse-chains, merge-duplicates, int64-to-int32 (then fp16 with --precision fp16).
     """
+    # Before the API's imports: ONNX Runtime's import in the worker overlaps them (diagnose does so too).
+    from onnxdoctor import isolation
+
+    isolation.prestart()
     from onnxdoctor import api
 
     try:

@@ -11,6 +11,7 @@ name a file, since both resolve such names against the working directory.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -66,12 +67,15 @@ class LoadedModel:
     # Files of the tensors read in at load time (attributes, sparse, subgraph and function
     # tensors): inputs too, which no output may overwrite.
     inlined_files: frozenset[Path] = frozenset()
+    # The folder external data locations are relative to, when not the model's own (the fixed
+    # model, diagnosed before it is written, still reads the input's files).
+    data_folder: Path | None = None
     # External data files checked so far, by location (see _locate_external_data).
     checked_files: dict[str, tuple[Path, os.stat_result]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def folder(self) -> Path:
-        return self.path.parent
+        return self.data_folder or self.path.parent
 
     def tensor_value(self, tensor: onnx.TensorProto) -> np.ndarray | None:
         """The tensor's values, reading external data from disk if that is where they are;
@@ -95,12 +99,17 @@ class LoadedModel:
         return {where.location for where in self.external.values()} | set(self.inlined_files)
 
 
+# Looked up once: attribute_subgraphs runs for every node in several passes over a graph.
+_GRAPH, _GRAPHS = onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS
+
+
 def attribute_subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
     """The bodies a node holds (If's branches, Loop's and Scan's body), named by attribute."""
     for attribute in node.attribute:
-        if attribute.type == onnx.AttributeProto.GRAPH:
+        kind = attribute.type
+        if kind == _GRAPH:
             yield attribute.name, attribute.g
-        elif attribute.type == onnx.AttributeProto.GRAPHS:
+        elif kind == _GRAPHS:
             for index, subgraph in enumerate(attribute.graphs):
                 yield f"{attribute.name}[{index}]", subgraph
 
@@ -281,25 +290,53 @@ def _read_in(tensor: onnx.TensorProto, folder: Path, checked: dict | None = None
     return where.location
 
 
+# What the UTF-8 walk does with a field, by descriptor: decided once per field, not per value.
+_TEXT, _TEXTS, _MESSAGE, _MESSAGES, _OTHER = range(1, 6)
+_FIELD_KINDS: dict = {}
+
+
+def _field_kind(descriptor) -> int:
+    if descriptor.type == descriptor.TYPE_STRING:
+        kind = _TEXTS if descriptor.is_repeated else _TEXT
+    elif descriptor.type == descriptor.TYPE_MESSAGE:
+        kind = _MESSAGES if descriptor.is_repeated else _MESSAGE
+    else:
+        kind = _OTHER
+    _FIELD_KINDS[descriptor] = kind
+    return kind
+
+
+@functools.cache
+def _tensor_text_fields() -> tuple:
+    # Never the data fields: reading raw_data copies the weights.
+    return tuple(onnx.TensorProto.DESCRIPTOR.fields_by_name[name] for name in ("name", "doc_string", "external_data"))
+
+
 def _invalid_text(message) -> str | None:
     """The first string field (a name, an op type) that is not valid UTF-8, if any.
 
     ONNX strings are UTF-8; protobuf hands undecodable ones back as bytes, which every tool
-    downstream (onnx, graphsurgeon, our reports) would trip over.
+    downstream (onnx, graphsurgeon, our reports) would trip over. Every message of the model
+    is visited (millions of fields at 100k nodes), so each step is kept to a dict lookup.
     """
     if isinstance(message, onnx.TensorProto):
-        # Never touch the data fields: reading raw_data copies the weights.
-        fields = [(message.DESCRIPTOR.fields_by_name[name], getattr(message, name)) for name in ("name", "doc_string")]
-        fields.append((message.DESCRIPTOR.fields_by_name["external_data"], message.external_data))
+        fields = [(descriptor, getattr(message, descriptor.name)) for descriptor in _tensor_text_fields()]
     else:
         fields = message.ListFields()
     for descriptor, value in fields:
-        values = value if descriptor.is_repeated else [value]
-        if descriptor.type == descriptor.TYPE_STRING:
-            if any(not isinstance(item, str) for item in values):
+        kind = _FIELD_KINDS.get(descriptor) or _field_kind(descriptor)
+        if kind == _TEXT:
+            if type(value) is not str:
                 return f"a {descriptor.containing_type.name}.{descriptor.name}"
-        elif descriptor.type == descriptor.TYPE_MESSAGE:
-            for item in values:
+        elif kind == _TEXTS:
+            if bytes in set(map(type, value)):
+                return f"a {descriptor.containing_type.name}.{descriptor.name}"
+        elif kind == _MESSAGE:
+            found = _invalid_text(value)
+            if found:
+                return found
+        elif kind == _MESSAGES:
+            for item in value:
                 found = _invalid_text(item)
                 if found:
                     return found
@@ -373,6 +410,8 @@ def _read_model_file(path: Path) -> bytes:
 
 # Protobuf cannot serialize a message of 2 GiB or more: larger models keep weights outside.
 PROTOBUF_LIMIT = 2**31 - 1
+# The location of a weight's stub whose values are handed over beside the model (split_weights).
+IN_MEMORY = "in-memory"
 # Tensors at least this large go to the external data file when a model must be split.
 EXTERNAL_THRESHOLD = 1024
 
@@ -390,7 +429,9 @@ def exceeds_protobuf_limit(model: onnx.ModelProto) -> bool:
     """Whether the model is too large to serialize as one protobuf message (2 GiB)."""
     # Weights first, from their dims: asking a message over the limit for its size makes
     # protobuf encode it before giving up (seconds per gigabyte).
-    if sum(map(data_bytes, model.graph.initializer)) >= PROTOBUF_LIMIT:
+    # Weights on disk are no part of the message.
+    held = (tensor for tensor in model.graph.initializer if tensor.data_location != onnx.TensorProto.EXTERNAL)
+    if sum(map(data_bytes, held)) >= PROTOBUF_LIMIT:
         return True
     try:
         return model.ByteSize() >= PROTOBUF_LIMIT
@@ -398,15 +439,101 @@ def exceeds_protobuf_limit(model: onnx.ModelProto) -> bool:
         return True
 
 
-def load_full_model(loaded: LoadedModel) -> onnx.ModelProto:
-    """A copy of the model with every external tensor read in (through the folder check), for
-    running and rewriting it."""
+# Main-graph weights of a floating type at least this large stay on disk while a model is fixed
+# (references, see load_full_model); smaller ones, and integers (shapes, indices, which passes
+# read and rewrite), are read in.
+REFERENCE_THRESHOLD = 1 << 16
+_FLOATING_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+                             onnx.TensorProto.DOUBLE})
+
+
+def load_full_model(loaded: LoadedModel, *, references: bool = False) -> onnx.ModelProto:
+    """A copy of the model for running and rewriting it: every external tensor read in (through
+    the folder check), except, with `references`, the large floating-point weights of the main
+    graph, which stay on disk as references (see is_reference): no pass changes most weights, so
+    they are never read into this process. Only fix's pipeline takes references: ONNX Runtime in
+    the worker reads them from their files (isolation.run_model), fold-constants reads the few it
+    may evaluate, save_model copies them file to file; other engines cannot read them."""
     model = onnx.ModelProto()
     model.CopyFrom(loaded.proto)
-    for tensor, _ in _external_capable_tensors(model):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            _read_in(tensor, loaded.folder, loaded.checked_files)
+    for tensor, is_main_initializer in _external_capable_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        if references and is_main_initializer and tensor.data_type in _FLOATING_TYPES:
+            where = _locate_external_data(tensor, loaded.folder, loaded.checked_files)
+            if where.length >= REFERENCE_THRESHOLD:
+                _point_at(tensor, str(where.location), where.offset, where.length)
+                continue
+        _read_in(tensor, loaded.folder, loaded.checked_files)
     return model
+
+
+def _point_at(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> None:
+    del tensor.external_data[:]
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A weight left on disk while a model is fixed: a range of a data file the loader checked."""
+
+    path: str
+    offset: int
+    length: int
+    data_type: int
+    dims: tuple[int, ...]
+
+
+def is_reference(tensor: onnx.TensorProto) -> bool:
+    """Whether a tensor is a reference made by load_full_model: external data at an absolute path.
+    Models from elsewhere never get this far with one (the loader refuses absolute locations),
+    and onnx and ONNX Runtime refuse to read one: a reference handed on by mistake fails, it
+    does not read a file."""
+    return tensor.data_location == onnx.TensorProto.EXTERNAL and any(
+        entry.key == "location" and os.path.isabs(entry.value) for entry in tensor.external_data)
+
+
+def reference_of(tensor: onnx.TensorProto) -> Reference:
+    entries = {entry.key: entry.value for entry in tensor.external_data}
+    return Reference(entries["location"], int(entries["offset"]), int(entries["length"]), tensor.data_type,
+                     tuple(tensor.dims))
+
+
+def restore_reference(tensor: onnx.TensorProto, reference: Reference) -> None:
+    """Make `tensor` (a stub of the same name) the reference again."""
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    _point_at(tensor, reference.path, reference.offset, reference.length)
+
+
+def read_reference(tensor: onnx.TensorProto) -> onnx.TensorProto:
+    """A copy of a reference with its bytes read in."""
+    reference = reference_of(tensor)
+    loaded = onnx.TensorProto()
+    loaded.CopyFrom(tensor)
+    del loaded.external_data[:]
+    loaded.data_location = onnx.TensorProto.DEFAULT
+    loaded.raw_data = _read_range(Path(reference.path), reference.offset, reference.length)
+    return loaded
+
+
+def as_loaded(model: onnx.ModelProto, path: Path, folder: Path) -> LoadedModel:
+    """A model of fix's pipeline (its references still in `folder`, the input's) as load_model
+    would give it from `path` before it is written: its references are external data again,
+    named relative to `folder` and read through the folder check when a value is asked for."""
+    # Relative to the folder as resolved, as the loader resolved each file (a symlinked folder).
+    resolved = folder.resolve()
+    relative = onnx.ModelProto()
+    relative.CopyFrom(model)
+    external = {}
+    for tensor in relative.graph.initializer:
+        if is_reference(tensor):
+            reference = reference_of(tensor)
+            _point_at(tensor, os.path.relpath(reference.path, resolved), reference.offset, reference.length)
+            external[tensor.name] = ExternalData(tensor.name, Path(reference.path), reference.offset, reference.length)
+    return LoadedModel(path=path, proto=relative, external=external, data_folder=folder)
 
 
 def copy_field(target, descriptor, value) -> None:
@@ -441,16 +568,24 @@ def split_weights(model: onnx.ModelProto, threshold: int = EXTERNAL_THRESHOLD) -
         stub = skeleton.graph.initializer.add()
         stub.name, stub.data_type = tensor.name, tensor.data_type
         stub.dims.extend(tensor.dims)
-        stub.data_location = onnx.TensorProto.EXTERNAL
-        entry = stub.external_data.add()
-        entry.key, entry.value = "location", "in-memory"
+        mark_in_memory(stub)
         large.append(tensor)
     return skeleton, large
 
 
+def mark_in_memory(stub: onnx.TensorProto) -> None:
+    """Make a tensor a stub whose values are handed over beside the model: external, at a location nothing reads."""
+    stub.ClearField("raw_data")
+    stub.data_location = onnx.TensorProto.EXTERNAL
+    del stub.external_data[:]
+    entry = stub.external_data.add()
+    entry.key, entry.value = "location", IN_MEMORY
+
+
 def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data: bool = False) -> None:
     """Write a model atomically; with its weights in PATH.data when asked or when it exceeds
-    protobuf's 2 GiB limit. Writing external data moves the weights out of `model`."""
+    protobuf's 2 GiB limit. Writing external data moves the weights out of `model` (its
+    references, load_full_model's, are copied file to file and point at PATH.data after)."""
     path = check_writable(path)
     try:
         _save_model(model, path, external_data)
@@ -475,6 +610,8 @@ def _save_model(model: onnx.ModelProto, path: Path, external_data: bool) -> None
     # data first: a reader never finds the new model without its data.
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as staging:
         staged = Path(staging) / path.name
+        # References first, copied file to file; onnx then appends the weights held in memory.
+        _copy_references(model, Path(staging) / data_name, data_name)
         onnx.save_model(model, staged, save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data_name, size_threshold=EXTERNAL_THRESHOLD)
         # No data file when every tensor is under the threshold: the model holds them all.
@@ -484,6 +621,48 @@ def _save_model(model: onnx.ModelProto, path: Path, external_data: bool) -> None
         if own_data and (path.parent / data_name).exists():
             data_name = _take_plain_data_name(model, path, data_name, Path(staging))
     _remove_stale_data(path, keep=data_name)
+
+
+# Where each copied reference starts in the output's data file: a multiple of this, so that
+# ONNX Runtime can map the weights (as onnx aligns those it writes).
+_DATA_ALIGNMENT = 1 << 16
+
+
+def _copy_references(model: onnx.ModelProto, data_path: Path, data_name: str) -> None:
+    """Copy the bytes of every reference (load_full_model) into `data_path` and point the tensor
+    at them there: copy_file_range, so no byte passes through this process (chunks read and
+    written where the kernel cannot copy between the two files)."""
+    references = [tensor for graph in walk_graphs(model.graph) for tensor in graph.initializer if is_reference(tensor)]
+    if not references:
+        return
+    data = os.open(data_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        size = 0
+        for tensor in references:
+            reference = reference_of(tensor)
+            offset = size + -size % _DATA_ALIGNMENT
+            _copy_range(Path(reference.path), reference.offset, reference.length, data, offset)
+            size = offset + reference.length
+            _point_at(tensor, data_name, offset, reference.length)
+    finally:
+        os.close(data)
+
+
+def _copy_range(path: Path, offset: int, length: int, target: int, target_offset: int) -> None:
+    source = _open_regular_file(path)
+    try:
+        done = 0
+        while done < length:
+            try:
+                copied = os.copy_file_range(source, target, length - done, offset + done, target_offset + done)
+            except (OSError, AttributeError):  # another file system, or a system without it: through this process
+                copied = os.pwrite(target, os.pread(source, min(length - done, 1 << 24), offset + done),
+                                   target_offset + done)
+            if copied == 0:
+                raise OnnxDoctorError(f"{path}: became shorter while being copied")
+            done += copied
+    finally:
+        os.close(source)
 
 
 def _take_plain_data_name(model: onnx.ModelProto, path: Path, data_name: str, staging: Path) -> str:

@@ -17,9 +17,14 @@ from onnxdoctor.graph import GraphView, TensorType, attribute_subgraphs, outer_s
 from onnxdoctor.graph.topology import reads_in_order
 from onnxdoctor.model import LoadedModel, all_tensors, copy_field, split_weights, walk_graphs
 
-# Shape inference reads the values of small constants (Reshape shapes, Slice starts...):
-# external tensors up to this many bytes are read in; larger ones stay on disk.
-INLINE_EXTERNAL_BYTES = 4096
+# Shape inference reads the values of small constants (Reshape shapes, Slice starts, Resize
+# scales), each a vector of rank size: 64 INT64 values at most (a Pad's pads at rank 32).
+# External tensors up to this many bytes are read in; larger ones (weights: reading each of
+# them costs a disk read and their bytes travel through the checker and inference) stay on disk.
+INLINE_EXTERNAL_BYTES = 512
+# Initializers held in the file from this many bytes on reach the checker and inference as
+# typed stubs, their bytes left out.
+SKELETON_WEIGHT_BYTES = 4096
 
 # What onnx's C++ checker and shape inference raise on a broken model, its own errors and the
 # C++ exceptions pybind translates (std::length_error → ValueError, std::bad_alloc → MemoryError).
@@ -38,11 +43,13 @@ LARGEST_DIM = 2**31 - 1
 LARGEST_PROPAGATED_VECTOR = 2**20
 
 
-def infer_shapes(model: onnx.ModelProto, **options) -> onnx.ModelProto:
+def infer_shapes(model: onnx.ModelProto, serialized: bytes | None = None, **options) -> onnx.ModelProto:
     """onnx shape inference on a model whose absurd declared dims are made symbolic first
-    (raises one of ONNX_ERRORS on a broken model)."""
+    (raises one of ONNX_ERRORS on a broken model). `serialized`: the model's bytes, when the
+    caller has them (inference would serialize the model again)."""
     vector_limit = LARGEST_PROPAGATED_VECTOR if options.get("data_prop") else LARGEST_DIM
-    return onnx.shape_inference.infer_shapes(_without_absurd_dims(model, vector_limit), **options)
+    tamed = _without_absurd_dims(model, vector_limit)
+    return onnx.shape_inference.infer_shapes(serialized if tamed is model and serialized else tamed, **options)
 
 
 def _too_large(value: onnx.ValueInfoProto, vector_limit: int) -> list:
@@ -106,7 +113,7 @@ def _skeleton(loaded: LoadedModel) -> onnx.ModelProto:
 
     The checker then needs no data file (the loader has checked those) and no 2 GiB message.
     """
-    skeleton, _ = split_weights(loaded.proto, threshold=INLINE_EXTERNAL_BYTES)
+    skeleton, _ = split_weights(loaded.proto, threshold=SKELETON_WEIGHT_BYTES)
     declared = {value.name for value in skeleton.graph.input}
     kept = []
     for tensor in skeleton.graph.initializer:
@@ -142,10 +149,24 @@ def checker_error(model: onnx.ModelProto) -> str | None:
     return None
 
 
+def _check(serialized: bytes) -> str | None:
+    try:
+        onnx.checker.check_model(serialized)
+    except ONNX_ERRORS as error:
+        return _clean(error)
+    return None
+
+
 def _collect_types(graph: onnx.GraphProto, types: dict[str, TensorType]) -> None:
+    # Most tensors share their type with many others: each distinct TypeProto (by its bytes)
+    # is converted once; TensorType is immutable, so the tensors share the instance.
+    converted: dict[bytes, TensorType | None] = {}
     for inner in walk_graphs(graph):
         for value_info in (*inner.input, *inner.output, *inner.value_info):
-            tensor_type = TensorType.from_type_proto(value_info.type)
+            key = value_info.type.SerializeToString()
+            tensor_type = converted.get(key, converted)
+            if tensor_type is converted:
+                tensor_type = converted[key] = TensorType.from_type_proto(value_info.type)
             if tensor_type is not None:
                 types.setdefault(value_info.name, tensor_type)
         for initializer in inner.initializer:
@@ -163,15 +184,18 @@ def validate(loaded: LoadedModel) -> ValidationResult:
         malformed_tensors=[found for found in map(_malformed, all_tensors(loaded.proto.graph)) if found],
     )
     skeleton = _skeleton(loaded)
-    _sort_if_only_unsorted(skeleton.graph)
-    try:
-        onnx.checker.check_model(skeleton)
-    except ONNX_ERRORS as error:
-        result.checker_error = _clean(error)
+    # Serialized once: the checker and inference would each serialize it again.
+    serialized = skeleton.SerializeToString()
+    result.checker_error = _check(serialized)
+    # The checker refuses a node reading what a later node writes, in any graph: when it
+    # passes, the graphs are in order and need no walk to find that out.
+    if result.checker_error is not None and _sort_if_only_unsorted(skeleton.graph):
+        serialized = skeleton.SerializeToString()
+        result.checker_error = _check(serialized)
 
     inferred = None
     try:
-        inferred = infer_shapes(skeleton, check_type=True, strict_mode=True, data_prop=True)
+        inferred = infer_shapes(skeleton, serialized, check_type=True, strict_mode=True, data_prop=True)
     except ONNX_ERRORS as error:
         message = _clean(error)
         if "Cannot parse data from external tensors" in message:
@@ -183,7 +207,7 @@ def validate(loaded: LoadedModel) -> ValidationResult:
             result.inference_errors = [f"onnx failed inside shape inference ({type(error).__name__}: {message})"]
     if inferred is None:
         try:
-            inferred = infer_shapes(skeleton, strict_mode=False, data_prop=True)
+            inferred = infer_shapes(skeleton, serialized, strict_mode=False, data_prop=True)
         except ONNX_ERRORS as error:
             result.notes.append(f"shape inference failed entirely; tensor types are unknown ({_clean(error)})")
             inferred = skeleton
@@ -227,10 +251,15 @@ def probe_dims(skeleton: onnx.ModelProto, types: dict[str, TensorType]) -> dict[
     if measured is None:
         return {}
     found = {tensor: [set() for _ in shape] for tensor, shape in measured.items() if shape is not None}
+    read = {value.name for value in template.graph.input}
     for place in dynamic:
-        changed = _infer_at(template, {**base, place: _PROBE_VALUES[place[1] == 0][1]}, sources)
-        if changed is None:
-            return {}
+        if place[0] in read:
+            changed = _infer_at(template, {**base, place: _PROBE_VALUES[place[1] == 0][1]}, sources)
+            if changed is None:
+                return {}
+        else:
+            # A dim of an input the sources do not read changes none of them: no inference needed.
+            changed = measured
         for tensor, per_axis in found.items():
             before, after = measured[tensor], changed.get(tensor)
             for axis, sink in enumerate(per_axis):
@@ -240,8 +269,8 @@ def probe_dims(skeleton: onnx.ModelProto, types: dict[str, TensorType]) -> dict[
 
 
 def _cone(skeleton: onnx.ModelProto, sources: set[str]) -> onnx.ModelProto:
-    """A copy of the model holding only the nodes `sources` depend on, the initializers they
-    read and no value_info or outputs: what inference needs for the sources' shapes, which
+    """A copy of the model holding only the nodes `sources` depend on, the inputs and
+    initializers they read and no value_info or outputs: what inference needs for the sources' shapes, which
     depend on nothing else (a probe infers it once per dynamic dim)."""
     graph = skeleton.graph
     producer = {name: node for node in graph.node for name in node.output if name}
@@ -263,7 +292,8 @@ def _cone(skeleton: onnx.ModelProto, sources: set[str]) -> onnx.ModelProto:
             copy_field(cone, descriptor, value)
     cone.graph.name = graph.name
     cone.graph.node.extend(nodes)
-    cone.graph.input.extend(graph.input)
+    # Only the inputs it reads: a skeleton's weights stand as inputs too, tens of thousands of them.
+    cone.graph.input.extend(value for value in graph.input if value.name in read)
     cone.graph.initializer.extend(tensor for tensor in graph.initializer if tensor.name in read)
     return cone
 
@@ -300,8 +330,9 @@ _TYPED_FIELDS = {
 def _malformed(tensor: onnx.TensorProto) -> tuple[str, str] | None:
     """What is wrong with a tensor's stored data, checked by length alone (no values read)."""
     name = tensor.name or "<unnamed tensor>"
-    if any(dim < 0 for dim in tensor.dims):
-        return name, f"negative dim in {list(tensor.dims)}"
+    dims = tensor.dims
+    if dims and min(dims) < 0:
+        return name, f"negative dim in {list(dims)}"
     if tensor.data_location == onnx.TensorProto.EXTERNAL:
         return None  # checked by the loader against the file
     elements = math.prod(tensor.dims)
@@ -334,9 +365,10 @@ def _unknown_opsets(model: onnx.ModelProto) -> list[str]:
     ]
 
 
-def _sort_if_only_unsorted(graph: onnx.GraphProto) -> None:
-    """Put the nodes of an unsorted (but acyclic) graph and its subgraphs in order, in place.
-    (Each graph on its own: a subgraph sorted first keeps its place in its parent's node.)
+def _sort_if_only_unsorted(graph: onnx.GraphProto) -> bool:
+    """Put the nodes of an unsorted (but acyclic) graph and its subgraphs in order, in place;
+    whether any moved. (Each graph on its own: a subgraph sorted first keeps its place in its
+    parent's node.)
 
     The checker and shape inference stop at the first node that reads a tensor not yet
     produced; sorted, they go on to find the problems behind it. Ordering itself is
@@ -353,7 +385,8 @@ def _sort_if_only_unsorted(graph: onnx.GraphProto) -> None:
             initializers={tensor.name: tensor for tensor in graph.initializer},
             types={},
         )
-    if structure is not None and structure.out_of_order_uses and not structure.cycles:
+    moved = structure is not None and bool(structure.out_of_order_uses) and not structure.cycles
+    if moved:
         ordered = []
         for index in structure.topological_order:
             node = onnx.NodeProto()
@@ -363,7 +396,8 @@ def _sort_if_only_unsorted(graph: onnx.GraphProto) -> None:
         graph.node.extend(ordered)
     for node in graph.node:
         for _, subgraph in attribute_subgraphs(node):
-            _sort_if_only_unsorted(subgraph)
+            moved = _sort_if_only_unsorted(subgraph) or moved
+    return moved
 
 
 def _split_inference_errors(message: str) -> list[str]:

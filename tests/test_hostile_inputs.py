@@ -15,6 +15,7 @@ import pytest
 from conftest import findings_of, planted
 
 from onnxdoctor import diagnose
+from onnxdoctor.errors import OnnxDoctorError
 
 
 def _copy(name: str, folder: Path) -> Path:
@@ -222,3 +223,22 @@ def test_nested_defects_are_found_where_they_are():
     # The undefined tensor is reported once, at the node that reads it, not at the If and Loop around it.
     assert len([f for f in findings_of(report, "OD101") if "ghost" in f.tensors]) == 1
     assert not findings_of(report, "OD402")  # the Loop's trip count is not data
+
+
+@pytest.mark.parametrize(("placeholder", "field"), [
+    ("QQNODENAME", "a NodeProto.name"),  # a string of a message in a repeated field
+    ("QQDIMPARAM", "a Dimension.dim_param"),  # five messages deep, under an input's type
+    ("QQNODEINPUT", "a NodeProto.input"),  # one item of a repeated string
+])
+def test_invalid_utf8_in_any_string_field_is_refused_by_name(placeholder, field, tmp_path):
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["QQNODEINPUT"], ["y"], name="QQNODENAME")], "utf8",
+        [onnx.helper.make_tensor_value_info("QQNODEINPUT", onnx.TensorProto.FLOAT, ["QQDIMPARAM"])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["QQDIMPARAM"])])
+    data = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]).SerializeToString()
+    # protobuf will not write invalid UTF-8 itself: the placeholder's bytes are replaced after.
+    broken = placeholder.encode()[:-2] + b"\xff\xfe"
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(data.replace(placeholder.encode(), broken))
+    with pytest.raises(OnnxDoctorError, match=f"{field} is not valid UTF-8"):
+        diagnose(path)

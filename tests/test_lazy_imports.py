@@ -81,3 +81,19 @@ def test_api_functions_stay_callable_after_their_packages_are_imported():
               "assert callable(onnxdoctor.profile) and callable(onnxdoctor.doctor)\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_diagnose_of_an_acyclic_model_imports_no_networkx():
+    # networkx is for describing cycles; building its graph for every model cost seconds at 100k nodes.
+    script = (
+        "import sys, runpy\n"
+        f"sys.argv = ['onnxdoctor', 'diagnose', {str(planted('od301_unfolded_constant'))!r}, '--format', 'json']\n"
+        "try:\n"
+        "    runpy.run_module('onnxdoctor', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('networkx' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == "False"
+    assert '"OD301"' in result.stdout

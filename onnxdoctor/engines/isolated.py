@@ -15,7 +15,15 @@ import onnx
 
 from onnxdoctor import isolation
 from onnxdoctor.engines.base import Runner, RunnerDescription, Timing, cpu_name
-from onnxdoctor.model import exceeds_protobuf_limit, split_weights
+from onnxdoctor.model import (
+    Reference,
+    exceeds_protobuf_limit,
+    is_reference,
+    mark_in_memory,
+    reference_of,
+    restore_reference,
+    split_weights,
+)
 
 
 def providers(lane: str = "main") -> list:
@@ -33,22 +41,39 @@ def device() -> str:
     return "CUDA" if isinstance(providers()[0], tuple) else "CPU"
 
 
-def serialize(model: onnx.ModelProto) -> tuple[bytes, dict[str, np.ndarray]]:
-    """The model as bytes for ONNX Runtime (or onnx) in another process. Over protobuf's 2 GiB
-    a model cannot be serialized: its large weights travel beside it as arrays, each left in
-    the bytes as a stub marked external."""
-    if not exceeds_protobuf_limit(model):
+def serialize(model: onnx.ModelProto) -> tuple[bytes, dict]:
+    """The model as bytes for ONNX Runtime (or onnx) in another process. Weights left on disk
+    (model.is_reference) travel as their Reference, mapped there (isolation.run_model) or put
+    back as references (deserialize); over protobuf's 2 GiB the large weights held in memory
+    travel beside the bytes as arrays. Either way each is left in the bytes as a stub marked
+    external at a location nothing reads."""
+    too_large = exceeds_protobuf_limit(model)
+    if not too_large and not any(map(is_reference, model.graph.initializer)):
         return model.SerializeToString(), {}
-    skeleton, large = split_weights(model)
-    return skeleton.SerializeToString(), {tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in large}
+    if too_large:
+        skeleton, large = split_weights(model)
+    else:
+        skeleton, large = onnx.ModelProto(), []
+        skeleton.CopyFrom(model)
+    weights: dict = {tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in large}
+    for tensor in skeleton.graph.initializer:
+        if is_reference(tensor):
+            weights[tensor.name] = reference_of(tensor)
+            mark_in_memory(tensor)
+    return skeleton.SerializeToString(), weights
 
 
-def deserialize(serialized: bytes, weights: dict[str, np.ndarray]) -> onnx.ModelProto:
-    """The model serialize took apart, its large weights back in place."""
+def deserialize(serialized: bytes, weights: dict) -> onnx.ModelProto:
+    """The model serialize took apart, its large weights and references back in place."""
     model = onnx.ModelProto.FromString(serialized)
     for tensor in model.graph.initializer:
-        if tensor.name in weights:
-            tensor.CopyFrom(onnx.numpy_helper.from_array(weights[tensor.name], tensor.name))
+        if tensor.name not in weights:
+            continue
+        weight = weights[tensor.name]
+        if isinstance(weight, Reference):
+            restore_reference(tensor, weight)
+        else:
+            tensor.CopyFrom(onnx.numpy_helper.from_array(weight, tensor.name))
     return model
 
 
@@ -69,7 +94,7 @@ class IsolatedOnnxRuntimeRunner(Runner):
         self.output_names = [value.name for value in model.graph.output]
         self.time_limit = isolation.VERIFICATION_TIME_LIMIT if time_limit is None else time_limit
         self.memory_limit = isolation.MEMORY_LIMIT if memory_limit is None else memory_limit
-        self._serialized: tuple[bytes, dict[str, np.ndarray]] | None = None
+        self._serialized: tuple[bytes, dict] | None = None
 
     @property
     def description(self) -> RunnerDescription:

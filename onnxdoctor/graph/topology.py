@@ -6,9 +6,8 @@ from __future__ import annotations
 import functools
 import heapq
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
-import networkx as nx
 import onnx
 
 from onnxdoctor.graph.types import Use
@@ -46,21 +45,23 @@ def reads_in_order(graph: onnx.GraphProto) -> bool:
     produced = {name for node in graph.node for name in node.output if name}
     written: set[str] = set()
     for node in graph.node:
-        reads = [*node.input, *(name for _, subgraph in attribute_subgraphs(node) for name in outer_scope_names(subgraph))]
-        if any(name in produced and name not in written for name in reads):
+        reads = produced.intersection(node.input)
+        if node.attribute:
+            reads.update(name for _, subgraph in attribute_subgraphs(node) for name in outer_scope_names(subgraph)
+                         if name in produced)
+        if not reads.issubset(written):
             return False
         written.update(node.output)
     return True
 
 
-def _smallest_first_order(digraph: nx.DiGraph) -> list[int] | None:
+def _smallest_first_order(successors: list[list[int]], predecessors: list[list[int]]) -> list[int] | None:
     """Kahn's order taking the lowest-numbered ready node first (what lexicographical_topological_sort
     gives, without condensing the graph first); None when a cycle leaves nodes out."""
-    waiting = {node: degree for node, degree in digraph.in_degree()}
-    ready = [node for node, degree in waiting.items() if degree == 0]
+    waiting = [len(before) for before in predecessors]
+    ready = [node for node, degree in enumerate(waiting) if degree == 0]
     heapq.heapify(ready)
     order = []
-    successors = digraph.succ
     while ready:
         node = heapq.heappop(ready)
         order.append(node)
@@ -86,31 +87,57 @@ class Topology:
             for index, node in enumerate(nodes)
             if node.attribute and any(True for _ in attribute_subgraphs(node))
         }
-        self.producers: dict[str, list[int]] = defaultdict(list)
-        self.consumers: dict[str, list[Use]] = defaultdict(list)
+        producers: dict[str, list[int]] = defaultdict(list)
+        consumers: dict[str, list[Use]] = defaultdict(list)
+        # Read once from the protos: analyses ask for a node's inputs many times over (callers
+        # only read the lists).
+        self._node_inputs: list[list[str]] = []
         for index, node in enumerate(nodes):
             for name in node.output:
                 if name:
-                    self.producers[name].append(index)
+                    producers[name].append(index)
+            reads = []
             for slot, name in enumerate(node.input):
                 if name:
-                    self.consumers[name].append(Use(index, slot))
-            for implicit in sorted(self.implicit_inputs(index)):
-                self.consumers[implicit].append(Use(index, -1))
-        # Read once from the protos: analyses ask for a node's inputs many times over (callers
-        # only read the lists).
-        self._node_inputs = [
-            [name for name in node.input if name] + sorted(self.implicit_inputs(index)) for index, node in enumerate(nodes)
-        ]
+                    consumers[name].append(Use(index, slot))
+                    reads.append(name)
+            if index in self._implicit_inputs:
+                implicit = sorted(self._implicit_inputs[index])
+                for name in implicit:
+                    consumers[name].append(Use(index, -1))
+                reads += implicit
+            self._node_inputs.append(reads)
+        self.producers, self.consumers = producers, consumers
 
-        self.digraph = nx.DiGraph()
-        self.digraph.add_nodes_from(range(len(nodes)))
-        self.digraph.add_edges_from(
+        # The dependency graph as lists (an edge read twice is listed twice, on both sides:
+        # orders and walks come out the same); networkx (see `digraph`) is needed only when
+        # there is a cycle to describe.
+        self.successors: list[list[int]] = [[] for _ in nodes]
+        self.predecessors: list[list[int]] = [[] for _ in nodes]
+        for name, uses in consumers.items():
+            for producer in producers.get(name, ()):
+                after = self.successors[producer]
+                for use in uses:
+                    after.append(use.node)
+                    self.predecessors[use.node].append(producer)
+
+    def _edges(self) -> Iterator[tuple[int, int]]:
+        return (
             (producer, use.node)
             for name, uses in self.consumers.items()
             for producer in self.producers.get(name, ())
             for use in uses
         )
+
+    @functools.cached_property
+    def digraph(self):
+        """The dependency graph as a networkx DiGraph (for cycles: components, find_cycle)."""
+        import networkx as nx
+
+        digraph = nx.DiGraph()
+        digraph.add_nodes_from(range(len(self.nodes)))
+        digraph.add_edges_from(self._edges())
+        return digraph
 
     def implicit_inputs(self, index: int) -> frozenset[str]:
         return self._implicit_inputs.get(index, frozenset())
@@ -143,6 +170,10 @@ class Topology:
     @functools.cached_property
     def cycles(self) -> list[list[int]]:
         """Each cycle's nodes, in the order the cycle runs, one entry per strongly connected part."""
+        if self._acyclic_order is not None:
+            return []
+        import networkx as nx
+
         found = []
         for component in nx.strongly_connected_components(self.digraph):
             if len(component) == 1:
@@ -177,11 +208,16 @@ class Topology:
         return found
 
     @functools.cached_property
+    def _acyclic_order(self) -> list[int] | None:
+        return _smallest_first_order(self.successors, self.predecessors)
+
+    @functools.cached_property
     def topological_order(self) -> list[int]:
         """A valid execution order; nodes of a cycle are kept in file order among themselves."""
-        acyclic = _smallest_first_order(self.digraph)
-        if acyclic is not None:
-            return acyclic
+        if self._acyclic_order is not None:
+            return self._acyclic_order
+        import networkx as nx
+
         condensed = nx.condensation(self.digraph)
         order = []
         for component in nx.lexicographical_topological_sort(
@@ -200,7 +236,7 @@ class Topology:
             if index in live:
                 continue
             live.add(index)
-            frontier.extend(self.digraph.predecessors(index))
+            frontier.extend(self.predecessors[index])
         return frozenset(live)
 
     @functools.cached_property
@@ -210,8 +246,23 @@ class Topology:
     def connected_groups(self, indices) -> list[list[int]]:
         """The given nodes split into connected groups, each in execution order, groups by first node."""
         position = {index: rank for rank, index in enumerate(self.topological_order)}
-        subgraph = self.digraph.subgraph(indices)
-        groups = [sorted(group, key=position.__getitem__) for group in nx.weakly_connected_components(subgraph)]
+        members = set(indices)
+        seen: set[int] = set()
+        groups = []
+        for start in members:
+            if start in seen:
+                continue
+            # Weakly connected: edges followed either way, only between the given nodes.
+            seen.add(start)
+            group, frontier = [], [start]
+            while frontier:
+                index = frontier.pop()
+                group.append(index)
+                for neighbour in (*self.successors[index], *self.predecessors[index]):
+                    if neighbour in members and neighbour not in seen:
+                        seen.add(neighbour)
+                        frontier.append(neighbour)
+            groups.append(sorted(group, key=position.__getitem__))
         return sorted(groups, key=lambda group: position[group[0]])
 
     def group_outputs(self, indices) -> list[str]:

@@ -67,9 +67,9 @@ class GraphView:
         # tensor → for each axis, the (input, axis) pairs it changes with (main graph only).
         self.probed_dims: dict[str, list[frozenset[tuple[str, int]]]] = {}
         self.topology = Topology(nodes, outputs)
+        self._tensor_types: dict[str, TensorType | None] = {}
         self.producers = self.topology.producers
         self.consumers = self.topology.consumers
-        self.digraph = self.topology.digraph
         # The topology's methods, bound here: node_inputs is called for every node in every walk.
         self.implicit_inputs = self.topology.implicit_inputs
         self.node_inputs = self.topology.node_inputs
@@ -137,6 +137,13 @@ class GraphView:
     # --- types and constants (graph/constness.py) ---------------------------------------
 
     def tensor_type(self, name: str) -> TensorType | None:
+        # Asked for every input of every node by several analyzers: found once per tensor.
+        found = self._tensor_types.get(name, self._tensor_types)
+        if found is self._tensor_types:
+            found = self._tensor_types[name] = self._find_tensor_type(name)
+        return found
+
+    def _find_tensor_type(self, name: str) -> TensorType | None:
         producers = self.producers.get(name)
         if producers and self.nodes[producers[0]].op_type == "Constant":
             return constant_node_type(self.nodes[producers[0]]) or self.types.get(name)

@@ -15,10 +15,12 @@ transformers. Repeated folding recovers the dims those would have kept.
 
 from __future__ import annotations
 
+import math
+
 import onnx
 
 from onnxdoctor.graph import TensorType, build_views
-from onnxdoctor.model import walk_graphs
+from onnxdoctor.model import is_reference, read_reference, walk_graphs
 from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS
 from onnxdoctor.passes import (
     Pass,
@@ -91,6 +93,7 @@ def fold(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
     inference no new dim to fold Shape nodes with (at most MAX_ROUNDS); the pipeline verifies
     the result once."""
     types = infer_types(model)
+    model, read = _references_read_in(model, types, options.element_limit)
     for _ in range(MAX_ROUNDS):
         folded = fold_once(model, options, types)
         if len(folded.graph.node) == len(model.graph.node):
@@ -104,7 +107,40 @@ def fold(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
         model, types = folded, folded_types
         if not learned:
             break
-    return _without_empty_initializers(model)
+    return _references_restored(_without_empty_initializers(model), read)
+
+
+def _references_read_in(model: onnx.ModelProto, types: dict[str, TensorType],
+                        element_limit: int) -> tuple[onnx.ModelProto, dict[str, tuple]]:
+    """The model with the weights left on disk (model.is_reference) that folding may evaluate
+    read in: those within the element limit that a node reads from constants and input shapes
+    alone (a larger weight's fold is refused anyway, and a node reading one is not folded: see
+    fold_once). Also what was read, by name: the reference, and the tensor read in its place."""
+    references = {tensor.name: tensor for tensor in model.graph.initializer
+                  if is_reference(tensor) and math.prod(tensor.dims) <= element_limit}
+    if not references:
+        return model, {}
+    view = build_views(model, types)
+    computable = view.constant_tensors | view.shape_derived_tensors
+    wanted = {name for index in range(len(view.nodes)) if set(view.node_inputs(index)) <= computable
+              for name in view.node_inputs(index) if name in references}
+    if not wanted:
+        return model, {}
+    model = _copied(model)
+    read = {}
+    for tensor in model.graph.initializer:
+        if tensor.name in wanted:
+            read[tensor.name] = (references[tensor.name], read_reference(tensor))
+            tensor.CopyFrom(read[tensor.name][1])
+    return model, read
+
+
+def _references_restored(model: onnx.ModelProto, read: dict[str, tuple]) -> onnx.ModelProto:
+    """The weights _references_read_in read that folding left as they were, references again."""
+    for tensor in model.graph.initializer:
+        if tensor.name in read and tensor == read[tensor.name][1]:
+            tensor.CopyFrom(read[tensor.name][0])
+    return model
 
 
 def _shape_source_dims(model: onnx.ModelProto, types: dict[str, TensorType]) -> set[tuple[str, int, int]]:
@@ -186,13 +222,21 @@ def fold_once(model: onnx.ModelProto, options: PassOptions, types: dict[str, Ten
         # chains and fails past ~500 nodes; on a sorted graph it goes no deeper than one step.
         model = sorted_copy(model)
 
+    # Weights still on disk are over the element limit: what reads one (but its shape) is not
+    # evaluated, rather than failing the one ONNX Runtime session (which cannot read them).
+    on_disk = {tensor.name for tensor in model.graph.initializer if is_reference(tensor)}
+
+    def excluded(node) -> bool:
+        # Random ops stay random: folding would freeze one draw into the model.
+        return node.op in NONDETERMINISTIC_OPS or (
+            node.op not in ("Shape", "Size") and any(tensor.name in on_disk for tensor in node.inputs))
+
     def edit(graph) -> None:
         graph.toposort(recurse_subgraphs=True)
         settings = dict(
             fold_shapes=True,
             size_threshold=options.element_limit * _BYTES_PER_ELEMENT,
-            # Random ops stay random: folding would freeze one draw into the model.
-            should_exclude_node=lambda node: node.op in NONDETERMINISTIC_OPS,
+            should_exclude_node=excluded,
         )
         try:
             # Every constant subgraph in one ONNX Runtime session. graphsurgeon's partitioning
