@@ -209,19 +209,25 @@ def fix(
         # The passes will be verified together at the end (run_passes), so the original model can
         # run meanwhile, in its own worker: on two cores it overlaps the diagnosis and the passes.
         background = verify_against(model, feeds, tolerance, **limits, background=True)
-    before = diagnose_model(loaded, codes, AnalysisOptions(element_limit=element_limit))
-    cycles = [finding for finding in before.findings if finding.rule == "OD202"]
-    if cycles:
-        # Nothing can run a cycle, so no pass could be verified: refuse before rewriting anything.
-        raise OnnxDoctorError(f"cannot fix a graph with a cycle ({cycles[0].graph}): {cycles[0].message}")
-    steps, unverified_reason = None, None
-    if background is not None:
-        try:
-            fixed, steps = run_passes(model, chosen, options, [background], **limits)
-            background.verifier.wait()
-        except ModelDoesNotRun:
-            # Not as it is, on these inputs: the usual way below tries its sorted form, then zeros.
-            steps = None
+    try:
+        before = diagnose_model(loaded, codes, AnalysisOptions(element_limit=element_limit))
+        cycles = [finding for finding in before.findings if finding.rule == "OD202"]
+        if cycles:
+            # Nothing can run a cycle, so no pass could be verified: refuse before rewriting anything.
+            raise OnnxDoctorError(f"cannot fix a graph with a cycle ({cycles[0].graph}): {cycles[0].message}")
+        steps, unverified_reason = None, None
+        if background is not None:
+            try:
+                fixed, steps = run_passes(model, chosen, options, [background], **limits)
+                background.verifier.wait()
+            except ModelDoesNotRun:
+                # Not as it is, on these inputs: the usual way below tries its sorted form, then zeros.
+                steps = None
+    except BaseException:
+        if background is not None:
+            # Nobody will wait for its reference run: it must not hold the worker lane for the next fix.
+            background.verifier.abandon()
+        raise
     if steps is None:
         verification, unverified_reason, feeds = _start_verification(
             model, feeds, tolerance, unverified, {**limits, "tolerances": tolerances},

@@ -236,10 +236,11 @@ def fix(path, output, pass_names, skip, static_shapes, inputs, precision, rtol, 
     Passes run in this order: toposort, cleanup, static-shapes, fold-constants, constant-reshape-shapes,
     remove-identity, collapse-chains, merge-duplicates, int64-to-int32 (then fp16 with --precision fp16).
     """
-    # Before the API's imports: ONNX Runtime's import in the worker overlaps them (diagnose does so too).
+    # Before the API's imports: ONNX Runtime's import in the worker overlaps them (diagnose does so
+    # too), and so does that of what the fold pass runs there.
     from onnxdoctor import isolation
 
-    isolation.prestart()
+    isolation.prestart(preload=("onnx_graphsurgeon", "onnxdoctor.pipeline", "onnxdoctor.passes.fold_constants"))
     from onnxdoctor import api
 
     try:

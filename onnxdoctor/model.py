@@ -247,20 +247,27 @@ def _file_kind(mode: int) -> str:
     return next((kind for test, kind in kinds if test(mode)), "a special file")
 
 
-def _open_regular_file(path: Path) -> int:
+def _open_regular_file(path: Path, identity: str | None = None) -> int:
     """A descriptor for reading a file that is regular (checked on the open file itself), or an
     OnnxDoctorError. Opened without blocking: were it swapped for a FIFO after the check, the
-    open still returns at once, and the check after it refuses."""
+    open still returns at once, and the check after it refuses. `identity`: the open file must
+    be the one the loader checked (check_identity)."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     mode = os.fstat(descriptor).st_mode
     if not stat.S_ISREG(mode):
         os.close(descriptor)
         raise OnnxDoctorError(f"{path}: is {_file_kind(mode)}, not a regular file")
+    if identity is not None:
+        try:
+            check_identity(str(path), identity, descriptor)
+        except OnnxDoctorError:
+            os.close(descriptor)
+            raise
     return descriptor
 
 
-def _read_range(path: Path, offset: int, length: int) -> bytes:
-    descriptor = _open_regular_file(path)
+def _read_range(path: Path, offset: int, length: int, identity: str | None = None) -> bytes:
+    descriptor = _open_regular_file(path, identity)
     try:
         chunks, position, end = [], offset, offset + length
         while position < end:
@@ -462,17 +469,41 @@ def load_full_model(loaded: LoadedModel, *, references: bool = False) -> onnx.Mo
         if references and is_main_initializer and tensor.data_type in _FLOATING_TYPES:
             where = _locate_external_data(tensor, loaded.folder, loaded.checked_files)
             if where.length >= REFERENCE_THRESHOLD:
-                _point_at(tensor, str(where.location), where.offset, where.length)
+                status = next(status for resolved, status in loaded.checked_files.values() if resolved == where.location)
+                _point_at(tensor, str(where.location), where.offset, where.length, _identity(status))
                 continue
         _read_in(tensor, loaded.folder, loaded.checked_files)
     return model
 
 
-def _point_at(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> None:
+# The external data key under which a reference keeps its file's identity (_identity).
+_IDENTITY_KEY = "onnxdoctor_file_identity"
+
+
+def _point_at(tensor: onnx.TensorProto, location: str, offset: int, length: int, identity: str = "") -> None:
     del tensor.external_data[:]
-    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+    entries = [("location", location), ("offset", str(offset)), ("length", str(length))]
+    for key, value in entries + ([(_IDENTITY_KEY, identity)] if identity else []):
         entry = tensor.external_data.add()
         entry.key, entry.value = key, value
+
+
+def _identity(status: os.stat_result) -> str:
+    """'device:inode' of a checked file. A reference is opened again long after the loader's check
+    (fold-constants, the worker's ONNX Runtime, save): the file must still be the one checked, not
+    one swapped in meanwhile (a symlink to a file outside the folder, say)."""
+    return f"{status.st_dev}:{status.st_ino}"
+
+
+def check_identity(path: str, identity: str, descriptor: int | None = None) -> None:
+    """Raise OnnxDoctorError unless `path` (or the file open as `descriptor`) is the file the
+    loader checked, by identity; a reference without one (none made here) is refused too."""
+    try:
+        status = os.fstat(descriptor) if descriptor is not None else os.stat(path, follow_symlinks=False)
+    except OSError as error:
+        raise OnnxDoctorError(f"{path}: cannot read external data: {error.strerror or error}") from None
+    if not identity or _identity(status) != identity:
+        raise OnnxDoctorError(f"{path}: the external data file was replaced while the model was being fixed")
 
 
 @dataclass(frozen=True)
@@ -484,6 +515,8 @@ class Reference:
     length: int
     data_type: int
     dims: tuple[int, ...]
+    # 'device:inode' of the file as checked (check_identity).
+    identity: str = ""
 
 
 def is_reference(tensor: onnx.TensorProto) -> bool:
@@ -498,14 +531,14 @@ def is_reference(tensor: onnx.TensorProto) -> bool:
 def reference_of(tensor: onnx.TensorProto) -> Reference:
     entries = {entry.key: entry.value for entry in tensor.external_data}
     return Reference(entries["location"], int(entries["offset"]), int(entries["length"]), tensor.data_type,
-                     tuple(tensor.dims))
+                     tuple(tensor.dims), entries.get(_IDENTITY_KEY, ""))
 
 
 def restore_reference(tensor: onnx.TensorProto, reference: Reference) -> None:
     """Make `tensor` (a stub of the same name) the reference again."""
     tensor.ClearField("raw_data")
     tensor.data_location = onnx.TensorProto.EXTERNAL
-    _point_at(tensor, reference.path, reference.offset, reference.length)
+    _point_at(tensor, reference.path, reference.offset, reference.length, reference.identity)
 
 
 def read_reference(tensor: onnx.TensorProto) -> onnx.TensorProto:
@@ -515,7 +548,7 @@ def read_reference(tensor: onnx.TensorProto) -> onnx.TensorProto:
     loaded.CopyFrom(tensor)
     del loaded.external_data[:]
     loaded.data_location = onnx.TensorProto.DEFAULT
-    loaded.raw_data = _read_range(Path(reference.path), reference.offset, reference.length)
+    loaded.raw_data = _read_range(Path(reference.path), reference.offset, reference.length, reference.identity)
     return loaded
 
 
@@ -641,15 +674,15 @@ def _copy_references(model: onnx.ModelProto, data_path: Path, data_name: str) ->
         for tensor in references:
             reference = reference_of(tensor)
             offset = size + -size % _DATA_ALIGNMENT
-            _copy_range(Path(reference.path), reference.offset, reference.length, data, offset)
+            _copy_range(Path(reference.path), reference.offset, reference.length, data, offset, reference.identity)
             size = offset + reference.length
             _point_at(tensor, data_name, offset, reference.length)
     finally:
         os.close(data)
 
 
-def _copy_range(path: Path, offset: int, length: int, target: int, target_offset: int) -> None:
-    source = _open_regular_file(path)
+def _copy_range(path: Path, offset: int, length: int, target: int, target_offset: int, identity: str) -> None:
+    source = _open_regular_file(path, identity)
     try:
         done = 0
         while done < length:

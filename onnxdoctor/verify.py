@@ -139,6 +139,11 @@ class Verifier:
         except Exception as error:  # noqa: BLE001 - the user's model cannot run: nothing can be verified
             self._failure = ModelDoesNotRun(error_text(error))
 
+    def abandon(self) -> None:
+        """Stop a background reference run nobody will wait for (the fix that started it failed)."""
+        if self._thread is not None and self._thread.is_alive():
+            isolation.stop(VERIFICATION_LANE)
+
     def wait(self) -> None:
         """Until the reference has run; raises ModelDoesNotRun when it could not."""
         if self._thread is not None:

@@ -232,3 +232,20 @@ def test_an_invalid_model_that_does_not_run_is_not_told_to_give_inputs():
         api.fix(planted("od101_type_mismatch"), None)
     message = str(refusal.value)
     assert "OD101" in message and "--inputs" not in message
+
+
+def test_fix_runs_from_a_thread_that_then_ends_and_again_after_it():
+    import threading
+
+    results = []
+
+    def fix_in_thread():
+        results.append(api.fix(planted("od301_unfolded_constant"), None))
+
+    for _ in range(2):
+        # The second time, the workers the first thread's fix used are still there and must answer.
+        thread = threading.Thread(target=fix_in_thread)
+        thread.start()
+        thread.join()
+    assert len(results) == 2
+    assert all(report.steps[3].status == "applied" and report.steps[3].verification.passed for report in results)

@@ -178,3 +178,68 @@ def test_fixing_in_place_copies_the_weights_before_replacing_their_file(transfor
     original, rewritten = (onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
                            for path in (transformer, fixed))
     np.testing.assert_array_equal(original, rewritten)
+
+
+def _weights_model(folder):
+    """y = x @ W, W (128 KiB) in external data: large enough to stay on disk while fixing."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((128, 256), np.float32), "W")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="matmul")], "weights",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 128])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 256])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folder.mkdir()
+    onnx.save_model(model, folder / "m.onnx", save_as_external_data=True, location="m.onnx.data", size_threshold=1024)
+    return folder / "m.onnx"
+
+
+@pytest.mark.parametrize("swap", ["symlink", "other file"])
+def test_a_data_file_swapped_after_the_check_is_never_read(tmp_path, swap):
+    import os
+
+    from onnxdoctor.model import OnnxDoctorError, load_full_model, load_model, read_reference, save_model
+
+    model_path = _weights_model(tmp_path / "in")
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"SECRET!!" * 20000)
+    full = load_full_model(load_model(model_path), references=True)
+    # While the model is being fixed, its data file becomes a symlink out of the folder, or another file.
+    data = model_path.parent / "m.onnx.data"
+    data.rename(tmp_path / "checked.data")
+    if swap == "symlink":
+        data.symlink_to(secret)
+    else:
+        data.write_bytes(secret.read_bytes())
+    (out := tmp_path / "out").mkdir()
+    with pytest.raises(OnnxDoctorError, match="replaced while the model was being fixed"):
+        save_model(full, out / "o.onnx", external_data=True)
+    with pytest.raises(OnnxDoctorError, match="replaced while the model was being fixed"):
+        read_reference(full.graph.initializer[0])
+    assert not any(b"SECRET" in path.read_bytes() for path in out.iterdir() if path.is_file())
+    assert os.listdir(out) == []
+
+
+def test_shape_inference_reads_external_integer_constants_larger_than_a_shape(tmp_path):
+    # A Split into 80 parts: its sizes (640 bytes of INT64) are external, and inference needs them.
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnxdoctor.model import load_model
+    from onnxdoctor.validation import validate
+
+    parts = [f"part{index}" for index in range(80)]
+    graph = helper.make_graph(
+        [helper.make_node("Split", ["x", "sizes"], parts, axis=1, name="split"),
+         helper.make_node("Concat", parts[:2], ["y"], axis=1, name="concat")], "split",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 80, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.ones(80, np.int64), "sizes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, tmp_path / "m.onnx", save_as_external_data=True, location="m.onnx.data",
+                    size_threshold=512)
+    types = validate(load_model(tmp_path / "m.onnx")).types
+    assert types["part0"].shape == (1, 1, 4) and types["y"].shape == (1, 2, 4)
