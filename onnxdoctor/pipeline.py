@@ -11,8 +11,9 @@ Verification runs the whole model, which costs more than most passes (a batch-4 
 two CPU cores: 0.45 s a run). So when verification is the only judge, the passes run first and
 their combined result is verified once; only if it differs are the passes run again, each
 verified alone, which rolls back exactly the pass that broke an output. Every candidate is
-compared with the original model's outputs, so the last pass verified alone is the combined
-result: both ways end with the same verdicts.
+compared with the original model's outputs, so what is written meets the tolerance either way;
+the verdicts can differ only where one pass's error is undone by a later pass (each alone would
+roll the first back, together both stand, as their result is what ships).
 """
 
 from __future__ import annotations
