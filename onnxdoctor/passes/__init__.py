@@ -161,15 +161,20 @@ def edit_with_graphsurgeon(
     import onnx_graphsurgeon as gs
     from onnx_graphsurgeon.logger import G_LOGGER
 
-    # Inferred shapes join the model's value_info while graphsurgeon imports it, then leave.
-    declared = {value.name for value in model.graph.value_info}
-    inferred = [value for value in infer_shapes(model).graph.value_info if value.name not in declared] if with_shapes else []
+    # With shapes, graphsurgeon imports the model with the value_info inference derives from its
+    # inputs in place of the model's own (a model traced at batch 1 may declare its intermediates
+    # at batch 1 while its input is dynamic: folding a Shape of one would freeze that batch, and
+    # verification, which runs at one size, could not see it); the model's own come back after.
+    declared = list(model.graph.value_info)
+    inferred = list(infer_shapes(model, declared=False).graph.value_info) if with_shapes else []
     # graphsurgeon logs to standard output (duplicate node names, each partition it cannot
     # fold): our report says what matters, once, and OD302 gives the evaluator's reasons.
     previous, G_LOGGER.severity = G_LOGGER.severity, G_LOGGER.CRITICAL + 1  # critical ones too: they come back as exceptions
     from onnx_graphsurgeon.util.exception import OnnxGraphSurgeonException
 
-    model.graph.value_info.extend(inferred)
+    if with_shapes:
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(inferred)
     try:
         graph = gs.import_onnx(model)
         edit(graph)
@@ -181,7 +186,9 @@ def edit_with_graphsurgeon(
         raise PassRefused(f"onnx-graphsurgeon failed on this model ({type(error).__name__}: {error})") from None
     finally:
         G_LOGGER.severity = previous
-        del model.graph.value_info[len(model.graph.value_info) - len(inferred):]
+        if with_shapes:
+            del model.graph.value_info[:]
+            model.graph.value_info.extend(declared)
     for field_name in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
         setattr(exported, field_name, getattr(model, field_name))
     del exported.metadata_props[:]
@@ -189,11 +196,11 @@ def edit_with_graphsurgeon(
     _restore_interface(model, exported)
     if not with_shapes:
         return exported
-    # Shapes inferred for folding stay out of the output: the model keeps its own value_info.
-    kept = {value.name for value in model.graph.value_info}
-    remaining = [value for value in exported.graph.value_info if value.name in kept]
+    # Shapes inferred for folding stay out of the output: the model keeps its own value_info,
+    # for the tensors it still has.
+    present = {name for graph in walk_graphs(exported.graph) for node in graph.node for name in node.output}
     del exported.graph.value_info[:]
-    exported.graph.value_info.extend(remaining)
+    exported.graph.value_info.extend(value for value in declared if value.name in present)
     return exported
 
 

@@ -85,7 +85,7 @@ def collapse_chains(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]
         return model, []
     collapsed = onnx.ModelProto()
     collapsed.CopyFrom(model)
-    types = infer_types(collapsed)
+    types = infer_types(collapsed, declared=False)
     removed: list[str] = []
     while True:
         before = len(removed)

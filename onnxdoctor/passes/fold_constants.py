@@ -92,14 +92,14 @@ def fold(model: onnx.ModelProto, options: PassOptions) -> onnx.ModelProto:
     """Fold, re-infer shapes, clean up, and again, until a round removes no node or leaves
     inference no new dim to fold Shape nodes with (at most MAX_ROUNDS); the pipeline verifies
     the result once."""
-    types = infer_types(model)
+    types = infer_types(model, declared=False)
     model, read = _references_read_in(model, types, options.element_limit)
     for _ in range(MAX_ROUNDS):
         folded = fold_once(model, options, types)
         if len(folded.graph.node) == len(model.graph.node):
             model = folded
             break
-        folded_types = infer_types(folded)
+        folded_types = infer_types(folded, declared=False)
         # Another round folds only what new dims let it (a Shape whose input became static):
         # where inference knows no dim of a Shape or Size input that it did not know before,
         # it would import, evaluate and export the whole graph to remove nothing.
@@ -216,7 +216,7 @@ def _copied(model: onnx.ModelProto) -> onnx.ModelProto:
 def fold_once(model: onnx.ModelProto, options: PassOptions, types: dict[str, TensorType] | None = None) -> onnx.ModelProto:
     """One round: fold what shape inference on `model` makes constant (`types`: its inferred
     types, when the caller has them), then clean up."""
-    model = _sliced_shapes_as_constants(model, infer_types(model) if types is None else types)
+    model = _sliced_shapes_as_constants(model, infer_types(model, declared=False) if types is None else types)
     if any(view.out_of_order_uses for view in build_views(model, {}).walk()):
         # graphsurgeon's toposort (which folding needs) recurses along unsorted dependency
         # chains and fails past ~500 nodes; on a sorted graph it goes no deeper than one step.

@@ -34,7 +34,7 @@ class RemoveIdentity(Pass):
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         if not any(node.op_type in _CANDIDATES for graph in walk_graphs(model.graph) for node in graph.node):
             return PassResult(model, False, "no no-op nodes")
-        types = infer_types(model)
+        types = infer_types(model, declared=False)
         for tensor in model.graph.initializer:
             types[tensor.name] = TensorType(tensor.data_type, tuple(tensor.dims))
         outputs = {value.name for value in model.graph.output}

@@ -1,3 +1,4 @@
+import numpy as np
 import onnx
 import pytest
 from conftest import findings_of, planted
@@ -92,3 +93,32 @@ def test_folding_leaves_no_empty_initializer(tmp_path):
     assert not [tensor.name for tensor in folded.graph.initializer if 0 in tensor.dims]
     (concat,) = [node for node in folded.graph.node if node.op_type == "Concat"]
     assert list(concat.input) == ["batch", "rest"]
+
+
+def test_a_shape_the_model_merely_declares_is_never_folded(tmp_path):
+    # y = r / batch, batch from Shape(r); the model declares r at batch 1 though its input is dynamic
+    # (as a model traced at batch 1 may). Verification runs at batch 1, where folding the
+    # declared shape would pass: at batch 3 it would divide by 1.
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Shape", ["r"], ["shape"], name="shape"),
+             helper.make_node("Gather", ["shape", "zero"], ["batch"], name="gather", axis=0),
+             helper.make_node("Cast", ["batch"], ["batch_float"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Div", ["r", "batch_float"], ["y"], name="divide")]
+    graph = helper.make_graph(nodes, "declared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+                              [onnx.numpy_helper.from_array(np.array(0, np.int64), "zero")],
+                              value_info=[helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    source, fixed = tmp_path / "declared.onnx", tmp_path / "fixed.onnx"
+    onnx.save(model, source)
+    api.fix(source, fixed)
+    batch = {"x": np.arange(12, dtype=np.float32).reshape(3, 4)}
+    # Unoptimized: ONNX Runtime's own folding trusts the declaration as well; TensorRT does not.
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    (result,) = onnxruntime.InferenceSession(str(fixed), options, providers=["CPUExecutionProvider"]).run(None, batch)
+    np.testing.assert_array_equal(result, batch["x"] / 3)
