@@ -23,7 +23,7 @@ import onnx
 
 from onnxdoctor.model import attribute_subgraphs, read_tensor
 from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS
-from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models
+from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult, compare_models
 from onnxdoctor.wording import node_label, shortened
 
 # Domains whose ops are pure functions of their inputs and attributes (custom ops may not be).
@@ -144,8 +144,8 @@ def _merge_node(first: onnx.NodeProto, duplicate: onnx.NodeProto, renames: dict[
     if any(kept in outputs and dropped in outputs for kept, dropped in pairs):
         return False
     for slot, (kept, dropped) in enumerate(pairs):
-        if not dropped:
-            continue
+        if not dropped or dropped == kept:
+            continue  # the same name twice (two producers of one tensor): the duplicate just goes
         if dropped in outputs:
             # The graph output keeps its name: the node kept produces it now (it runs earlier,
             # so whatever read its old name still runs after it).
@@ -157,8 +157,13 @@ def _merge_node(first: onnx.NodeProto, duplicate: onnx.NodeProto, renames: dict[
 
 
 def _resolve(renames: dict[str, str], name: str) -> str:
+    seen = {name}
     while name in renames:
         name = renames[name]
+        if name in seen:
+            # Only a graph naming one tensor twice (two producers) can rename in a circle.
+            raise PassRefused(f"tensor {name!r} is produced more than once; merging would rename it in a circle")
+        seen.add(name)
     return name
 
 

@@ -67,3 +67,17 @@ def test_duplicated_shape_chains_of_the_dynamic_yolo_merge(yolo, tmp_path):
     # 396 nodes before these passes; the same export through onnxslim has 362.
     fixed = len(onnx.load(tmp_path / "fixed.onnx").graph.node)
     assert fixed <= 1.1 * len(onnx.load(yolo["yolov8n-pose-dynamic-slim"]).graph.node)
+
+
+def test_two_equal_producers_of_one_name_leave_one_and_never_loop():
+    # Found by the fuzzer: renaming a tensor to itself looped for ever.
+    constant = helper.make_tensor("value", TensorProto.FLOAT, [4], [1.0] * 4)
+    nodes = [helper.make_node("Constant", [], ["ones"], name="first", value=constant),
+             helper.make_node("Constant", [], ["ones"], name="second", value=constant),
+             helper.make_node("Add", ["x", "ones"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "twice", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    merged, removed = merge_duplicates(model)
+    assert [node.name for node in merged.graph.node] == ["first", "add"] and removed == ["second"]
+    assert list(merged.graph.node[1].input) == ["x", "ones"]
