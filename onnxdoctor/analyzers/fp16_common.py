@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,11 +26,37 @@ class FloatConstant:
     producers: tuple[int, ...]
 
 
+# Float constants kept between the FP16 rules that each walk them (three rules: each value
+# converted once, not three times), up to this many bytes per graph; beyond, each rule reads again.
+_SHARED_BYTES = 64 << 20
+_shared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def float_constants(graph: GraphAnalysis) -> Iterator[FloatConstant]:
     """Float initializers and Constant outputs that something reads, up to `element_limit`
     elements each (larger ones are never read). Weights stored as external data stay on disk
     unless the FP16 analysis is asked for (--fp16-activations): a plain diagnose reads the
     graph, not gigabytes of weights."""
+    shared = _shared.get(graph)
+    if shared is not None:
+        yield from shared
+        return
+    kept: list[FloatConstant] | None = []
+    size = 0
+    for constant in _read_float_constants(graph):
+        if kept is not None:
+            size += constant.value.nbytes
+            # Shared by the rules: none may change it in place.
+            constant.value.setflags(write=False)
+            kept.append(constant)
+            if size > _SHARED_BYTES:
+                kept = None
+        yield constant
+    if kept is not None:
+        _shared[graph] = kept
+
+
+def _read_float_constants(graph: GraphAnalysis) -> Iterator[FloatConstant]:
     view = graph.view
     limit = graph.options.element_limit
     for name, tensor in view.initializers.items():
