@@ -56,6 +56,8 @@ class ExternalData:
     location: Path
     offset: int
     length: int
+    # 'device:inode' of the file as the loader checked it (_identity); empty where not checked here.
+    identity: str = ""
 
 
 @dataclass
@@ -200,7 +202,7 @@ def _locate_external_data(tensor: onnx.TensorProto, folder: Path,
             f"tensor {name!r}: external data file {location!r} is too short "
             f"(needs bytes {offset}..{offset + length}, file has {file_size})"
         )
-    return ExternalData(tensor=name, location=resolved, offset=offset, length=length)
+    return ExternalData(tensor=name, location=resolved, offset=offset, length=length, identity=_identity(status))
 
 
 def _check_data_file(location: str, folder: Path, name: str) -> tuple[Path, os.stat_result]:
@@ -450,8 +452,9 @@ def exceeds_protobuf_limit(model: onnx.ModelProto) -> bool:
 # (references, see load_full_model); smaller ones, and integers (shapes, indices, which passes
 # read and rewrite), are read in.
 REFERENCE_THRESHOLD = 1 << 16
-_FLOATING_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
-                             onnx.TensorProto.DOUBLE})
+# The element types weights are stored in (shapes and indices are integers).
+FLOATING_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+                            onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E5M2})
 
 
 def load_full_model(loaded: LoadedModel, *, references: bool = False) -> onnx.ModelProto:
@@ -466,11 +469,10 @@ def load_full_model(loaded: LoadedModel, *, references: bool = False) -> onnx.Mo
     for tensor, is_main_initializer in _external_capable_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
-        if references and is_main_initializer and tensor.data_type in _FLOATING_TYPES:
+        if references and is_main_initializer and tensor.data_type in FLOATING_TYPES:
             where = _locate_external_data(tensor, loaded.folder, loaded.checked_files)
             if where.length >= REFERENCE_THRESHOLD:
-                status = next(status for resolved, status in loaded.checked_files.values() if resolved == where.location)
-                _point_at(tensor, str(where.location), where.offset, where.length, _identity(status))
+                _point_at(tensor, str(where.location), where.offset, where.length, where.identity)
                 continue
         _read_in(tensor, loaded.folder, loaded.checked_files)
     return model

@@ -18,7 +18,7 @@ roll the first back, together both stand, as their result is what ships).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -161,14 +161,21 @@ def run_passes(
         together = _run_together(model, passes, options, judges[0], observers, valid_before, limits)
         if together is not None:
             return together
-    steps = []
+    steps, result = [], model
+    for step, result in _each_step(model, passes, options, valid_before, observers, limits):
+        steps.append(step)
+        for observer in observers:
+            observer.observe(step, result)
+    return result, steps
+
+
+def _each_step(model: onnx.ModelProto, passes: list[Pass], options: PassOptions, valid_before: bool,
+               judges: list[Observer], limits: tuple) -> Iterator[tuple[Step, onnx.ModelProto]]:
+    """Each pass's step, judged by `judges`, and the model that goes on after it."""
     for rewrite in passes:
         step = Step(rewrite.name, rewrite.resolves, StepStatus.NOT_APPLICABLE, "")
-        steps.append(step)
-        model = _step(rewrite, model, options, step, valid_before, observers, *limits)
-        for observer in observers:
-            observer.observe(step, model)
-    return model, steps
+        model = _step(rewrite, model, options, step, valid_before, judges, *limits)
+        yield step, model
 
 
 def _run_together(model: onnx.ModelProto, passes: list[Pass], options: PassOptions, verify: Verify,
@@ -176,20 +183,18 @@ def _run_together(model: onnx.ModelProto, passes: list[Pass], options: PassOptio
     """Every pass unjudged, then their combined result verified in one run: the model and steps,
     or None when that result differs (the caller verifies pass by pass). Observers see the steps
     only once the verdict is in, each with the model that went on after it."""
-    steps, went_on = [], []
-    for rewrite in passes:
-        step = Step(rewrite.name, rewrite.resolves, StepStatus.NOT_APPLICABLE, "")
+    steps, went_on, result = [], [], model
+    for step, result in _each_step(model, passes, options, valid_before, [], limits):
         steps.append(step)
-        model = _step(rewrite, model, options, step, valid_before, [], *limits)
         # Held only for observers that watch (bench's snapshots): fix alone keeps no intermediate model.
-        went_on.append(model if observers else None)
+        went_on.append(result if observers else None)
     changed = [step for step in steps if step.status == StepStatus.UNVERIFIED]
-    if changed and not verify.check_together(changed, model):
+    if changed and not verify.check_together(changed, result):
         return None
     for step, kept in zip(steps, went_on, strict=True):
         for observer in observers:
             observer.observe(step, kept)
-    return model, steps
+    return result, steps
 
 
 def _step(rewrite: Pass, model: onnx.ModelProto, options: PassOptions, step: Step, valid_before: bool,

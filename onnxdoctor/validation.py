@@ -15,7 +15,7 @@ import onnx
 
 from onnxdoctor.graph import GraphView, TensorType, attribute_subgraphs, outer_scope_names
 from onnxdoctor.graph.topology import reads_in_order
-from onnxdoctor.model import LoadedModel, all_tensors, copy_field, split_weights, walk_graphs
+from onnxdoctor.model import FLOATING_TYPES, LoadedModel, all_tensors, copy_field, split_weights, walk_graphs
 
 # Shape inference reads the values of small constants (Reshape shapes, Slice starts, Resize
 # scales), each a vector of rank size: 64 INT64 values at most (a Pad's pads at rank 32).
@@ -26,8 +26,6 @@ INLINE_EXTERNAL_BYTES = 512
 # Integer and boolean ones up to this many: a Split's sizes into 80 parts, a Gather's indices,
 # which shape inference reads too (and no exporter stores a weight as integers).
 INLINE_EXTERNAL_INDEX_BYTES = 4096
-_FLOATING_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
-                             onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E5M2})
 # Initializers held in the file from this many bytes on reach the checker and inference as
 # typed stubs, their bytes left out.
 SKELETON_WEIGHT_BYTES = 4096
@@ -128,7 +126,7 @@ def _skeleton(loaded: LoadedModel) -> onnx.ModelProto:
             continue
         where = loaded.external.get(tensor.name)
         # The bytes as stored (no round trip through numpy), when their length fits the dims.
-        limit = INLINE_EXTERNAL_BYTES if tensor.data_type in _FLOATING_TYPES else INLINE_EXTERNAL_INDEX_BYTES
+        limit = INLINE_EXTERNAL_BYTES if tensor.data_type in FLOATING_TYPES else INLINE_EXTERNAL_INDEX_BYTES
         inlined = loaded.read_in(tensor) if where is not None and where.length <= limit else None
         if inlined is not None and _malformed(inlined) is None:
             kept.append(inlined)

@@ -125,7 +125,8 @@ class Verifier:
         self._failure: ModelDoesNotRun | None = None
         self._thread: threading.Thread | None = None
         if background:
-            isolation.prestart(lane)
+            if make_runner is None:
+                isolation.prestart(lane)
             self._thread = threading.Thread(target=self._run_reference, args=(reference,), daemon=True,
                                             name="onnxdoctor-reference-run")
             self._thread.start()
