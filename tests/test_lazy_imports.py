@@ -11,7 +11,9 @@ from conftest import planted
 HEAVY = ("torch", "ultralytics", "tensorrt", "tensorrt_rtx")
 
 
-def test_diagnose_imports_no_heavy_package():
+def diagnosed_then(expression: str) -> tuple[str, str]:
+    """`onnxdoctor diagnose --format json` on od301_unfolded_constant in a fresh interpreter, then
+    `expression` (of sys.modules) printed: its JSON report and the expression's last line."""
     script = (
         "import sys, runpy\n"
         f"sys.argv = ['onnxdoctor', 'diagnose', {str(planted('od301_unfolded_constant'))!r}, '--format', 'json']\n"
@@ -19,11 +21,17 @@ def test_diagnose_imports_no_heavy_package():
         "    runpy.run_module('onnxdoctor', run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
-        f"print(__import__('json').dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
+        f"print({expression})\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert json.loads(result.stdout.splitlines()[-1]) == []
-    assert '"OD301"' in result.stdout
+    return result.stdout, result.stdout.splitlines()[-1]
+
+
+def test_diagnose_imports_no_heavy_package():
+    report, heavy = diagnosed_then(
+        f"__import__('json').dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))")
+    assert json.loads(heavy) == []
+    assert '"OD301"' in report
 
 
 def test_diagnose_works_with_heavy_packages_unimportable(tmp_path):
@@ -85,15 +93,6 @@ def test_api_functions_stay_callable_after_their_packages_are_imported():
 
 def test_diagnose_of_an_acyclic_model_imports_no_networkx():
     # networkx is for describing cycles; building its graph for every model cost seconds at 100k nodes.
-    script = (
-        "import sys, runpy\n"
-        f"sys.argv = ['onnxdoctor', 'diagnose', {str(planted('od301_unfolded_constant'))!r}, '--format', 'json']\n"
-        "try:\n"
-        "    runpy.run_module('onnxdoctor', run_name='__main__')\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "print('networkx' in sys.modules)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert result.stdout.splitlines()[-1] == "False"
-    assert '"OD301"' in result.stdout
+    report, imported = diagnosed_then("'networkx' in sys.modules")
+    assert imported == "False"
+    assert '"OD301"' in report
