@@ -62,8 +62,10 @@ def test_the_stages_are_positive_and_add_up_to_the_wall_time(static_batch_two):
     for model in static_batch_two["models"]:
         assert model["calls"] >= 3
         assert all(model["stages"][stage]["minimum"] > 0 for stage in STAGES)
-        # What Ultralytics' timers leave out (the loader, Results objects) is a small part of a call.
-        share = model["stage_sum"]["median"] / model["stages"]["wall"]["median"]
+        # What Ultralytics' timers leave out (the loader, Results objects) is a small part of a call:
+        # judged on the fastest call of each, which a busy machine disturbs least (a per-image
+        # scaling slip would be off by the batch, 2x).
+        share = model["stage_sum"]["minimum"] / model["stages"]["wall"]["minimum"]
         assert 0.7 < share <= 1.0, (model["name"], share)
         # The first call loads the model outside the stage timers.
         first = model["first_call"]
@@ -89,8 +91,11 @@ def test_half_on_the_cpu_is_reported_not_applied(static_batch_two):
 def test_a_static_batch_export_pads_single_frames(static_batch_two):
     onnx = _model(static_batch_two, "ONNX export")
     assert onnx["export_batch"] == 2 and _model(static_batch_two, "PyTorch (.pt)")["export_batch"] is None
-    # One frame a call: the batch-2 export computes two images for each.
-    assert onnx["batch_one"]["wall"]["median"] > 1.4 * onnx["stages"]["wall"]["median"]
+    # One frame a call: the batch-2 export computes two images for each, so its inference per image
+    # takes about twice as long (pre- and postprocessing, per real frame, do not: at 128 px they are
+    # most of the wall time, which makes the wall ratio ~1.35 and at the mercy of a busy machine).
+    assert onnx["batch_one"]["inference"]["median"] > 1.6 * onnx["stages"]["inference"]["median"]
+    assert onnx["batch_one"]["wall"]["median"] > onnx["stages"]["wall"]["median"]
     batch = _cause(static_batch_two, "batch")
     assert batch["applies"]
     assert "ONNX export is a static batch-2 export: predict() pads a shorter batch up to it" in batch["text"]
