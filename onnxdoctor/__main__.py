@@ -1,3 +1,3 @@
-from onnxdoctor.cli import main
+from onnxdoctor.cli import run
 
-main()
+run()

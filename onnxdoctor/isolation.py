@@ -205,6 +205,9 @@ class _Worker:
             stdout=subprocess.PIPE,
             stderr=self.errors,
             bufsize=0,
+            # numpy (imported with ONNX Runtime) would start OpenBLAS threads that spin beside the
+            # caller's own start-up; the worker does no linear algebra in numpy.
+            env=os.environ | {"OPENBLAS_NUM_THREADS": "1"},
         )
         self.stopped = False
         self.hello: dict | None = None
@@ -285,6 +288,7 @@ _workers: dict[str, _Worker] = {}
 _lanes: dict[str, threading.RLock] = {}
 _lanes_lock = threading.Lock()
 _spawner = None  # a concurrent.futures.ThreadPoolExecutor of one thread, made on first use
+STARTER_THREAD = "onnxdoctor-worker-starter"  # its thread's name (idle between starts: the CLI's exit need not wait)
 
 
 def _lane_lock(lane: str) -> threading.RLock:
@@ -302,7 +306,7 @@ def _spawn(preload: tuple[str, ...]) -> _Worker:
         if _spawner is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxdoctor-worker-starter")
+            _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix=STARTER_THREAD)
     return _spawner.submit(_Worker, preload).result()
 
 

@@ -149,3 +149,56 @@ def test_rules_and_explain():
 def test_help_and_version(command):
     result = onnxdoctor(*command)
     assert result.returncode == 0 and result.stdout
+
+
+def _processes_in_session(session: int) -> list[str]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        # pid (comm) state ppid pgrp session ...: comm may hold spaces, so split after its ')'.
+        if int(text.rpartition(")")[2].split()[3]) == session:
+            found.append(text.split(" ", 1)[0])
+    return found
+
+
+@pytest.mark.parametrize("command", ["diagnose", "fix"])
+def test_nothing_runs_on_after_the_command(command, tmp_path):
+    # The command exits without the interpreter's teardown: its ONNX Runtime worker must still be
+    # gone, and every output complete. Its own session makes whatever it started findable.
+    model = planted("od301_unfolded_constant")
+    arguments = ["-o", tmp_path / "fixed.onnx"] if command == "fix" else ["--format", "json"]
+    process = subprocess.Popen([sys.executable, "-m", "onnxdoctor", command, str(model), *map(str, arguments)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    output, errors = process.communicate(timeout=300)
+    assert process.returncode == 0, errors
+    assert _processes_in_session(process.pid) == []
+    if command == "fix":
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["fixed.onnx"]
+    else:
+        assert json.loads(output)["findings"][0]["rule"] == "OD301"
+
+
+EXIT_NOW = """
+import sys, threading, time
+from onnxdoctor.cli import _exit_now
+def work():
+    time.sleep(0.3)
+    print("finished", flush=True)
+if sys.argv[1] == "busy":
+    threading.Thread(target=work).start()
+_exit_now(sys.argv[2] if sys.argv[2] != "none" else None)
+"""
+
+
+@pytest.mark.parametrize(("thread", "code", "status", "stderr"), [
+    ("idle", "none", 0, ""), ("idle", "one line", 1, "one line\n"), ("busy", "none", 0, "")])
+def test_the_exit_keeps_what_python_s_exit_does(thread, code, status, stderr):
+    result = subprocess.run([sys.executable, "-c", EXIT_NOW, thread, code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (result.returncode, result.stderr) == (status, stderr)
+    # A thread still at work is waited for, as by Python's own exit.
+    assert result.stdout == ("finished\n" if thread == "busy" else "")

@@ -15,10 +15,10 @@ def diagnosed_then(expression: str) -> tuple[str, str]:
     """`onnxdoctor diagnose --format json` on od301_unfolded_constant in a fresh interpreter, then
     `expression` (of sys.modules) printed: its JSON report and the expression's last line."""
     script = (
-        "import sys, runpy\n"
+        "import sys\nfrom onnxdoctor.cli import main\n"
         f"sys.argv = ['onnxdoctor', 'diagnose', {str(planted('od301_unfolded_constant'))!r}, '--format', 'json']\n"
         "try:\n"
-        "    runpy.run_module('onnxdoctor', run_name='__main__')\n"
+        "    main()\n"
         "except SystemExit:\n"
         "    pass\n"
         f"print({expression})\n"
@@ -53,10 +53,10 @@ NOT_FOR_HELP = ("onnx", "numpy", "networkx", "onnxruntime", "onnx_graphsurgeon",
 def test_help_rules_and_explain_import_no_model_library():
     for command in LIGHT_COMMANDS:
         script = (
-            "import sys, runpy\n"
+            "import sys\nfrom onnxdoctor.cli import main\n"
             f"sys.argv = ['onnxdoctor', *{command!r}]\n"
             "try:\n"
-            "    runpy.run_module('onnxdoctor', run_name='__main__')\n"
+            "    main()\n"
             "except SystemExit as stop:\n"
             "    assert not stop.code, stop.code\n"
             f"print(__import__('json').dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({NOT_FOR_HELP!r}))))\n"

@@ -168,8 +168,8 @@ def test_the_output_folder_never_aliases_the_input(tmp_path):
 
 
 def test_doctor_help_imports_no_model_library():
-    script = ("import sys, runpy\nsys.argv = ['onnxdoctor', 'doctor', '--help']\n"
-              "try:\n    runpy.run_module('onnxdoctor', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+    script = ("import sys\nfrom onnxdoctor.cli import main\nsys.argv = ['onnxdoctor', 'doctor', '--help']\n"
+              "try:\n    main()\nexcept SystemExit:\n    pass\n"
               "print(__import__('json').dumps(sorted({m.split('.')[0] for m in sys.modules} & "
               "{'onnx', 'numpy', 'torch', 'ultralytics', 'onnxruntime'})))\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
