@@ -319,6 +319,32 @@ def test_the_passes_result_is_verified_once_when_verification_is_the_only_judge(
     assert not any(node.name.startswith("dead_") for node in watcher.seen[0][2].graph.node)
 
 
+def test_verification_alone_keeps_no_intermediate_model():
+    # Each one held while later passes run costs the model's size again (110-150 MB a pass on Faster R-CNN).
+    model = onnx.load(planted("od203_dead_nodes"))
+    verify, _ = counted_verification(model)
+    returned, references = [], []
+
+    class Recorded(DropDeadNodes):
+        def run(self, model, options):
+            result = super().run(model, options)
+            returned.append(result.model)
+            return result
+
+    class CountsReferences(RenameNodes):
+        name = "counts-references"
+
+        def run(self, model, options):
+            # Two passes on: the first pass's model is held by `returned` and getrefcount's argument only.
+            references.append(sys.getrefcount(returned[0]))
+            return super().run(model, options)
+
+    fixed, steps = run_passes(model, [Recorded(), RenameNodes(), CountsReferences()], PassOptions(), [verify])
+    assert [step.status for step in steps] == [StepStatus.APPLIED] * 3 and references == [2]
+    assert all(step.result.model is None for step in steps)  # what the report shows stays
+    assert steps[0].result.nodes_removed
+
+
 def test_a_combined_result_that_differs_is_verified_pass_by_pass_and_only_the_culprit_rolled_back():
     model = onnx.load(planted("od301_unfolded_constant"))
     verify, runs = counted_verification(model)

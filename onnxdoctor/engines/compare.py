@@ -60,7 +60,8 @@ class Tolerance:
 
 class _Wide:
     """An output pair as float64, its finite reference elements only, converted and masked once
-    (a 1.9 M-element output: each float64 copy is 15 MB, and verification compares every run)."""
+    (a 1.9 M-element output: each float64 copy is 15 MB, and verification compares every run).
+    Holds the reference and the difference only; each later step needs one more buffer."""
 
     def __init__(self, expected: np.ndarray, actual: np.ndarray) -> None:
         expected = np.asarray(expected, dtype=np.float64).ravel()
@@ -69,9 +70,21 @@ class _Wide:
         self.all_finite = bool(finite.all())
         if not self.all_finite:
             expected, actual = expected[finite], actual[finite]
-        self.expected, self.actual = expected, actual
-        # |candidate - reference|, computed once for the errors and the ratios.
-        self.difference = np.abs(np.subtract(actual, expected))
+        self.expected = expected
+        # NaN or infinity where the reference has a number: an overflow.
+        self.actual_finite = bool(np.isfinite(actual).all())
+        # |candidate - reference|, computed once for the errors and the ratios (the candidate's
+        # float64 copy goes when this returns; a float64 candidate is the caller's, never written).
+        difference = np.subtract(actual, expected)
+        self.difference = np.abs(difference, out=difference)
+
+    def largest_relative(self) -> float:
+        """The largest |candidate - reference| / |reference| (a zero reference counts as tiny)."""
+        scale = np.abs(self.expected)
+        np.maximum(scale, np.finfo(np.float64).tiny, out=scale)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            relative = np.divide(self.difference, scale, out=scale)
+        return float(np.nan_to_num(relative.max(), nan=np.inf))
 
     def error_ratios(self, tolerance: Tolerance) -> np.ndarray:
         magnitude = np.abs(self.expected)
@@ -86,8 +99,8 @@ class _Wide:
         return ratios
 
     def ratio(self, tolerance: Tolerance) -> float:
-        if not np.isfinite(self.actual).all():
-            return float("inf")  # NaN or infinity where the reference has a number: an overflow
+        if not self.actual_finite:
+            return float("inf")
         ratios = self.error_ratios(tolerance)
         if not ratios.size:
             return 0.0
@@ -122,12 +135,8 @@ def compare_output(name: str, expected: np.ndarray, actual: np.ndarray, toleranc
         finite = None if wide.all_finite else np.isfinite(expected)
         matched = wide.all_finite or bool(np.isclose(actual[~finite], expected[~finite], equal_nan=True).all())
         largest = float(np.nan_to_num(wide.difference.max(), nan=np.inf))
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            relative = wide.difference / np.maximum(np.abs(wide.expected), np.finfo(np.float64).tiny)
-        largest_relative = float(np.nan_to_num(relative.max(), nan=np.inf))
-        del relative
         passed = matched and wide.ratio(tolerance) <= 1.0
-        return OutputComparison(name, largest, largest_relative, passed)
+        return OutputComparison(name, largest, wide.largest_relative(), passed)
     equal = expected == actual
     mismatches = int((~equal).sum())
     largest = float(np.abs(actual.astype(np.float64) - expected.astype(np.float64)).max()) if mismatches else 0.0

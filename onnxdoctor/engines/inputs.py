@@ -82,7 +82,7 @@ def make_inputs(
         else:
             feed = generator.random(shape, dtype=np.float32)
         # asarray: a scalar input (an If condition) must be a 0-d array, not a numpy scalar.
-        feeds[value.name] = np.asarray(feed).astype(dtype)
+        feeds[value.name] = np.asarray(feed).astype(dtype, copy=False)
     return feeds
 
 

@@ -38,7 +38,7 @@ class PassOptions:
 
 @dataclass
 class PassResult:
-    model: onnx.ModelProto
+    model: onnx.ModelProto | None  # None in a pipeline step's record, once the pipeline has the model
     changed: bool
     # A sentence for the report; or, for a pass whose sentence counts what changed, a function
     # of the diffed PassResult that the pipeline calls once the diff is made.
