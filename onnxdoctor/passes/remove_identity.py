@@ -59,10 +59,9 @@ class RemoveIdentity(Pass):
             elif node.op == "Cast":
                 no_op = source is not None and source.elem_type == node.attrs.get("to")
             elif node.op == "Reshape":
-                if source is not None and result is not None and source.is_static and result.is_static:
-                    no_op = source.shape == result.shape
-                else:
-                    no_op = same_symbolic_shape(node)
+                known = _reshape_keeps_shape(source, result)
+                # Symbolic inference (a second on a dynamic YOLO, and sympy's import) only where the types leave it open.
+                no_op = same_symbolic_shape(node) if known is None else known
             else:
                 no_op = False
             return node.inputs[0] if no_op else None
@@ -92,6 +91,27 @@ class RemoveIdentity(Pass):
             else "no no-op nodes"
         )
         return result
+
+
+def _reshape_keeps_shape(source: TensorType | None, result: TensorType | None) -> bool | None:
+    """Whether a Reshape from `source` to `result` leaves the shape as it is, as far as the types
+    tell; None where they cannot. It changes it where the ranks or two static dims differ; it keeps
+    it where at most one pair of dims is unknown and every other pair is the same nonzero static
+    dim, since a Reshape keeps the element count (a 1-D tensor reshaped to 1-D, say)."""
+    if source is None or result is None or source.shape is None or result.shape is None:
+        return None
+    if len(source.shape) != len(result.shape):
+        return False
+    open_pairs = 0
+    for before, after in zip(source.shape, result.shape, strict=True):
+        if isinstance(before, int) and isinstance(after, int):
+            if before != after:
+                return False
+            if before == 0:  # no element: the count settles no other dim
+                return None if len(source.shape) > 1 else True
+        else:
+            open_pairs += 1
+    return True if open_pairs <= 1 else None
 
 
 def _times_one(node, types: dict):

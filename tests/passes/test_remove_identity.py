@@ -58,3 +58,36 @@ def test_symbolic_shapes_inferred_in_part_are_used_and_nothing_is_written(tmp_pa
     assert report.steps[0].status == "unverified"
     assert "reshape_context" not in {node.name for node in onnx.load(tmp_path / "fixed.onnx").graph.node}
     assert list(work.iterdir()) == []
+
+
+def test_a_reshape_the_types_settle_needs_no_symbolic_inference(tmp_path, monkeypatch):
+    # A Reshape keeps the element count: from ['n'] to 1-D, or from ['n', 4] to [?, 4], it keeps the
+    # shape; to [?, 2] it changes it. Symbolic inference (a second on a dynamic YOLO) is not asked.
+    from onnx import TensorProto, helper
+
+    import onnxdoctor.passes.remove_identity as remove_identity
+
+    def not_needed(model):
+        raise AssertionError("symbolic shape inference ran")
+
+    monkeypatch.setattr(remove_identity, "_symbolic_shapes", not_needed)
+    shapes = {name: helper.make_tensor(name, TensorProto.INT64, [len(value)], value)
+              for name, value in (("flat", [-1]), ("rows", [-1, 4]), ("pairs", [-1, 2]))}
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Relu", ["v"], ["w"], name="relu_v"),
+         helper.make_node("Reshape", ["w", "flat"], ["w_flat"], name="reshape_flat"),
+         helper.make_node("Reshape", ["r", "rows"], ["r_rows"], name="reshape_rows"),
+         helper.make_node("Reshape", ["r", "pairs"], ["r_pairs"], name="reshape_pairs"),
+         helper.make_node("Relu", ["w_flat"], ["y_flat"], name="after_flat"),
+         helper.make_node("Relu", ["r_rows"], ["y_rows"], name="after_rows"),
+         helper.make_node("Relu", ["r_pairs"], ["y_pairs"], name="after_pairs")],
+        "settled_reshapes",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4]),
+         helper.make_tensor_value_info("v", TensorProto.FLOAT, ["m"])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("y_flat", "y_rows", "y_pairs")],
+        initializer=list(shapes.values()))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "reshapes.onnx")
+    report = api.fix(tmp_path / "reshapes.onnx", tmp_path / "fixed.onnx", passes=["remove-identity"])
+    assert report.steps[0].status == "applied" and report.steps[0].verification.passed
+    names = {node.name for node in onnx.load(tmp_path / "fixed.onnx").graph.node}
+    assert names == {"relu", "relu_v", "reshape_pairs", "after_flat", "after_rows", "after_pairs"}
