@@ -117,7 +117,8 @@ def onnxruntime_providers(lane: str = "main") -> tuple[str, ...]:
 
 
 def run_model(
-    model: bytes, weights: dict, feeds: dict, output_names: list[str], providers: list, *, as_written: bool = False
+    model: bytes, weights: dict, feeds: dict, output_names: list[str], providers: list, *, as_written: bool = False,
+    beside_caller: bool = False,
 ) -> list:
     """Run a serialized model in ONNX Runtime (in the worker) and return the named outputs.
 
@@ -125,7 +126,9 @@ def run_model(
     2 GiB), given to ONNX Runtime from memory, or model.Reference to a range of a data file, which
     ONNX Runtime reads itself (see _read_from_files). `as_written` runs nodes unoptimized on one
     thread, as folding tools evaluate constants (ONNX Runtime's optimizer would fold or fuse them
-    away first).
+    away first). `beside_caller`: the run overlaps the caller's own work (fix's background
+    reference run), so it leaves the caller a core and its threads sleep rather than spin
+    between kernels.
     """
     import onnxruntime
 
@@ -142,6 +145,9 @@ def run_model(
     if references:
         model = _read_from_files(model, references, options)
         weights = {name: value for name, value in weights.items() if name not in references}
+    if beside_caller:
+        options.intra_op_num_threads = max(1, (os.cpu_count() or 1) - 1)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if as_written:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.intra_op_num_threads = 1

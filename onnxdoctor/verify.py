@@ -118,7 +118,8 @@ class Verifier:
         self.tolerance = tolerance
         lane = VERIFICATION_LANE if background else "main"
         self.make_runner = make_runner or (
-            lambda model: IsolatedOnnxRuntimeRunner(model, time_limit=time_limit, memory_limit=memory_limit, lane=lane)
+            lambda model: IsolatedOnnxRuntimeRunner(model, time_limit=time_limit, memory_limit=memory_limit, lane=lane,
+                                                    beside_caller=background)
         )
         self.output_names = [value.name for value in reference.graph.output]
         self._reference: dict[str, np.ndarray] = {}

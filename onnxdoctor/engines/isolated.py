@@ -86,11 +86,12 @@ class IsolatedOnnxRuntimeRunner(Runner):
     name = "ort-isolated"
 
     def __init__(self, model: onnx.ModelProto, *, time_limit: float | None = None,
-                 memory_limit: int | None = None, lane: str = "main") -> None:
+                 memory_limit: int | None = None, lane: str = "main", beside_caller: bool = False) -> None:
         super().__init__()
         self.model = model
-        # The worker it runs on (isolation.call): verification's background reference runs on its own.
-        self.lane = lane
+        # The worker it runs on (isolation.call): verification's background reference runs on its own,
+        # beside the caller's work (isolation.run_model: one core left to the caller).
+        self.lane, self.beside_caller = lane, beside_caller
         self.output_names = [value.name for value in model.graph.output]
         self.time_limit = isolation.VERIFICATION_TIME_LIMIT if time_limit is None else time_limit
         self.memory_limit = isolation.MEMORY_LIMIT if memory_limit is None else memory_limit
@@ -121,7 +122,8 @@ class IsolatedOnnxRuntimeRunner(Runner):
         started = time.perf_counter()
         results = isolation.call(
             isolation.run_model, serialized, weights, feed, self.output_names, providers(self.lane),
-            what="ONNX Runtime", time_limit=self.time_limit, memory_limit=self.memory_limit, lane=self.lane,
+            beside_caller=self.beside_caller, what="ONNX Runtime", time_limit=self.time_limit,
+            memory_limit=self.memory_limit, lane=self.lane,
         )
         elapsed = time.perf_counter() - started
         return dict(zip(self.output_names, results, strict=True)), Timing(total=elapsed, compute=elapsed)
