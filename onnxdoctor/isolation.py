@@ -405,6 +405,16 @@ def _decode(read_exactly):
     return pickle.loads(payload, buffers=[read_exactly(size) for size in sizes])
 
 
+def _import_all(names: list[str]) -> None:
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a request that needs it will say so
+            pass
+
+
 def serve(preload: list[str] = ()) -> None:
     """The worker's loop: answer requests from standard input until it closes; first, import
     the modules `preload` names (prestart)."""
@@ -419,13 +429,11 @@ def serve(preload: list[str] = ()) -> None:
     onnxruntime.set_default_logger_severity(4)
     hello = {"version": onnxruntime.__version__, "providers": tuple(onnxruntime.get_available_providers())}
     _write_frame(answers, _encode((True, hello)))
-    import importlib
-
-    for name in preload:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # a request that needs it will say so
-            pass
+    if preload:
+        # Beside the requests, not before them: the first (fix's constant evaluation while it
+        # diagnoses) needs only ONNX Runtime, and a request that needs a preloaded module waits
+        # on the import lock until it is in.
+        threading.Thread(target=_import_all, args=(preload,), daemon=True).start()
 
     def read_exactly(size: int) -> bytearray:
         buffer = bytearray(size)
