@@ -345,8 +345,8 @@ def prestart(lane: str = "main", preload: tuple[str, ...] = ()) -> None:
     """Start the lane's worker now without waiting for it, so its ONNX Runtime import runs beside
     the caller's own work (imports, loading, validation); the first call then finds it ready. Its
     bounds are unchanged: the start is timed from when a call first waits for it. A new worker
-    also imports the modules `preload` names once it has said hello (fix: the fold pass's
-    onnx-graphsurgeon, 0.25 s), before it reads its first request."""
+    also imports the modules `preload` names (fix: the fold pass's onnx-graphsurgeon, 0.25 s)
+    once it has said hello, in a thread beside its requests."""
     _with_worker(lambda worker: None, lane, preload)
 
 
@@ -416,8 +416,8 @@ def _import_all(names: list[str]) -> None:
 
 
 def serve(preload: list[str] = ()) -> None:
-    """The worker's loop: answer requests from standard input until it closes; first, import
-    the modules `preload` names (prestart)."""
+    """The worker's loop: answer requests from standard input until it closes, while a thread
+    imports the modules `preload` names (prestart)."""
     answers = os.dup(1)
     # Whatever native code prints to standard output must not land in the answers.
     os.dup2(2, 1)
