@@ -27,6 +27,7 @@ import onnx
 from google.protobuf.message import DecodeError, EncodeError
 from onnx import numpy_helper
 
+from onnxdoctor.collector import collection_paused
 from onnxdoctor.errors import OnnxDoctorError, OverwritesInput  # noqa: F401 - re-exported
 from onnxdoctor.files import check_writable, publish_file, refuse_overwriting, same_file, write_atomically  # noqa: F401 - re-exported
 
@@ -352,6 +353,7 @@ def _invalid_text(message) -> str | None:
     return None
 
 
+@collection_paused()
 def load_model(path: str | os.PathLike) -> LoadedModel:
     """Parse an ONNX file (the main graph's external weights stay on disk) or raise
     OnnxDoctorError saying why not."""

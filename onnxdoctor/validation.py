@@ -13,6 +13,7 @@ from pathlib import Path
 
 import onnx
 
+from onnxdoctor.collector import collection_paused
 from onnxdoctor.graph import GraphView, TensorType, attribute_subgraphs, outer_scope_names
 from onnxdoctor.graph.topology import reads_in_order
 from onnxdoctor.model import FLOATING_TYPES, LoadedModel, all_tensors, copy_field, split_weights, walk_graphs
@@ -182,6 +183,7 @@ def _clean(message: str) -> str:
     return " ".join(str(message).split())
 
 
+@collection_paused()
 def validate(loaded: LoadedModel) -> ValidationResult:
     """Run onnx.checker and strict shape inference; keep the inferred types either way."""
     result = ValidationResult(

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import onnx
 
+from onnxdoctor.collector import collection_paused
 from onnxdoctor.graph import shapes, tensor_roles
 from onnxdoctor.graph.constness import Constness, constant_node_type, constant_node_value, find_constness
 from onnxdoctor.graph.topology import Topology
@@ -225,6 +226,7 @@ def _opsets(opset_import) -> dict[str, int]:
     return {opset.domain or "": opset.version for opset in opset_import}
 
 
+@collection_paused()
 def build_views(
     model: onnx.ModelProto, types: dict[str, TensorType], probed_dims: dict | None = None
 ) -> GraphView:
