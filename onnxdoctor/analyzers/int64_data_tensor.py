@@ -12,7 +12,7 @@ from onnxdoctor.ops.roles import accepts_int32
 from onnxdoctor.report import Finding
 from onnxdoctor.wording import shortened
 
-_INT64 = onnx.TensorProto.INT64
+_INT64 = frozenset({onnx.TensorProto.INT64})
 # The model's interface and what its ops compute are the exporter's choice: no pass changes them.
 _REEXPORT = ""
 
@@ -20,11 +20,11 @@ _REEXPORT = ""
 @analyzer("OD402")
 def int64_data_tensor(graph: GraphAnalysis) -> Iterator[Finding]:
     view = graph.view
-    shape_valued = view.shape_valued_tensors
+    # Asked of every input and output of every node: one set difference, not a type per name.
+    int64_data = view.tensors_typed(_INT64) - view.shape_valued_tensors
 
     def is_int64_data(name: str) -> bool:
-        tensor_type = view.tensor_type(name)
-        return bool(tensor_type and tensor_type.elem_type == _INT64 and name not in shape_valued)
+        return name in int64_data
 
     outputs = set(view.outputs)
     # A body's inputs and outputs (Loop counters, carried values) are no model interface.

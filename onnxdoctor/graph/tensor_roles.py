@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from onnxdoctor.graph.types import Use
-from onnxdoctor.ops.roles import input_role, passes_elements
+from onnxdoctor.ops.roles import input_role, passes_elements, slot_roles
 
 if TYPE_CHECKING:
     from onnxdoctor.graph.view import GraphView
@@ -21,26 +21,32 @@ def shape_valued_tensors(view: GraphView) -> frozenset[str]:
     results are themselves read only that way. A graph output is data."""
     shape_valued: set[str] = set()
     outputs = set(view.outputs)
+    # A node is asked about once per input it reads, and again when a later walk step
+    # revisits a tensor: its roles are looked up once.
+    roles_by_node: dict[int, dict] = {}
+
+    def is_shape_use(use: Use, name: str) -> bool:
+        index, slot = use
+        if slot < 0:
+            # Read inside an If/Loop body: a shape use if every body reading it reads it as one.
+            bodies = [sub for sub in view.subviews_of.get(index, ()) if sub.consumers.get(name)]
+            return bool(bodies) and all(name in sub.shape_valued_tensors for sub in bodies)
+        roles = roles_by_node.get(index)
+        if roles is None:
+            roles = roles_by_node[index] = slot_roles(view.nodes[index], view.opsets)
+        if slot in roles:
+            return True
+        written = view.node_outputs(index)
+        return bool(written) and all(output in shape_valued for output in written)
+
     for index in reversed(view.topological_order):
         for name in view.node_inputs(index):
             if name in shape_valued or name in outputs:
                 continue
-            uses = view.consumers.get(name, [])
-            if uses and all(_is_shape_use(view, use, shape_valued, name) for use in uses):
+            uses = view.consumers.get(name)
+            if uses and all(is_shape_use(use, name) for use in uses):
                 shape_valued.add(name)
     return frozenset(shape_valued)
-
-
-def _is_shape_use(view: GraphView, use: Use, shape_valued: set[str], name: str) -> bool:
-    node = view.nodes[use.node]
-    if use.slot < 0:
-        # Read inside an If/Loop body: a shape use if every body reading it reads it as one.
-        bodies = [sub for sub in view.subviews_of.get(use.node, ()) if sub.consumers.get(name)]
-        return bool(bodies) and all(name in sub.shape_valued_tensors for sub in bodies)
-    if input_role(node, use.slot, view.opsets) is not None:
-        return True
-    outputs = [output for output in node.output if output]
-    return bool(outputs) and all(output in shape_valued for output in outputs)
 
 
 def clamped_only_tensors(view: GraphView) -> frozenset[str]:

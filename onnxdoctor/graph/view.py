@@ -69,11 +69,14 @@ class GraphView:
         self.probed_dims: dict[str, list[frozenset[tuple[str, int]]]] = {}
         self.topology = Topology(nodes, outputs)
         self._tensor_types: dict[str, TensorType | None] = {}
+        self._tensors_typed: dict[frozenset[int], frozenset[str]] = {}
         self.producers = self.topology.producers
         self.consumers = self.topology.consumers
         # The topology's methods, bound here: node_inputs is called for every node in every walk.
         self.implicit_inputs = self.topology.implicit_inputs
         self.node_inputs = self.topology.node_inputs
+        self.node_outputs = self.topology.node_outputs
+        self.holds_subgraphs = self.topology.holds_subgraphs
         self.connected_groups = self.topology.connected_groups
         self.group_outputs = self.topology.group_outputs
 
@@ -152,6 +155,22 @@ class GraphView:
             tensor = self.initializers[name]
             return TensorType(tensor.data_type, tuple(tensor.dims))
         return self.types.get(name)
+
+    def tensors_typed(self, elem_types: frozenset[int]) -> frozenset[str]:
+        """The tensors whose tensor_type has one of `elem_types`, for analyzers that would ask
+        tensor_type of every input and output of every node only for its element type."""
+        found = self._tensors_typed.get(elem_types)
+        if found is None:
+            # Initializers and Constant outputs are typed by what they hold (see _find_tensor_type).
+            constant_outputs = [name for name, producers in self.producers.items()
+                                if self.nodes[producers[0]].op_type == "Constant"]
+            held = {*self.initializers, *constant_outputs}
+            typed = {name for name, tensor_type in self.types.items()
+                     if tensor_type is not None and tensor_type.elem_type in elem_types and name not in held}
+            typed.update(name for name in held if (tensor_type := self.tensor_type(name)) is not None
+                         and tensor_type.elem_type in elem_types)
+            found = self._tensors_typed[elem_types] = frozenset(typed)
+        return found
 
     def small_constant(self, name: str) -> np.ndarray | None:
         """The value of a Constant output or an in-file initializer, for reading indices and axes."""
