@@ -124,7 +124,8 @@ def walk_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
     while pending:
         current = pending.pop()
         yield current
-        nested = [subgraph for node in current.node for _, subgraph in attribute_subgraphs(node)]
+        # Most nodes hold no attribute: no generator is started for them.
+        nested = [subgraph for node in current.node if node.attribute for _, subgraph in attribute_subgraphs(node)]
         pending.extend(reversed(nested))
 
 
@@ -133,7 +134,8 @@ def all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
     for inner in walk_graphs(graph):
         yield from inner.initializer
         for node in inner.node:
-            yield from (attribute.t for attribute in node.attribute if attribute.type == onnx.AttributeProto.TENSOR)
+            if node.attribute:
+                yield from (attribute.t for attribute in node.attribute if attribute.type == onnx.AttributeProto.TENSOR)
 
 
 def _external_capable_tensors(model: onnx.ModelProto) -> Iterator[tuple[onnx.TensorProto, bool]]:

@@ -290,14 +290,19 @@ def _add_subviews(top: GraphView, types) -> None:
     pending = [top]
     while pending:
         view = pending.pop()
-        visible = frozenset(
-            view.outer_names
-            | set(view.inputs)
-            | set(view.initializers)
-            | view.sparse_initializers
-            | {name for node in view.nodes for name in node.output if name}
-        )
+        visible = None
         for index, node in enumerate(view.nodes):
+            # Only nodes with bodies (If, Loop, Scan): asked of the topology, which found them.
+            if not view.holds_subgraphs(index):
+                continue
+            if visible is None:
+                visible = frozenset(
+                    view.outer_names
+                    | set(view.inputs)
+                    | set(view.initializers)
+                    | view.sparse_initializers
+                    | {name for place in range(len(view.nodes)) for name in view.node_outputs(place)}
+                )
             for attribute_name, subgraph in attribute_subgraphs(node):
                 scope = f"{view.scope} / {view.label(index)}.{attribute_name}"
                 body = _view_of_graph(subgraph, types, scope=scope, parent=view, outer=visible, opsets=view.opsets)
