@@ -28,6 +28,8 @@ from onnxdoctor.ops.fp16 import (
 from onnxdoctor.report import Finding
 
 _FLOATS = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE})
+# The ops this rule has something to say about (the branches below): the others are passed over first.
+_RISKY_OPS = SUMMING_REDUCTIONS | ACCUMULATING_PRODUCTS | {"Exp", "Pow", "Div"}
 
 
 @analyzer("OD504")
@@ -36,7 +38,7 @@ def fp16_structural_risk(graph: GraphAnalysis) -> Iterator[Finding]:
     floats = view.tensors_typed(_FLOATS)
     for index in view.topological_order:
         node = view.nodes[index]
-        if index in view.foldable_nodes or not _is_float(node, floats):
+        if node.op_type not in _RISKY_OPS or index in view.foldable_nodes or not _is_float(node, floats):
             continue  # constants are checked by value (OD501-OD503)
         if node.op_type in SUMMING_REDUCTIONS or node.op_type in ACCUMULATING_PRODUCTS:
             depth = _reduction_depth(graph, node) if node.op_type in SUMMING_REDUCTIONS else _product_depth(graph, node)

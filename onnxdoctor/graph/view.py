@@ -161,16 +161,29 @@ class GraphView:
         tensor_type of every input and output of every node only for its element type."""
         found = self._tensors_typed.get(elem_types)
         if found is None:
-            # Initializers and Constant outputs are typed by what they hold (see _find_tensor_type).
-            constant_outputs = [name for name, producers in self.producers.items()
-                                if self.nodes[producers[0]].op_type == "Constant"]
-            held = {*self.initializers, *constant_outputs}
+            # Constant outputs, then initializers, are typed by what they hold (see _find_tensor_type).
+            constants = self._constant_outputs
             typed = {name for name, tensor_type in self.types.items()
-                     if tensor_type is not None and tensor_type.elem_type in elem_types and name not in held}
-            typed.update(name for name in held if (tensor_type := self.tensor_type(name)) is not None
-                         and tensor_type.elem_type in elem_types)
+                     if tensor_type is not None and tensor_type.elem_type in elem_types}
+            typed.difference_update(constants)
+            typed.difference_update(self.initializers)
+            typed.update(name for name, tensor in self.initializers.items()
+                         if tensor.data_type in elem_types and name not in constants)
+            typed.update(name for name in constants
+                         if (tensor_type := self.tensor_type(name)) is not None and tensor_type.elem_type in elem_types)
             found = self._tensors_typed[elem_types] = frozenset(typed)
         return found
+
+    @functools.cached_property
+    def _constant_outputs(self) -> frozenset[str]:
+        """Tensors whose first producer is a Constant node."""
+        return frozenset(
+            name
+            for index, node in enumerate(self.nodes)
+            if node.op_type == "Constant"
+            for name in self.node_outputs(index)
+            if self.producers[name][0] == index
+        )
 
     def small_constant(self, name: str) -> np.ndarray | None:
         """The value of a Constant output or an in-file initializer, for reading indices and axes."""
