@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, EncodeError
 from onnx import numpy_helper
 
@@ -324,6 +325,40 @@ def _tensor_text_fields() -> tuple:
     return tuple(onnx.TensorProto.DESCRIPTOR.fields_by_name[name] for name in ("name", "doc_string", "external_data"))
 
 
+# Below this many bytes per node of the main graph, a file is mostly structure (see load_model).
+_STRUCTURE_BYTES_PER_NODE = 1024
+
+
+@functools.cache
+def _verifying_model_class() -> type:
+    """ModelProto under another name whose string fields protobuf checks for UTF-8 while
+    parsing (the 2023 edition's utf8_validation feature; onnx's proto2 strings go unchecked)."""
+    file = descriptor_pb2.FileDescriptorProto()
+    onnx.ModelProto.DESCRIPTOR.file.CopyToProto(file)
+    file.name = f"onnxdoctor/utf8/{file.name}"
+    file.syntax = "editions"
+    file.edition = descriptor_pb2.EDITION_2023
+    features = file.options.features
+    # proto2's behaviour otherwise: fields present when set, closed enums, unpacked lists.
+    features.field_presence = descriptor_pb2.FeatureSet.EXPLICIT
+    features.enum_type = descriptor_pb2.FeatureSet.CLOSED
+    features.repeated_field_encoding = descriptor_pb2.FeatureSet.EXPANDED
+    features.utf8_validation = descriptor_pb2.FeatureSet.VERIFY
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(onnx.ModelProto.DESCRIPTOR.full_name))
+
+
+def _text_verified(data: bytes) -> bool:
+    """Whether every string field of the serialized model is valid UTF-8, as protobuf's own
+    check finds (False also when that parse fails otherwise: _invalid_text then decides)."""
+    try:
+        _verifying_model_class()().ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError, MemoryError, TypeError):
+        return False
+    return True
+
+
 def _invalid_text(message) -> str | None:
     """The first string field (a name, an op type) that is not valid UTF-8, if any.
 
@@ -366,12 +401,16 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         proto.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError, MemoryError) as error:
         raise OnnxDoctorError(f"{path}: not an ONNX model (protobuf parse failed: {error}); is the file truncated?") from None
+    # A file of mostly structure (large graphs, weights elsewhere) has its strings checked by
+    # protobuf in a second parse, ten times faster than _invalid_text's visit of every message;
+    # one of mostly weights would be copied once more for it, and is visited.
+    text_verified = len(data) < _STRUCTURE_BYTES_PER_NODE * len(proto.graph.node) and _text_verified(data)
     del data
     # Random bytes and other protobuf messages often parse "successfully" into a ModelProto
     # of unknown fields; a real model has an IR version and a graph.
     if proto.ir_version <= 0 or not proto.HasField("graph"):
         raise OnnxDoctorError(f"{path}: not an ONNX model (no IR version or no graph); is it another file type?")
-    broken_text = _invalid_text(proto)
+    broken_text = None if text_verified else _invalid_text(proto)
     if broken_text:
         raise OnnxDoctorError(f"{path}: not a valid ONNX model ({broken_text} is not valid UTF-8); is the file damaged?")
     external, inlined_files = {}, set()
