@@ -104,7 +104,7 @@ class LoadedModel:
 
 
 # Looked up once: attribute_subgraphs runs for every node in several passes over a graph.
-_GRAPH, _GRAPHS = onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS
+_GRAPH, _GRAPHS, _TENSOR = onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS, onnx.AttributeProto.TENSOR
 
 
 def attribute_subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
@@ -131,12 +131,24 @@ def walk_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
 
 
 def all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    """Initializers and tensor attributes of this graph and of every subgraph inside it."""
-    for inner in walk_graphs(graph):
-        yield from inner.initializer
-        for node in inner.node:
-            if node.attribute:
-                yield from (attribute.t for attribute in node.attribute if attribute.type == onnx.AttributeProto.TENSOR)
+    """Initializers and tensor attributes of this graph and of every subgraph inside it, graph
+    by graph in walk_graphs' order. One pass over each graph's attributes finds both its tensors
+    and its bodies (walk_graphs would read them a second time)."""
+    pending = [graph]
+    while pending:
+        current = pending.pop()
+        yield from current.initializer
+        nested = []
+        for node in current.node:
+            for attribute in node.attribute if node.attribute else ():
+                kind = attribute.type
+                if kind == _TENSOR:
+                    yield attribute.t
+                elif kind == _GRAPH:
+                    nested.append(attribute.g)
+                elif kind == _GRAPHS:
+                    nested.extend(attribute.graphs)
+        pending.extend(reversed(nested))
 
 
 def _external_capable_tensors(model: onnx.ModelProto) -> Iterator[tuple[onnx.TensorProto, bool]]:
@@ -159,7 +171,8 @@ def _external_capable_tensors(model: onnx.ModelProto) -> Iterator[tuple[onnx.Ten
             for sparse in graph.sparse_initializer:
                 yield sparse.values, False
                 yield sparse.indices, False
-            nodes.extend(graph.node)
+            # Only nodes with attributes hold tensors or graphs (most have none).
+            nodes.extend(node for node in graph.node if node.attribute)
             continue
         for attribute in nodes.pop().attribute:
             if attribute.HasField("t"):

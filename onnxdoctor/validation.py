@@ -132,18 +132,30 @@ def _skeleton(loaded: LoadedModel) -> onnx.ModelProto:
         if inlined is not None and _malformed(inlined) is None:
             kept.append(inlined)
         elif tensor.name not in declared:
-            skeleton.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+            _declare_input(skeleton.graph, tensor.name, tensor.data_type, tensor.dims)
     del skeleton.graph.initializer[:]
     skeleton.graph.initializer.extend(kept)
     # onnx's inference types a sparse initializer as sparse_tensor, which no op accepts, while
     # runtimes densify it: it is checked as the dense tensor it becomes.
     for sparse in skeleton.graph.sparse_initializer:
         if sparse.values.name not in declared:
-            skeleton.graph.input.append(
-                onnx.helper.make_tensor_value_info(sparse.values.name, sparse.values.data_type, sparse.dims)
-            )
+            _declare_input(skeleton.graph, sparse.values.name, sparse.values.data_type, sparse.dims)
     del skeleton.graph.sparse_initializer[:]
     return skeleton
+
+
+def _declare_input(graph: onnx.GraphProto, name: str, elem_type: int, dims) -> None:
+    """Add the graph input onnx.helper.make_tensor_value_info(name, elem_type, dims) would
+    make (the same bytes), written in place: a 100k-node model declares tens of thousands."""
+    value = graph.input.add()
+    value.name = name
+    tensor_type = value.type.tensor_type
+    tensor_type.elem_type = elem_type
+    # Present even when empty: a scalar's shape is known, not missing.
+    shape = tensor_type.shape
+    shape.SetInParent()
+    for dim in dims:
+        shape.dim.add().dim_value = dim
 
 
 def checker_error(model: onnx.ModelProto) -> str | None:
