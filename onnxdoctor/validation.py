@@ -180,13 +180,16 @@ def _collect_types(graph: onnx.GraphProto, types: dict[str, TensorType]) -> None
     # is converted once; TensorType is immutable, so the tensors share the instance.
     converted: dict[bytes, TensorType | None] = {}
     for inner in walk_graphs(graph):
-        for value_info in (*inner.input, *inner.output, *inner.value_info):
-            key = value_info.type.SerializeToString()
-            tensor_type = converted.get(key, converted)
-            if tensor_type is converted:
-                tensor_type = converted[key] = TensorType.from_type_proto(value_info.type)
-            if tensor_type is not None:
-                types.setdefault(value_info.name, tensor_type)
+        for values in (inner.input, inner.output, inner.value_info):
+            for value_info in values:
+                # Read once: each read of a message field makes a new wrapper.
+                type_proto = value_info.type
+                key = type_proto.SerializeToString()
+                tensor_type = converted.get(key, converted)
+                if tensor_type is converted:
+                    tensor_type = converted[key] = TensorType.from_type_proto(type_proto)
+                if tensor_type is not None:
+                    types.setdefault(value_info.name, tensor_type)
         for initializer in inner.initializer:
             types.setdefault(initializer.name, TensorType(initializer.data_type, tuple(initializer.dims)))
 
