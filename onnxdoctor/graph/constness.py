@@ -106,13 +106,17 @@ def find_constness(view: GraphView) -> Constness:
             return reshaped[tensor][axis]
         return dynamic.of_dim(tensor, axis, dim)
 
+    in_cycles = view.nodes_in_cycles
     for index in view.topological_order:
         node = view.nodes[index]
         # Read once: the proto hands out a new string at every read.
         op_type = node.op_type
         if op_type in _RESHAPING_OPS:
             _follow_reshapes(view, node, elements, element_dims, reshaped, dim_dependence)
-        if not _may_be_constant(view, index, node, op_type):
+        # What may be constant: a deterministic op with no body, outside any cycle, whose first
+        # output is named.
+        if (op_type in NONDETERMINISTIC_OPS or view.holds_subgraphs(index) or index in in_cycles
+                or not (node.output and node.output[0])):
             continue
         inputs = view.node_inputs(index)
         outputs = view.node_outputs(index)
@@ -236,16 +240,6 @@ def _follow_reshapes(view: GraphView, node: onnx.NodeProto, elements, element_di
         perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), list(range(len(source)))[::-1])
         if sorted(perm) == list(range(len(source))):
             reshaped[node.output[0]] = [source[axis] for axis in perm]
-
-
-def _may_be_constant(view: GraphView, index: int, node: onnx.NodeProto, op_type: str) -> bool:
-    return (
-        op_type not in NONDETERMINISTIC_OPS
-        and not view.holds_subgraphs(index)
-        and index not in view.nodes_in_cycles
-        and len(node.output) > 0
-        and bool(node.output[0])
-    )
 
 
 def _shape_elements(view: GraphView, index: int) -> tuple[int, list[int | str | None]] | None:
