@@ -343,30 +343,45 @@ _STRUCTURE_BYTES_PER_NODE = 1024
 
 
 @functools.cache
-def _verifying_model_class() -> type:
+def _verifying_model_class() -> type | None:
     """ModelProto under another name whose string fields protobuf checks for UTF-8 while
-    parsing (the 2023 edition's utf8_validation feature; onnx's proto2 strings go unchecked)."""
-    file = descriptor_pb2.FileDescriptorProto()
-    onnx.ModelProto.DESCRIPTOR.file.CopyToProto(file)
-    file.name = f"onnxdoctor/utf8/{file.name}"
-    file.syntax = "editions"
-    file.edition = descriptor_pb2.EDITION_2023
-    features = file.options.features
-    # proto2's behaviour otherwise: fields present when set, closed enums, unpacked lists.
-    features.field_presence = descriptor_pb2.FeatureSet.EXPLICIT
-    features.enum_type = descriptor_pb2.FeatureSet.CLOSED
-    features.repeated_field_encoding = descriptor_pb2.FeatureSet.EXPANDED
-    features.utf8_validation = descriptor_pb2.FeatureSet.VERIFY
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(onnx.ModelProto.DESCRIPTOR.full_name))
+    parsing (the 2023 edition's utf8_validation feature; onnx's proto2 strings go unchecked).
+    None where the installed protobuf cannot build it, or builds it and still lets invalid
+    UTF-8 through (older releases; onnx allows protobuf 3.20 on)."""
+    try:
+        file = descriptor_pb2.FileDescriptorProto()
+        onnx.ModelProto.DESCRIPTOR.file.CopyToProto(file)
+        file.name = f"onnxdoctor/utf8/{file.name}"
+        file.syntax = "editions"
+        file.edition = descriptor_pb2.EDITION_2023
+        features = file.options.features
+        # proto2's behaviour otherwise: fields present when set, closed enums, unpacked lists.
+        features.field_presence = descriptor_pb2.FeatureSet.EXPLICIT
+        features.enum_type = descriptor_pb2.FeatureSet.CLOSED
+        features.repeated_field_encoding = descriptor_pb2.FeatureSet.EXPANDED
+        features.utf8_validation = descriptor_pb2.FeatureSet.VERIFY
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(file)
+        verifying = message_factory.GetMessageClass(pool.FindMessageTypeByName(onnx.ModelProto.DESCRIPTOR.full_name))
+    except Exception:  # noqa: BLE001 - a protobuf without editions: _invalid_text checks every model
+        return None
+    try:
+        # producer_name (field 2) holding the byte 0xff: refused, or the check is not made here.
+        verifying().ParseFromString(b"\x12\x01\xff")
+    except DecodeError:
+        return verifying
+    return None
 
 
 def _text_verified(data: bytes) -> bool:
     """Whether every string field of the serialized model is valid UTF-8, as protobuf's own
-    check finds (False also when that parse fails otherwise: _invalid_text then decides)."""
+    check finds (False also when that parse fails otherwise, or cannot be made: _invalid_text
+    then decides)."""
+    verifying = _verifying_model_class()
+    if verifying is None:
+        return False
     try:
-        _verifying_model_class()().ParseFromString(data)
+        verifying().ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError, MemoryError, TypeError):
         return False
     return True
