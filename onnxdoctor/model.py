@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, EncodeError
 from onnx import numpy_helper
 
+from onnxdoctor.collector import collection_paused
 from onnxdoctor.errors import OnnxDoctorError, OverwritesInput  # noqa: F401 - re-exported
 from onnxdoctor.files import check_writable, publish_file, refuse_overwriting, same_file, write_atomically  # noqa: F401 - re-exported
 
@@ -102,7 +104,7 @@ class LoadedModel:
 
 
 # Looked up once: attribute_subgraphs runs for every node in several passes over a graph.
-_GRAPH, _GRAPHS = onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS
+_GRAPH, _GRAPHS, _TENSOR = onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS, onnx.AttributeProto.TENSOR
 
 
 def attribute_subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
@@ -123,16 +125,30 @@ def walk_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
     while pending:
         current = pending.pop()
         yield current
-        nested = [subgraph for node in current.node for _, subgraph in attribute_subgraphs(node)]
+        # Most nodes hold no attribute: no generator is started for them.
+        nested = [subgraph for node in current.node if node.attribute for _, subgraph in attribute_subgraphs(node)]
         pending.extend(reversed(nested))
 
 
 def all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    """Initializers and tensor attributes of this graph and of every subgraph inside it."""
-    for inner in walk_graphs(graph):
-        yield from inner.initializer
-        for node in inner.node:
-            yield from (attribute.t for attribute in node.attribute if attribute.type == onnx.AttributeProto.TENSOR)
+    """Initializers and tensor attributes of this graph and of every subgraph inside it, graph
+    by graph in walk_graphs' order. One pass over each graph's attributes finds both its tensors
+    and its bodies (walk_graphs would read them a second time)."""
+    pending = [graph]
+    while pending:
+        current = pending.pop()
+        yield from current.initializer
+        nested = []
+        for node in current.node:
+            for attribute in node.attribute if node.attribute else ():
+                kind = attribute.type
+                if kind == _TENSOR:
+                    yield attribute.t
+                elif kind == _GRAPH:
+                    nested.append(attribute.g)
+                elif kind == _GRAPHS:
+                    nested.extend(attribute.graphs)
+        pending.extend(reversed(nested))
 
 
 def _external_capable_tensors(model: onnx.ModelProto) -> Iterator[tuple[onnx.TensorProto, bool]]:
@@ -155,7 +171,8 @@ def _external_capable_tensors(model: onnx.ModelProto) -> Iterator[tuple[onnx.Ten
             for sparse in graph.sparse_initializer:
                 yield sparse.values, False
                 yield sparse.indices, False
-            nodes.extend(graph.node)
+            # Only nodes with attributes hold tensors or graphs (most have none).
+            nodes.extend(node for node in graph.node if node.attribute)
             continue
         for attribute in nodes.pop().attribute:
             if attribute.HasField("t"):
@@ -321,6 +338,55 @@ def _tensor_text_fields() -> tuple:
     return tuple(onnx.TensorProto.DESCRIPTOR.fields_by_name[name] for name in ("name", "doc_string", "external_data"))
 
 
+# Below this many bytes per node of the main graph, a file is mostly structure (see load_model).
+_STRUCTURE_BYTES_PER_NODE = 1024
+
+
+@functools.cache
+def _verifying_model_class() -> type | None:
+    """ModelProto under another name whose string fields protobuf checks for UTF-8 while
+    parsing (the 2023 edition's utf8_validation feature; onnx's proto2 strings go unchecked).
+    None where the installed protobuf cannot build it, or builds it and still lets invalid
+    UTF-8 through (older releases; onnx allows protobuf 3.20 on)."""
+    try:
+        file = descriptor_pb2.FileDescriptorProto()
+        onnx.ModelProto.DESCRIPTOR.file.CopyToProto(file)
+        file.name = f"onnxdoctor/utf8/{file.name}"
+        file.syntax = "editions"
+        file.edition = descriptor_pb2.EDITION_2023
+        features = file.options.features
+        # proto2's behaviour otherwise: fields present when set, closed enums, unpacked lists.
+        features.field_presence = descriptor_pb2.FeatureSet.EXPLICIT
+        features.enum_type = descriptor_pb2.FeatureSet.CLOSED
+        features.repeated_field_encoding = descriptor_pb2.FeatureSet.EXPANDED
+        features.utf8_validation = descriptor_pb2.FeatureSet.VERIFY
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(file)
+        verifying = message_factory.GetMessageClass(pool.FindMessageTypeByName(onnx.ModelProto.DESCRIPTOR.full_name))
+    except Exception:  # noqa: BLE001 - a protobuf without editions: _invalid_text checks every model
+        return None
+    try:
+        # producer_name (field 2) holding the byte 0xff: refused, or the check is not made here.
+        verifying().ParseFromString(b"\x12\x01\xff")
+    except DecodeError:
+        return verifying
+    return None
+
+
+def _text_verified(data: bytes) -> bool:
+    """Whether every string field of the serialized model is valid UTF-8, as protobuf's own
+    check finds (False also when that parse fails otherwise, or cannot be made: _invalid_text
+    then decides)."""
+    verifying = _verifying_model_class()
+    if verifying is None:
+        return False
+    try:
+        verifying().ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError, MemoryError, TypeError):
+        return False
+    return True
+
+
 def _invalid_text(message) -> str | None:
     """The first string field (a name, an op type) that is not valid UTF-8, if any.
 
@@ -352,6 +418,7 @@ def _invalid_text(message) -> str | None:
     return None
 
 
+@collection_paused()
 def load_model(path: str | os.PathLike) -> LoadedModel:
     """Parse an ONNX file (the main graph's external weights stay on disk) or raise
     OnnxDoctorError saying why not."""
@@ -362,12 +429,16 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         proto.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError, MemoryError) as error:
         raise OnnxDoctorError(f"{path}: not an ONNX model (protobuf parse failed: {error}); is the file truncated?") from None
+    # A file of mostly structure (large graphs, weights elsewhere) has its strings checked by
+    # protobuf in a second parse, ten times faster than _invalid_text's visit of every message;
+    # one of mostly weights would be copied once more for it, and is visited.
+    text_verified = len(data) < _STRUCTURE_BYTES_PER_NODE * len(proto.graph.node) and _text_verified(data)
     del data
     # Random bytes and other protobuf messages often parse "successfully" into a ModelProto
     # of unknown fields; a real model has an IR version and a graph.
     if proto.ir_version <= 0 or not proto.HasField("graph"):
         raise OnnxDoctorError(f"{path}: not an ONNX model (no IR version or no graph); is it another file type?")
-    broken_text = _invalid_text(proto)
+    broken_text = None if text_verified else _invalid_text(proto)
     if broken_text:
         raise OnnxDoctorError(f"{path}: not a valid ONNX model ({broken_text} is not valid UTF-8); is the file damaged?")
     external, inlined_files = {}, set()

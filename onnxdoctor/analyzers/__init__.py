@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from onnxdoctor.analysis import GraphAnalysis
+from onnxdoctor.collector import collection_paused
 from onnxdoctor.report import Finding
 
 
@@ -43,6 +44,7 @@ def load_analyzers() -> dict[str, Analyzer]:
     return REGISTRY
 
 
+@collection_paused()
 def run_analyzers(root: GraphAnalysis, codes: set[str]) -> list[Finding]:
     findings: list[Finding] = []
     for code, entry in sorted(load_analyzers().items()):

@@ -28,14 +28,17 @@ from onnxdoctor.ops.fp16 import (
 from onnxdoctor.report import Finding
 
 _FLOATS = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE})
+# The ops this rule has something to say about (the branches below): the others are passed over first.
+_RISKY_OPS = SUMMING_REDUCTIONS | ACCUMULATING_PRODUCTS | {"Exp", "Pow", "Div"}
 
 
 @analyzer("OD504")
 def fp16_structural_risk(graph: GraphAnalysis) -> Iterator[Finding]:
     view = graph.view
+    floats = view.tensors_typed(_FLOATS)
     for index in view.topological_order:
         node = view.nodes[index]
-        if index in view.foldable_nodes or not _is_float(graph, node):
+        if node.op_type not in _RISKY_OPS or index in view.foldable_nodes or not _is_float(node, floats):
             continue  # constants are checked by value (OD501-OD503)
         if node.op_type in SUMMING_REDUCTIONS or node.op_type in ACCUMULATING_PRODUCTS:
             depth = _reduction_depth(graph, node) if node.op_type in SUMMING_REDUCTIONS else _product_depth(graph, node)
@@ -91,9 +94,10 @@ def fp16_structural_risk(graph: GraphAnalysis) -> Iterator[Finding]:
                     )
 
 
-def _is_float(graph: GraphAnalysis, node: onnx.NodeProto) -> bool:
-    output_type = graph.view.tensor_type(node.output[0]) if node.output and node.output[0] else None
-    return output_type is not None and output_type.elem_type in _FLOATS
+def _is_float(node: onnx.NodeProto, floats: frozenset[str]) -> bool:
+    """Whether the node's first output is a float tensor (`floats`: the graph's)."""
+    first = node.output[0] if node.output else ""
+    return bool(first) and first in floats
 
 
 def _constant(graph: GraphAnalysis, name: str) -> np.ndarray | None:

@@ -12,7 +12,7 @@ from onnxdoctor.ops.roles import accepts_int32
 from onnxdoctor.report import Finding
 from onnxdoctor.wording import shortened
 
-_INT64 = onnx.TensorProto.INT64
+_INT64 = frozenset({onnx.TensorProto.INT64})
 # The model's interface and what its ops compute are the exporter's choice: no pass changes them.
 _REEXPORT = ""
 
@@ -20,11 +20,11 @@ _REEXPORT = ""
 @analyzer("OD402")
 def int64_data_tensor(graph: GraphAnalysis) -> Iterator[Finding]:
     view = graph.view
-    shape_valued = view.shape_valued_tensors
+    # Asked of every input and output of every node: one set difference, not a type per name.
+    int64_data = view.tensors_typed(_INT64) - view.shape_valued_tensors
 
     def is_int64_data(name: str) -> bool:
-        tensor_type = view.tensor_type(name)
-        return bool(tensor_type and tensor_type.elem_type == _INT64 and name not in shape_valued)
+        return name in int64_data
 
     outputs = set(view.outputs)
     # A body's inputs and outputs (Loop counters, carried values) are no model interface.
@@ -67,19 +67,21 @@ def int64_data_tensor(graph: GraphAnalysis) -> Iterator[Finding]:
                                 tensors=[name], fix=cast_fix(name))
     for index in view.topological_order:
         node = view.nodes[index]
-        computed = [name for name in node.output if name and name not in outputs and is_int64_data(name)]
-        if node.op_type == "Constant" or any(name in bounded for name in node.output if name):
+        written = view.node_outputs(index)
+        computed = [name for name in written if name not in outputs and name in int64_data]
+        op_type = node.op_type
+        if op_type == "Constant" or any(name in bounded for name in written):
             for name in (name for name in computed if read_as_data(name)):
-                source = "Constant" if node.op_type == "Constant" else (
-                    f"{node.op_type} {view.label(index)}, computed from shapes and constants")
+                source = "Constant" if op_type == "Constant" else (
+                    f"{op_type} {view.label(index)}, computed from shapes and constants")
                 yield graph.finding("OD402", f"{name} (INT64, from {source}) feeds the data path ({_readers(view, name)})",
                                     nodes=[index], tensors=[name], fix=cast_fix(name))
             continue
         # Only where INT64 enters the data path: a node with no INT64 data input of its own.
-        if any(is_int64_data(name) for name in view.node_inputs(index)):
+        if not computed or any(name in int64_data for name in view.node_inputs(index)):
             continue
         for name in (name for name in computed if view.consumers.get(name)):
-            yield graph.finding("OD402", f"{name} (INT64, from {node.op_type} {view.label(index)}) feeds the data path "
+            yield graph.finding("OD402", f"{name} (INT64, from {op_type} {view.label(index)}) feeds the data path "
                                 f"({_readers(view, name)})", nodes=[index], tensors=[name], fix=_REEXPORT)
 
 

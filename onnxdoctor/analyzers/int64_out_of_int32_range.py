@@ -52,7 +52,9 @@ def _int64_constants(graph: GraphAnalysis) -> list[str]:
     view = graph.view
     names = [name for name in view.constant_tensors if name in graph.evaluation.values]
     names = [name for name in names if graph.value(name).dtype == np.int64 and view.consumers.get(name)]
-    order = {name: rank for rank, index in enumerate(view.topological_order) for name in view.nodes[index].output}
+    if not names:
+        return names
+    order = {name: rank for rank, index in enumerate(view.topological_order) for name in view.node_outputs(index)}
     return sorted(names, key=lambda name: (order.get(name, -1), name))
 
 

@@ -14,7 +14,7 @@ import onnx
 
 from onnxdoctor.graph.shapes import shape_slice
 from onnxdoctor.graph.types import DynamicDim, TensorType
-from onnxdoctor.model import attribute_subgraphs, read_tensor
+from onnxdoctor.model import read_tensor
 from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS
 
 if TYPE_CHECKING:
@@ -106,40 +106,47 @@ def find_constness(view: GraphView) -> Constness:
             return reshaped[tensor][axis]
         return dynamic.of_dim(tensor, axis, dim)
 
+    in_cycles = view.nodes_in_cycles
     for index in view.topological_order:
         node = view.nodes[index]
-        _follow_reshapes(view, node, elements, element_dims, reshaped, dim_dependence)
-        if not _may_be_constant(view, index):
+        # Read once: the proto hands out a new string at every read.
+        op_type = node.op_type
+        if op_type in _RESHAPING_OPS:
+            _follow_reshapes(view, node, elements, element_dims, reshaped, dim_dependence)
+        # What may be constant: a deterministic op with no body, outside any cycle, whose first
+        # output is named.
+        if (op_type in NONDETERMINISTIC_OPS or view.holds_subgraphs(index) or index in in_cycles
+                or not (node.output and node.output[0])):
             continue
         inputs = view.node_inputs(index)
-        outputs = [name for name in node.output if name]
+        outputs = view.node_outputs(index)
         value = None
         dims = None
-        if node.op_type == "Constant":
+        if op_type == "Constant":
             constant_ops.add(index)
             constant.update(outputs)
             continue
-        if node.op_type in ("Shape", "Size") and inputs:
-            first, shape = (_shape_elements(view, index) or (0, None)) if node.op_type == "Shape" else (0, None)
+        if op_type in ("Shape", "Size") and inputs:
+            first, shape = (_shape_elements(view, index) or (0, None)) if op_type == "Shape" else (0, None)
             source_type = view.tensor_type(inputs[0])
-            if node.op_type == "Size" and source_type is not None and source_type.shape is not None:
+            if op_type == "Size" and source_type is not None and source_type.shape is not None:
                 shape = list(source_type.shape)
             if shape is None:
                 dims = dynamic.reaching(inputs[0])
             else:
                 per_element = [dim_dependence(inputs[0], first + axis, dim) for axis, dim in enumerate(shape)]
-                if node.op_type == "Shape" and outputs:
+                if op_type == "Shape" and outputs:
                     elements[outputs[0]] = shape
                     element_dims[outputs[0]] = per_element
                 if all(isinstance(dim, int) for dim in shape) and math.prod(shape) <= _INT64_MAX:
-                    value = np.array(shape if node.op_type == "Shape" else math.prod(shape), dtype=np.int64)
+                    value = np.array(shape if op_type == "Shape" else math.prod(shape), dtype=np.int64)
                 else:
                     dims = frozenset().union(*per_element)
         elif inputs and all(name in constant for name in inputs):
             computed.add(index)
             constant.update(outputs)
             continue
-        elif (node.op_type in ("Gather", "Slice") and inputs and outputs and inputs[0] in elements
+        elif (op_type in ("Gather", "Slice") and inputs and outputs and inputs[0] in elements
               and all(name in constant for name in inputs[1:])):
             picked = _picked_positions(view, index, len(elements[inputs[0]]))
             if picked is None:
@@ -151,12 +158,12 @@ def find_constness(view: GraphView) -> Constness:
                     value = np.array(chosen[0] if scalar else chosen, dtype=np.int64)
                 else:
                     dims = frozenset().union(*(element_dims[inputs[0]][k] for k in positions))
-                    if node.op_type == "Slice" or not scalar:
+                    if op_type == "Slice" or not scalar:
                         elements[outputs[0]] = chosen
                         element_dims[outputs[0]] = [element_dims[inputs[0]][k] for k in positions]
         elif inputs and all(name in constant or name in depends for name in inputs):
             dims = frozenset().union(*(depends.get(name, frozenset()) for name in inputs))
-            if node.op_type in ("Concat", "Unsqueeze"):
+            if op_type in ("Concat", "Unsqueeze"):
                 vector = _shape_vector(view, node, constant, depends, elements, element_dims)
                 if vector is not None:
                     elements[outputs[0]], element_dims[outputs[0]] = vector
@@ -204,6 +211,10 @@ def _shape_vector(view: GraphView, node: onnx.NodeProto, constant, depends, elem
     return values, dims
 
 
+# The ops _follow_reshapes carries per-axis dims through.
+_RESHAPING_OPS = frozenset({"Reshape", "Transpose"})
+
+
 def _follow_reshapes(view: GraphView, node: onnx.NodeProto, elements, element_dims, reshaped, dim_dependence) -> None:
     """Record the per-axis input dims of a Reshape output whose target shape value is tracked,
     and carry them through a Transpose."""
@@ -229,17 +240,6 @@ def _follow_reshapes(view: GraphView, node: onnx.NodeProto, elements, element_di
         perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), list(range(len(source)))[::-1])
         if sorted(perm) == list(range(len(source))):
             reshaped[node.output[0]] = [source[axis] for axis in perm]
-
-
-def _may_be_constant(view: GraphView, index: int) -> bool:
-    node = view.nodes[index]
-    return (
-        node.op_type not in NONDETERMINISTIC_OPS
-        and not any(True for _ in attribute_subgraphs(node))
-        and index not in view.nodes_in_cycles
-        and len(node.output) > 0
-        and bool(node.output[0])
-    )
 
 
 def _shape_elements(view: GraphView, index: int) -> tuple[int, list[int | str | None]] | None:

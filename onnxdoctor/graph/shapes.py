@@ -102,8 +102,12 @@ def shape_dependent_nodes(
     the last dim does not depend on the batch), not on every dim of its source.
     """
     found = {}
-    for index, node in enumerate(topology.nodes):
-        outputs = [name for name in node.output if name]
+    # Only nodes writing some shape-dependent tensor can qualify: they are found from those
+    # tensors (few) rather than by reading every node, and taken in node order.
+    candidates = sorted({index for name in shape_dependence for index in topology.producers.get(name, ())})
+    for index in candidates:
+        node = topology.nodes[index]
+        outputs = topology.node_outputs(index)
         if not outputs or not all(name in shape_dependence for name in outputs):
             continue
         readers = [use.node for name in outputs for use in topology.consumers.get(name, ())]

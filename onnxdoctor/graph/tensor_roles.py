@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from onnxdoctor.graph.types import Use
-from onnxdoctor.ops.roles import input_role, passes_elements
+from onnxdoctor.ops.roles import input_role, passes_elements, slot_roles
 
 if TYPE_CHECKING:
     from onnxdoctor.graph.view import GraphView
@@ -21,26 +20,36 @@ def shape_valued_tensors(view: GraphView) -> frozenset[str]:
     results are themselves read only that way. A graph output is data."""
     shape_valued: set[str] = set()
     outputs = set(view.outputs)
+    # A node is asked about once per input it reads, and again when a later step revisits a
+    # tensor: its roles are looked up once. (The uses are judged inline, not by a function per
+    # use: hundreds of thousands of them on a large graph.)
+    roles_by_node: dict[int, dict] = {}
     for index in reversed(view.topological_order):
         for name in view.node_inputs(index):
             if name in shape_valued or name in outputs:
                 continue
-            uses = view.consumers.get(name, [])
-            if uses and all(_is_shape_use(view, use, shape_valued, name) for use in uses):
+            uses = view.consumers.get(name)
+            if not uses:
+                continue
+            for reader, slot in uses:
+                if slot < 0:
+                    # Read inside an If/Loop body: a shape use if every body reading it reads it as one.
+                    bodies = [sub for sub in view.subviews_of.get(reader, ()) if sub.consumers.get(name)]
+                    if bodies and all(name in sub.shape_valued_tensors for sub in bodies):
+                        continue
+                    break
+                roles = roles_by_node.get(reader)
+                if roles is None:
+                    roles = roles_by_node[reader] = slot_roles(view.nodes[reader], view.opsets)
+                if slot in roles:
+                    continue
+                # Not a shape input itself: a shape use when all it computes is shape-valued.
+                written = view.node_outputs(reader)
+                if not written or not all(output in shape_valued for output in written):
+                    break
+            else:
                 shape_valued.add(name)
     return frozenset(shape_valued)
-
-
-def _is_shape_use(view: GraphView, use: Use, shape_valued: set[str], name: str) -> bool:
-    node = view.nodes[use.node]
-    if use.slot < 0:
-        # Read inside an If/Loop body: a shape use if every body reading it reads it as one.
-        bodies = [sub for sub in view.subviews_of.get(use.node, ()) if sub.consumers.get(name)]
-        return bool(bodies) and all(name in sub.shape_valued_tensors for sub in bodies)
-    if input_role(node, use.slot, view.opsets) is not None:
-        return True
-    outputs = [output for output in node.output if output]
-    return bool(outputs) and all(output in shape_valued for output in outputs)
 
 
 def clamped_only_tensors(view: GraphView) -> frozenset[str]:

@@ -82,30 +82,30 @@ class Topology:
     def __init__(self, nodes: list[onnx.NodeProto], outputs: list[str]) -> None:
         self.nodes = nodes
         self.outputs = outputs
-        self._implicit_inputs = {
-            index: frozenset().union(*(outer_scope_names(subgraph) for _, subgraph in attribute_subgraphs(node)))
-            for index, node in enumerate(nodes)
-            if node.attribute and any(True for _ in attribute_subgraphs(node))
-        }
+        self._implicit_inputs: dict[int, frozenset[str]] = {}
         producers: dict[str, list[int]] = defaultdict(list)
         consumers: dict[str, list[Use]] = defaultdict(list)
-        # Read once from the protos: analyses ask for a node's inputs many times over (callers
-        # only read the lists).
+        # Read once from the protos: analyses ask for a node's inputs and outputs many times
+        # over (callers only read the lists).
         self._node_inputs: list[list[str]] = []
+        self._node_outputs: list[list[str]] = []
         for index, node in enumerate(nodes):
-            for name in node.output:
-                if name:
-                    producers[name].append(index)
+            outputs = [name for name in node.output if name]
+            for name in outputs:
+                producers[name].append(index)
+            self._node_outputs.append(outputs)
             reads = []
             for slot, name in enumerate(node.input):
                 if name:
                     consumers[name].append(Use(index, slot))
                     reads.append(name)
-            if index in self._implicit_inputs:
-                implicit = sorted(self._implicit_inputs[index])
-                for name in implicit:
+            # Most nodes hold no attribute at all: no generator is started for them.
+            bodies = [subgraph for _, subgraph in attribute_subgraphs(node)] if node.attribute else None
+            if bodies:
+                implicit = self._implicit_inputs[index] = frozenset().union(*map(outer_scope_names, bodies))
+                for name in sorted(implicit):
                     consumers[name].append(Use(index, -1))
-                reads += implicit
+                reads += sorted(implicit)
             self._node_inputs.append(reads)
         self.producers, self.consumers = producers, consumers
 
@@ -115,11 +115,14 @@ class Topology:
         self.successors: list[list[int]] = [[] for _ in nodes]
         self.predecessors: list[list[int]] = [[] for _ in nodes]
         for name, uses in consumers.items():
-            for producer in producers.get(name, ()):
-                after = self.successors[producer]
-                for use in uses:
-                    after.append(use.node)
-                    self.predecessors[use.node].append(producer)
+            makers = producers.get(name)
+            if not makers:
+                continue
+            readers = [node for node, _ in uses]
+            for producer in makers:
+                self.successors[producer].extend(readers)
+                for reader in readers:
+                    self.predecessors[reader].append(producer)
 
     def _edges(self) -> Iterator[tuple[int, int]]:
         return (
@@ -146,16 +149,30 @@ class Topology:
         """Every tensor a node reads: its inputs and what its subgraphs read from outside."""
         return self._node_inputs[index]
 
+    def node_outputs(self, index: int) -> list[str]:
+        """The tensors a node writes (its outputs that are named)."""
+        return self._node_outputs[index]
+
+    def holds_subgraphs(self, index: int) -> bool:
+        """Whether the node holds a body (If, Loop, Scan)."""
+        return index in self._implicit_inputs
+
     def undefined_inputs(self, is_defined_outside_nodes: Callable[[str], bool]) -> list[tuple[int, str]]:
         """(node, tensor) pairs where no node produces the tensor and it is not defined outside
         the nodes either (an input, an initializer). Explicit inputs only: what a subgraph reads
         from outside is checked in its own view, at the node that reads it."""
-        return [
-            (index, name)
-            for index, node in enumerate(self.nodes)
-            for name in dict.fromkeys(node.input)
-            if name and name not in self.producers and not is_defined_outside_nodes(name)
-        ]
+        # Found from the few tensors nobody produces, not by reading every node's inputs
+        # again: sorted by node, then by the first slot that reads the tensor (node order,
+        # each tensor once per node).
+        first_slot: dict[tuple[int, str], int] = {}
+        for name, uses in self.consumers.items():
+            if name in self.producers or is_defined_outside_nodes(name):
+                continue
+            for index, slot in uses:
+                # Uses are listed in node order, then slot order: the first is the lowest.
+                if slot >= 0:
+                    first_slot.setdefault((index, name), slot)
+        return sorted(first_slot, key=lambda place: (place[0], first_slot[place]))
 
     def duplicate_producers(self, defined_outside_nodes: Iterable[str]) -> dict[str, list[int]]:
         """Tensors written more than once: by two nodes, or by a node and something defined

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import onnx
 
+from onnxdoctor.collector import collection_paused
 from onnxdoctor.graph import shapes, tensor_roles
 from onnxdoctor.graph.constness import Constness, constant_node_type, constant_node_value, find_constness
 from onnxdoctor.graph.topology import Topology
@@ -68,11 +69,14 @@ class GraphView:
         self.probed_dims: dict[str, list[frozenset[tuple[str, int]]]] = {}
         self.topology = Topology(nodes, outputs)
         self._tensor_types: dict[str, TensorType | None] = {}
+        self._tensors_typed: dict[frozenset[int], frozenset[str]] = {}
         self.producers = self.topology.producers
         self.consumers = self.topology.consumers
         # The topology's methods, bound here: node_inputs is called for every node in every walk.
         self.implicit_inputs = self.topology.implicit_inputs
         self.node_inputs = self.topology.node_inputs
+        self.node_outputs = self.topology.node_outputs
+        self.holds_subgraphs = self.topology.holds_subgraphs
         self.connected_groups = self.topology.connected_groups
         self.group_outputs = self.topology.group_outputs
 
@@ -152,6 +156,35 @@ class GraphView:
             return TensorType(tensor.data_type, tuple(tensor.dims))
         return self.types.get(name)
 
+    def tensors_typed(self, elem_types: frozenset[int]) -> frozenset[str]:
+        """The tensors whose tensor_type has one of `elem_types`, for analyzers that would ask
+        tensor_type of every input and output of every node only for its element type."""
+        found = self._tensors_typed.get(elem_types)
+        if found is None:
+            # Constant outputs, then initializers, are typed by what they hold (see _find_tensor_type).
+            constants = self._constant_outputs
+            typed = {name for name, tensor_type in self.types.items()
+                     if tensor_type is not None and tensor_type.elem_type in elem_types}
+            typed.difference_update(constants)
+            typed.difference_update(self.initializers)
+            typed.update(name for name, tensor in self.initializers.items()
+                         if tensor.data_type in elem_types and name not in constants)
+            typed.update(name for name in constants
+                         if (tensor_type := self.tensor_type(name)) is not None and tensor_type.elem_type in elem_types)
+            found = self._tensors_typed[elem_types] = frozenset(typed)
+        return found
+
+    @functools.cached_property
+    def _constant_outputs(self) -> frozenset[str]:
+        """Tensors whose first producer is a Constant node."""
+        return frozenset(
+            name
+            for index, node in enumerate(self.nodes)
+            if node.op_type == "Constant"
+            for name in self.node_outputs(index)
+            if self.producers[name][0] == index
+        )
+
     def small_constant(self, name: str) -> np.ndarray | None:
         """The value of a Constant output or an in-file initializer, for reading indices and axes."""
         producers = self.producers.get(name)
@@ -225,6 +258,7 @@ def _opsets(opset_import) -> dict[str, int]:
     return {opset.domain or "": opset.version for opset in opset_import}
 
 
+@collection_paused()
 def build_views(
     model: onnx.ModelProto, types: dict[str, TensorType], probed_dims: dict | None = None
 ) -> GraphView:
@@ -269,14 +303,19 @@ def _add_subviews(top: GraphView, types) -> None:
     pending = [top]
     while pending:
         view = pending.pop()
-        visible = frozenset(
-            view.outer_names
-            | set(view.inputs)
-            | set(view.initializers)
-            | view.sparse_initializers
-            | {name for node in view.nodes for name in node.output if name}
-        )
+        visible = None
         for index, node in enumerate(view.nodes):
+            # Only nodes with bodies (If, Loop, Scan): asked of the topology, which found them.
+            if not view.holds_subgraphs(index):
+                continue
+            if visible is None:
+                visible = frozenset(
+                    view.outer_names
+                    | set(view.inputs)
+                    | set(view.initializers)
+                    | view.sparse_initializers
+                    | {name for place in range(len(view.nodes)) for name in view.node_outputs(place)}
+                )
             for attribute_name, subgraph in attribute_subgraphs(node):
                 scope = f"{view.scope} / {view.label(index)}.{attribute_name}"
                 body = _view_of_graph(subgraph, types, scope=scope, parent=view, outer=visible, opsets=view.opsets)

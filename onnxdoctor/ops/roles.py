@@ -93,9 +93,15 @@ for _op in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "R
 def input_role(node: onnx.NodeProto, slot: int, opsets: dict[str, int] | None = None) -> InputRole | None:
     """The role of a node's input `slot`, in the opset the model imports for the node's domain
     (any opset when `opsets` is None or lacks the domain); None for data inputs."""
+    return slot_roles(node, opsets).get(slot)
+
+
+def slot_roles(node: onnx.NodeProto, opsets: dict[str, int] | None = None) -> dict[int, InputRole]:
+    """input_role of every slot of the node that has one, by slot (for callers that ask of
+    many inputs of one node)."""
     domain = op_key(node.domain, node.op_type)[0]
     opset = opsets.get(domain) if opsets is not None else None
-    return _roles_by_slot(domain, node.op_type, opset).get(slot)
+    return _roles_by_slot(domain, node.op_type, opset)
 
 
 @functools.cache
