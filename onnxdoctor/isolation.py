@@ -18,6 +18,8 @@ Requests and answers are pickles on pipes, numpy arrays and large buffers passed
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import os
 import pickle
 import select
@@ -38,6 +40,8 @@ EVALUATION_TIME_LIMIT = 30.0
 # One verification run of the whole model (session creation and inference), or one pass run in
 # the worker: large models on CPU take minutes.
 VERIFICATION_TIME_LIMIT = 300.0
+# The size asked of each pipe to a worker (see _Worker).
+_PIPE_BYTES = 1 << 20
 
 
 def _physical_memory() -> int:
@@ -215,6 +219,12 @@ class _Worker:
             # caller's own start-up; the worker does no linear algebra in numpy.
             env=os.environ | {"OPENBLAS_NUM_THREADS": "1"},
         )
+        # Models and outputs of megabytes go through these pipes: at 1 MiB instead of Linux's 64 KiB
+        # a 13 MB model crosses in 16 writes, not 200 (a yolov8n-seg verification call 0.155 ->
+        # 0.137 s). Where the system allows less (pipe-max-size), its default stays.
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError, AttributeError):
+                fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         self.stopped = False
         self.hello: dict | None = None
 

@@ -507,16 +507,31 @@ def data_bytes(tensor: onnx.TensorProto) -> int:
 
 def exceeds_protobuf_limit(model: onnx.ModelProto) -> bool:
     """Whether the model is too large to serialize as one protobuf message (2 GiB)."""
-    # Weights first, from their dims: asking a message over the limit for its size makes
-    # protobuf encode it before giving up (seconds per gigabyte).
-    # Weights on disk are no part of the message.
-    held = (tensor for tensor in model.graph.initializer if tensor.data_location != onnx.TensorProto.EXTERNAL)
-    if sum(map(data_bytes, held)) >= PROTOBUF_LIMIT:
+    if _weights_exceed_limit(model):
         return True
     try:
         return model.ByteSize() >= PROTOBUF_LIMIT
     except EncodeError:  # protobuf cannot even count past its limit
         return True
+
+
+def serialized_within_limit(model: onnx.ModelProto) -> bytes | None:
+    """The model's bytes, or None when it is over protobuf's 2 GiB: one encoding (protobuf's
+    ByteSize encodes the message too, so asking it first would cost a second)."""
+    if _weights_exceed_limit(model):
+        return None
+    try:
+        return model.SerializeToString()
+    except EncodeError:  # the graph itself took it over
+        return None
+
+
+def _weights_exceed_limit(model: onnx.ModelProto) -> bool:
+    # Weights first, from their dims: asking a message over the limit for its size makes
+    # protobuf encode it before giving up (seconds per gigabyte).
+    # Weights on disk are no part of the message.
+    held = (tensor for tensor in model.graph.initializer if tensor.data_location != onnx.TensorProto.EXTERNAL)
+    return sum(map(data_bytes, held)) >= PROTOBUF_LIMIT
 
 
 # Main-graph weights of a floating type at least this large stay on disk while a model is fixed
@@ -700,8 +715,9 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data
 
 
 def _save_model(model: onnx.ModelProto, path: Path, external_data: bool) -> None:
-    if not external_data and not exceeds_protobuf_limit(model):
-        write_atomically(model.SerializeToString(), path)
+    serialized = None if external_data else serialized_within_limit(model)
+    if serialized is not None:
+        write_atomically(serialized, path)
         _remove_stale_data(path, keep=None)
         return
     data_name = f"{path.name}.data"

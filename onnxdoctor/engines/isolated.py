@@ -22,6 +22,7 @@ from onnxdoctor.model import (
     mark_in_memory,
     reference_of,
     restore_reference,
+    serialized_within_limit,
     split_weights,
 )
 
@@ -47,9 +48,13 @@ def serialize(model: onnx.ModelProto) -> tuple[bytes, dict]:
     back as references (deserialize); over protobuf's 2 GiB the large weights held in memory
     travel beside the bytes as arrays. Either way each is left in the bytes as a stub marked
     external at a location nothing reads."""
-    too_large = exceeds_protobuf_limit(model)
-    if not too_large and not any(map(is_reference, model.graph.initializer)):
-        return model.SerializeToString(), {}
+    if not any(map(is_reference, model.graph.initializer)):
+        serialized = serialized_within_limit(model)
+        if serialized is not None:
+            return serialized, {}
+        too_large = True
+    else:
+        too_large = exceeds_protobuf_limit(model)
     if too_large:
         skeleton, large = split_weights(model)
     else:
