@@ -150,6 +150,9 @@ def run_passes(
     one that crashed, is rolled back with what stopped it as its note. When a Verify is the only
     observer that checks, the passes' combined result is verified once (see the module)."""
     observers = list(observers)
+    for rewrite in passes:
+        if rewrite.applies(options):
+            rewrite.warm_up(model)
     limits = (
         isolation.VERIFICATION_TIME_LIMIT if time_limit is None else time_limit,
         isolation.MEMORY_LIMIT if memory_limit is None else memory_limit,

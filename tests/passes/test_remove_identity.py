@@ -91,3 +91,22 @@ def test_a_reshape_the_types_settle_needs_no_symbolic_inference(tmp_path, monkey
     assert report.steps[0].status == "applied" and report.steps[0].verification.passed
     names = {node.name for node in onnx.load(tmp_path / "fixed.onnx").graph.node}
     assert names == {"relu", "relu_v", "reshape_pairs", "after_flat", "after_rows", "after_pairs"}
+
+
+def test_sympy_is_imported_ahead_only_for_a_reshape_the_types_leave_open():
+    # In a fresh interpreter: whether warm_up's thread imported sympy, for a model whose Reshape
+    # needs symbolic inference and for one whose Reshapes the types settle.
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, onnx\n"
+        "from onnxdoctor.passes.remove_identity import RemoveIdentity\n"
+        "thread = RemoveIdentity().warm_up(onnx.load(sys.argv[1]))\n"
+        "thread is None or thread.join()\n"
+        "print(thread is not None, 'sympy' in sys.modules)\n"
+    )
+    answers = [subprocess.run([sys.executable, "-c", script, str(planted(name))], capture_output=True, text=True,
+                              check=True).stdout.split()
+               for name in ("symbolic_noop_reshape", "noop_nodes")]
+    assert answers == [["True", "True"], ["False", "False"]]
