@@ -102,10 +102,11 @@ class Topology:
             # Most nodes hold no attribute at all: no generator is started for them.
             bodies = [subgraph for _, subgraph in attribute_subgraphs(node)] if node.attribute else None
             if bodies:
-                implicit = self._implicit_inputs[index] = frozenset().union(*map(outer_scope_names, bodies))
-                for name in sorted(implicit):
+                self._implicit_inputs[index] = frozenset().union(*map(outer_scope_names, bodies))
+                implicit = sorted(self._implicit_inputs[index])
+                for name in implicit:
                     consumers[name].append(Use(index, -1))
-                reads += sorted(implicit)
+                reads += implicit
             self._node_inputs.append(reads)
         self.producers, self.consumers = producers, consumers
 
