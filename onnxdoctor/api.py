@@ -25,6 +25,7 @@ from onnxdoctor.model import (
     data_bytes,
     load_full_model,
     load_model,
+    read_references_in,
     refuse_overwriting,
     save_model,
 )
@@ -240,6 +241,10 @@ def fix(
         checks = [verification] if verification is not None else []
         fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits)
     target = Path(output) if output is not None else source
+    if not split:
+        # The weights load_full_model left inside the input file go back into the model here, not
+        # when it is saved: the diagnosis after sees the model as it will be written (one file).
+        read_references_in(fixed)
     # Weights left on disk are read, where an analyzer needs one, from the input's files.
     after = diagnose_model(as_loaded(fixed, target, source.parent), codes, AnalysisOptions(element_limit=element_limit))
     if output is not None:

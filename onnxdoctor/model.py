@@ -76,6 +76,8 @@ class LoadedModel:
     data_folder: Path | None = None
     # External data files checked so far, by location (see _locate_external_data).
     checked_files: dict[str, tuple[Path, os.stat_result]] = field(default_factory=dict, repr=False, compare=False)
+    # 'device:inode' of the model file as it was read (_identity); empty for a model not read from a file.
+    identity: str = ""
 
     @property
     def folder(self) -> Path:
@@ -288,17 +290,21 @@ def _open_regular_file(path: Path, identity: str | None = None) -> int:
 def _read_range(path: Path, offset: int, length: int, identity: str | None = None) -> bytes:
     descriptor = _open_regular_file(path, identity)
     try:
-        chunks, position, end = [], offset, offset + length
-        while position < end:
-            # pread returns at most about 2 GiB at a time on Linux.
-            chunk = os.pread(descriptor, min(end - position, 1 << 30), position)
-            if not chunk:
-                raise OnnxDoctorError(f"{path}: became shorter while being read")
-            chunks.append(chunk)
-            position += len(chunk)
-        return b"".join(chunks)
+        return _read_open_file(descriptor, path, offset, length)
     finally:
         os.close(descriptor)
+
+
+def _read_open_file(descriptor: int, path: Path, offset: int, length: int) -> bytes:
+    chunks, position, end = [], offset, offset + length
+    while position < end:
+        # pread returns at most about 2 GiB at a time on Linux.
+        chunk = os.pread(descriptor, min(end - position, 1 << 30), position)
+        if not chunk:
+            raise OnnxDoctorError(f"{path}: became shorter while being read")
+        chunks.append(chunk)
+        position += len(chunk)
+    return b"".join(chunks)
 
 
 def _read_in(tensor: onnx.TensorProto, folder: Path, checked: dict | None = None) -> Path:
@@ -423,7 +429,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     """Parse an ONNX file (the main graph's external weights stay on disk) or raise
     OnnxDoctorError saying why not."""
     path = Path(path)
-    data = _read_model_file(path)
+    data, identity = _read_model_file(path)
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
@@ -442,7 +448,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     if broken_text:
         raise OnnxDoctorError(f"{path}: not a valid ONNX model ({broken_text} is not valid UTF-8); is the file damaged?")
     external, inlined_files = {}, set()
-    loaded = LoadedModel(path=path, proto=proto)
+    loaded = LoadedModel(path=path, proto=proto, identity=identity)
     for tensor, is_main_initializer in _external_capable_tensors(proto):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -460,9 +466,10 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
 LARGEST_MODEL_FILE = 2**31
 
 
-def _read_model_file(path: Path) -> bytes:
-    """The bytes of a model file; anything but a regular file of a size protobuf can parse is
-    refused before it is opened (a FIFO would block, /dev/zero never ends)."""
+def _read_model_file(path: Path) -> tuple[bytes, str]:
+    """The bytes of a model file and the identity of the file they came from (_identity);
+    anything but a regular file of a size protobuf can parse is refused before it is opened
+    (a FIFO would block, /dev/zero never ends)."""
     try:
         status = path.stat()
     except FileNotFoundError:
@@ -481,7 +488,11 @@ def _read_model_file(path: Path) -> bytes:
             "(a model this large keeps its weights as external data)"
         )
     try:
-        return _read_range(path, 0, status.st_size)
+        descriptor = _open_regular_file(path)
+        try:
+            return _read_open_file(descriptor, path, 0, status.st_size), _identity(os.fstat(descriptor))
+        finally:
+            os.close(descriptor)
     except OSError as error:
         raise OnnxDoctorError(f"{path}: cannot read: {error.strerror or error}") from None
     except MemoryError:
@@ -546,14 +557,21 @@ FLOATING_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, on
 def load_full_model(loaded: LoadedModel, *, references: bool = False) -> onnx.ModelProto:
     """A copy of the model for running and rewriting it: every external tensor read in (through
     the folder check), except, with `references`, the large floating-point weights of the main
-    graph, which stay on disk as references (see is_reference): no pass changes most weights, so
-    they are never read into this process. Only fix's pipeline takes references: ONNX Runtime in
-    the worker reads them from their files (isolation.run_model), fold-constants reads the few it
-    may evaluate, save_model copies them file to file; other engines cannot read them."""
-    model = onnx.ModelProto()
-    model.CopyFrom(loaded.proto)
+    graph, which stay on disk as references (see is_reference), wherever they are stored: in a
+    data file, or inside the model file itself (a range of its bytes, found by _raw_data_ranges).
+    No pass changes most weights, so they are never read into this process. Only fix's pipeline
+    takes references: ONNX Runtime in the worker reads them from their files
+    (isolation.run_model), fold-constants reads the few it may evaluate, save_model copies them
+    file to file or reads them back in; other engines cannot read them."""
+    kept_on_disk = _embedded_references(loaded) if references else {}
+    model = _copy_without(loaded.proto, set(kept_on_disk))
+    for tensor in model.graph.initializer:
+        if tensor.name in kept_on_disk and not tensor.HasField("raw_data"):
+            offset, length = kept_on_disk[tensor.name]
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+            _point_at(tensor, str(loaded.path.resolve()), offset, length, loaded.identity)
     for tensor, is_main_initializer in _external_capable_tensors(model):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL or is_reference(tensor):
             continue
         if references and is_main_initializer and tensor.data_type in FLOATING_TYPES:
             where = _locate_external_data(tensor, loaded.folder, loaded.checked_files)
@@ -562,6 +580,137 @@ def load_full_model(loaded: LoadedModel, *, references: bool = False) -> onnx.Mo
                 continue
         _read_in(tensor, loaded.folder, loaded.checked_files)
     return model
+
+
+def _embedded_references(loaded: LoadedModel) -> dict[str, tuple[int, int]]:
+    """The main graph's floating-point weights of REFERENCE_THRESHOLD bytes or more stored in
+    the model file itself: (offset, length) of each one's raw_data in the file, by name. Empty
+    where the file is not known (a model built in memory) or its layout is not the one parsed."""
+    wanted = [tensor.HasField("raw_data") and tensor.data_location != onnx.TensorProto.EXTERNAL
+              and tensor.data_type in FLOATING_TYPES and data_bytes(tensor) >= REFERENCE_THRESHOLD
+              for tensor in loaded.proto.graph.initializer]
+    if not loaded.identity or not any(wanted):
+        return {}
+    names = [tensor.name for tensor in loaded.proto.graph.initializer]
+    if len(set(names)) < len(names):
+        return {}  # a reference is restored and copied by name: two weights of one name stay in memory
+    try:
+        ranges = _raw_data_ranges(loaded.path, loaded.identity)
+    except (OSError, ValueError, IndexError, OnnxDoctorError):
+        return {}  # not readable again as it was read: the weights stay in memory
+    if len(ranges) != len(names):
+        return {}
+    found = {}
+    for tensor, is_wanted, where in zip(loaded.proto.graph.initializer, wanted, ranges, strict=True):
+        # The file is the one parsed (its identity), so the range holds what the parser read; a
+        # tensor whose data does not fit its dims and type (OD101) stays as it is, in memory.
+        if is_wanted and where is not None and where[1] == data_bytes(tensor):
+            found[tensor.name] = where
+    return found
+
+
+# Protobuf's wire types (https://protobuf.dev/programming-guides/encoding/): what follows a key.
+_VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
+# Field numbers on the path ModelProto.graph → GraphProto.initializer → TensorProto.raw_data.
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA = 7, 5, 9
+
+
+def _raw_data_ranges(path: Path, identity: str) -> list[tuple[int, int] | None]:
+    """(offset, length) of the raw_data of each main-graph initializer in the model file, in the
+    order the parser reads them (None for one without raw_data), found by walking the protobuf
+    encoding: only keys and lengths are read, every node and weight is skipped over. The file
+    must still be the one read (its identity)."""
+    import mmap
+
+    descriptor = _open_regular_file(path, identity)
+    try:
+        with mmap.mmap(descriptor, 0, access=mmap.ACCESS_READ) as data:
+            ranges = []
+            for number, wire, start, end in _fields(data, 0, len(data)):
+                if number != _MODEL_GRAPH or wire != _LENGTH_DELIMITED:
+                    continue
+                # A field seen twice is merged by the parser: repeated initializers appended in order.
+                for inner, inner_wire, tensor_start, tensor_end in _fields(data, start, end):
+                    if inner != _GRAPH_INITIALIZER or inner_wire != _LENGTH_DELIMITED:
+                        continue
+                    raw = None
+                    for field_number, field_wire, value_start, value_end in _fields(data, tensor_start, tensor_end):
+                        if field_number == _TENSOR_RAW_DATA and field_wire == _LENGTH_DELIMITED:
+                            raw = (value_start, value_end - value_start)  # the last one counts, as in the parser
+                    ranges.append(raw)
+            return ranges
+    finally:
+        os.close(descriptor)
+
+
+def _fields(data, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """(field number, wire type, start, end of its value) of each field of the message encoded
+    in data[start:end]. Raises ValueError on an encoding the parser would not have taken."""
+    position = start
+    while position < end:
+        key, position = _varint(data, position)
+        wire = key & 7
+        if wire == _VARINT:
+            _, after = _varint(data, position)
+        elif wire == _FIXED64:
+            after = position + 8
+        elif wire == _LENGTH_DELIMITED:
+            length, position = _varint(data, position)
+            after = position + length
+        elif wire == _FIXED32:
+            after = position + 4
+        else:
+            raise ValueError(f"wire type {wire}")  # groups: no ONNX message has one
+        if after > end:
+            raise ValueError("field past the end of its message")
+        yield key >> 3, wire, position, after
+        position = after
+
+
+def _varint(data, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, position
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _copy_without(model: onnx.ModelProto, bare: set[str]) -> onnx.ModelProto:
+    """A copy of the model whose main-graph initializers named in `bare` have no raw_data (their
+    bytes are never copied)."""
+    copied = onnx.ModelProto()
+    if not bare:
+        copied.CopyFrom(model)
+        return copied
+    for descriptor, value in model.ListFields():
+        if descriptor.name != "graph":
+            copy_field(copied, descriptor, value)
+    for descriptor, value in model.graph.ListFields():
+        if descriptor.name != "initializer":
+            copy_field(copied.graph, descriptor, value)
+    for tensor in model.graph.initializer:
+        target = copied.graph.initializer.add()
+        if tensor.name not in bare:
+            target.CopyFrom(tensor)
+            continue
+        # Field by field, raw_data never read: ListFields would hand out a copy of its bytes.
+        for descriptor in _TENSOR_FIELDS_BUT_RAW_DATA:
+            value = getattr(tensor, descriptor.name)
+            if descriptor.is_repeated:
+                if value:
+                    getattr(target, descriptor.name).extend(value)
+            elif tensor.HasField(descriptor.name):
+                copy_field(target, descriptor, value)
+    return copied
+
+
+_TENSOR_FIELDS_BUT_RAW_DATA = tuple(descriptor for descriptor in onnx.TensorProto.DESCRIPTOR.fields
+                                    if descriptor.name != "raw_data")
 
 
 # The external data key under which a reference keeps its file's identity (_identity).
@@ -631,13 +780,29 @@ def restore_reference(tensor: onnx.TensorProto, reference: Reference) -> None:
 
 def read_reference(tensor: onnx.TensorProto) -> onnx.TensorProto:
     """A copy of a reference with its bytes read in."""
-    reference = reference_of(tensor)
     loaded = onnx.TensorProto()
     loaded.CopyFrom(tensor)
     del loaded.external_data[:]
     loaded.data_location = onnx.TensorProto.DEFAULT
-    loaded.raw_data = _read_range(Path(reference.path), reference.offset, reference.length, reference.identity)
+    loaded.raw_data = reference_bytes(tensor)
     return loaded
+
+
+def reference_bytes(tensor: onnx.TensorProto) -> bytes:
+    """The bytes a reference stands for (the tensor's raw data), read from its file."""
+    reference = reference_of(tensor)
+    return _read_range(Path(reference.path), reference.offset, reference.length, reference.identity)
+
+
+def read_references_in(model: onnx.ModelProto) -> None:
+    """Every reference of the main graph (load_full_model) read back into the model, in place:
+    a model written as one file holds its weights."""
+    for tensor in model.graph.initializer:
+        if is_reference(tensor):
+            raw = reference_bytes(tensor)
+            del tensor.external_data[:]
+            tensor.ClearField("data_location")  # as the input file had it: DEFAULT, not written
+            tensor.raw_data = raw
 
 
 def as_loaded(model: onnx.ModelProto, path: Path, folder: Path) -> LoadedModel:
@@ -646,6 +811,8 @@ def as_loaded(model: onnx.ModelProto, path: Path, folder: Path) -> LoadedModel:
     named relative to `folder` and read through the folder check when a value is asked for."""
     # Relative to the folder as resolved, as the loader resolved each file (a symlinked folder).
     resolved = folder.resolve()
+    if not any(map(is_reference, model.graph.initializer)):
+        return LoadedModel(path=path, proto=model, data_folder=folder)  # nothing to rename: no copy
     relative = onnx.ModelProto()
     relative.CopyFrom(model)
     external = {}
@@ -715,6 +882,11 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data
 
 
 def _save_model(model: onnx.ModelProto, path: Path, external_data: bool) -> None:
+    if not external_data and sum(data_bytes(tensor) for tensor in model.graph.initializer
+                                 if tensor.data_location != onnx.TensorProto.EXTERNAL or is_reference(tensor)) < PROTOBUF_LIMIT:
+        # Weights load_full_model left on disk (the input's data file, or inside the input file)
+        # come back in: a model written as one file holds its weights.
+        read_references_in(model)
     serialized = None if external_data else serialized_within_limit(model)
     if serialized is not None:
         write_atomically(serialized, path)

@@ -18,10 +18,11 @@ merge removed is rewired to the name kept (unless the body defines that name its
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 
 import onnx
 
-from onnxdoctor.model import attribute_subgraphs, read_tensor
+from onnxdoctor.model import attribute_subgraphs, is_reference, read_tensor, reference_bytes
 from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS
 from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult, compare_models
 from onnxdoctor.wording import node_label, shortened
@@ -92,19 +93,25 @@ def _merge_in(graph: onnx.GraphProto, outer_renames: dict[str, str], removed: li
 
 def _merge_initializers(graph: onnx.GraphProto, renames: dict[str, str], outputs: set[str], removed: list[str]) -> None:
     """Initializers of equal type, shape and bytes under one name (the first's). Those that are
-    graph inputs or outputs keep theirs (an input may be fed other values)."""
+    graph inputs or outputs keep theirs (an input may be fed other values). Weights left on disk
+    (model.is_reference: a tied embedding and output projection, say) are read to be compared,
+    only where another initializer has their type and shape."""
     protected = outputs | {value.name for value in graph.input}
+    candidates = [tensor for tensor in graph.initializer
+                  if tensor.name not in protected and tensor.data_type != onnx.TensorProto.STRING]
+    # Only a type and shape seen twice can merge: the others are never read or hashed.
+    shapes = Counter((tensor.data_type, tuple(tensor.dims)) for tensor in candidates)
     firsts: dict[tuple, onnx.TensorProto] = {}
     kept = []
     for tensor in graph.initializer:
-        values = read_tensor(tensor) if tensor.data_type != onnx.TensorProto.STRING else None
-        if values is None or tensor.name in protected:
+        shape = (tensor.data_type, tuple(tensor.dims))
+        data = _bytes(tensor) if shapes.get(shape, 0) > 1 and tensor.name not in protected else None
+        if data is None:
             kept.append(tensor)
             continue
-        data = values.tobytes()
-        key = (tensor.data_type, tuple(tensor.dims), hashlib.sha256(data).digest())
+        key = (*shape, hashlib.sha256(data).digest())
         first = firsts.setdefault(key, tensor)
-        if first is tensor or read_tensor(first).tobytes() != data:
+        if first is tensor or _bytes(first) != data:
             kept.append(tensor)
             continue
         renames[tensor.name] = first.name
@@ -112,6 +119,15 @@ def _merge_initializers(graph: onnx.GraphProto, renames: dict[str, str], outputs
     if len(kept) < len(graph.initializer):
         del graph.initializer[:]
         graph.initializer.extend(kept)
+
+
+def _bytes(tensor: onnx.TensorProto) -> bytes | None:
+    """A tensor's values as bytes (a reference's as stored: the same little-endian layout);
+    None for one whose data does not match its dims and type, or stored elsewhere."""
+    if is_reference(tensor):
+        return reference_bytes(tensor)
+    values = read_tensor(tensor)
+    return None if values is None else values.tobytes()
 
 
 def _node_key(node: onnx.NodeProto) -> tuple | None:
