@@ -31,7 +31,7 @@ from onnxdoctor.model import (
 )
 from onnxdoctor.passes import Pass, PassOptions, all_passes
 from onnxdoctor.passes.static_shapes import set_static_shape
-from onnxdoctor.pipeline import Observer, Verify, run_passes, verify_against
+from onnxdoctor.pipeline import Observer, Verify, run_passes, verify_against, warm_up
 from onnxdoctor.report import FixReport, Report
 from onnxdoctor.validation import validate
 from onnxdoctor.verify import ModelDoesNotRun, default_tolerance, make_inputs
@@ -212,6 +212,7 @@ def fix(
         background = verify_against(model, feeds, tolerance, **limits, background=True)
     # Weights that were outside stay outside (a model split on purpose stays split).
     split = bool(loaded.external)
+    warm_up(model, chosen, options)
     try:
         before = diagnose_model(loaded, codes, AnalysisOptions(element_limit=element_limit))
         # The passes work on `model`, a copy: the loader's proto would be held through them all for
@@ -224,7 +225,7 @@ def fix(
         steps, unverified_reason = None, None
         if background is not None:
             try:
-                fixed, steps = run_passes(model, chosen, options, [background], **limits)
+                fixed, steps = run_passes(model, chosen, options, [background], **limits, warmed_up=True)
                 background.verifier.wait()
             except ModelDoesNotRun:
                 # Not as it is, on these inputs: the usual way below tries its sorted form, then zeros.
@@ -239,7 +240,7 @@ def fix(
             model, feeds, tolerance, unverified, {**limits, "tolerances": tolerances},
             generated=inputs is None, invalid=any(finding.rule == "OD101" for finding in before.findings))
         checks = [verification] if verification is not None else []
-        fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits)
+        fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits, warmed_up=True)
     target = Path(output) if output is not None else source
     if not split:
         # The weights load_full_model left inside the input file go back into the model here, not

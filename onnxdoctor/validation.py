@@ -158,10 +158,16 @@ def _declare_input(graph: onnx.GraphProto, name: str, elem_type: int, dims) -> N
         shape.dim.add().dim_value = dim
 
 
+def weightless(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of a model held in memory for checking and inference, its large weights graph
+    inputs of their type and shape (see _skeleton): nothing reads their bytes."""
+    return _skeleton(LoadedModel(path=Path("."), proto=model))
+
+
 def checker_error(model: onnx.ModelProto) -> str | None:
     """What onnx.checker says against a model held in memory (None: nothing), weights unread."""
     try:
-        onnx.checker.check_model(_skeleton(LoadedModel(path=Path("."), proto=model)))
+        onnx.checker.check_model(weightless(model))
     except ONNX_ERRORS as error:
         return _clean(error)
     return None

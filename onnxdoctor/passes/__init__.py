@@ -10,7 +10,6 @@ itself: the pipeline checks the result (interface kept, onnx.checker), runs obse
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,12 +76,11 @@ class Pass:
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         raise NotImplementedError
 
-    def warm_up(self, model: onnx.ModelProto) -> threading.Thread | None:
-        """Start, in a thread, what run() will need on this model and is slow to load (an
-        import), so that it overlaps the passes before this one and their waits on the worker;
-        the thread, or None (the default: nothing to start). Called by the pipeline before any
-        pass runs: later passes see a model the earlier ones have only settled further."""
-        return None
+    def warm_up(self, model: onnx.ModelProto) -> None:
+        """Start, without waiting for it, what run() will need on this model and is slow to load
+        (an import, in the worker that will use it), so that it overlaps fix's diagnosis and the
+        passes before this one (the default: nothing). Called before any pass runs
+        (pipeline.warm_up): later passes see a model the earlier ones have only settled further."""
 
 
 

@@ -21,8 +21,9 @@ import numpy as np
 import onnx
 
 from onnxdoctor.graph import TensorType
-from onnxdoctor.model import split_weights, walk_graphs
+from onnxdoctor.model import walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_types
+from onnxdoctor.validation import weightless
 from onnxdoctor.wording import shortened
 
 _CANDIDATES = frozenset({"Identity", "Cast", "Reshape", "Concat", "Mul"})
@@ -33,26 +34,26 @@ class RemoveIdentity(Pass):
     resolves = ()
     description = "remove Identity, no-op Cast, no-op Reshape, one-input Concat and times-one Mul nodes"
 
-    def warm_up(self, model: onnx.ModelProto) -> threading.Thread | None:
-        """sympy (symbolic shape inference's; 0.23 s and 33 MB to import) imported in a thread
+    def warm_up(self, model: onnx.ModelProto) -> None:
+        """sympy (symbolic shape inference's; 0.2 s and 33 MB to import) imported in a thread
         where a Reshape is one the types leave open (_reshape_keeps_shape): on a Whisper export
-        fix took 0.83 instead of 0.96 s. Only there: a model that never asks pays nothing."""
+        fix took 0.83 instead of 0.96 s. Only there: a model that never asks pays nothing.
+        In this process, not the worker's: there the import shared one interpreter with the fold
+        pass, and a BERT export took 0.93 s instead of 0.75."""
         # As run() asks: a Reshape that writes a graph output stays whatever its shapes.
         outputs = {value.name for value in model.graph.output}
         reshapes = [node for graph in walk_graphs(model.graph) for node in graph.node
                     if node.op_type == "Reshape" and node.input and node.output and node.output[0] not in outputs]
         if not reshapes:
-            return None
+            return
         types = infer_types(model, declared=False)
         if all(_reshape_keeps_shape(types.get(node.input[0]), types.get(node.output[0])) is not None
                for node in reshapes):
-            return None
+            return
         # Only the import, whose lock makes the pass wait for it: the module's own loading stays
         # with the pass (_symbolic_shape_inference is not safe to run twice at once).
-        thread = threading.Thread(target=importlib.import_module, args=("sympy",), daemon=True,
-                                  name="onnxdoctor-sympy-import")
-        thread.start()
-        return thread
+        threading.Thread(target=importlib.import_module, args=("sympy",), daemon=True,
+                         name="onnxdoctor-sympy-import").start()
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         if not any(node.op_type in _CANDIDATES for graph in walk_graphs(model.graph) for node in graph.node):
@@ -180,7 +181,9 @@ def _symbolic_shape_inference() -> type:
 def _symbolic_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
     """Each tensor's shape from ONNX Runtime's symbolic shape inference, a dim an int or a
     symbol (an input dim's name, or an expression of them); tensors with an unknown dim left
-    out, and all of them where it cannot read the model."""
+    out, and all of them where it cannot read the model. It sees the model without its weights:
+    large ones are graph inputs of their type and shape, which it never tries to read (as
+    stubs it tried, and stopped: every attention Reshape of a Whisper export stayed)."""
     SymbolicShapeInference = _symbolic_shape_inference()
     # Its steps, not SymbolicShapeInference.infer_shapes: that one saves the model into the
     # working directory (sym_shape_infer_temp.onnx and its data) when some shape stays unknown,
@@ -188,7 +191,7 @@ def _symbolic_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
     inference = SymbolicShapeInference(int_max=2**31 - 1, auto_merge=False, guess_output_rank=False, verbose=0)
     # Only what it derives from the inputs counts: the model's declared intermediate and output
     # shapes (a model traced at batch 1 may declare batch 1) are left out.
-    skeleton, _ = split_weights(model)
+    skeleton = weightless(model)
     del skeleton.graph.value_info[:]
     try:
         inference._preprocess(skeleton)
