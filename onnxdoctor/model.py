@@ -788,10 +788,12 @@ def read_reference(tensor: onnx.TensorProto) -> onnx.TensorProto:
     return loaded
 
 
-def reference_bytes(tensor: onnx.TensorProto) -> bytes:
-    """The bytes a reference stands for (the tensor's raw data), read from its file."""
+def reference_bytes(tensor: onnx.TensorProto, limit: int | None = None) -> bytes:
+    """The bytes a reference stands for (the tensor's raw data), read from its file; the first
+    `limit` of them only, when given."""
     reference = reference_of(tensor)
-    return _read_range(Path(reference.path), reference.offset, reference.length, reference.identity)
+    length = reference.length if limit is None else min(limit, reference.length)
+    return _read_range(Path(reference.path), reference.offset, length, reference.identity)
 
 
 def read_references_in(model: onnx.ModelProto) -> None:

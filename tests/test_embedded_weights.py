@@ -151,3 +151,26 @@ def test_tied_weights_left_on_disk_are_merged(tmp_path):
     fixed = onnx.load(tmp_path / "fixed.onnx")
     assert [tensor.name for tensor in fixed.graph.initializer] == ["W1"]
     assert [list(node.input) for node in fixed.graph.node] == [["x", "W1"], ["h", "W1"]]
+
+
+def test_weights_on_disk_that_start_alike_are_compared_whole(tmp_path):
+    # W3 starts as W1 does and differs in its last value: read whole, it stays; W2 is W1 and goes.
+    from onnxdoctor.passes.merge_duplicates import merge_duplicates
+
+    rng = np.random.default_rng(4)
+    first = rng.standard_normal((128, 128)).astype(np.float32)
+    last_differs = first.copy()
+    last_differs[-1, -1] += 1
+    other = rng.standard_normal((128, 128)).astype(np.float32)
+    weights = {"W1": first, "W2": first, "W3": last_differs, "W4": other}
+    nodes = [helper.make_node("MatMul", ["x", name], [f"y{name}"], name=f"matmul_{name}") for name in weights]
+    graph = helper.make_graph(nodes, "weights", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 128])],
+                              [helper.make_tensor_value_info(f"y{name}", TensorProto.FLOAT, [1, 128]) for name in weights],
+                              [numpy_helper.from_array(value, name) for name, value in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save_model(model, tmp_path / "m.onnx")
+    full = load_full_model(load_model(tmp_path / "m.onnx"), references=True)
+    assert all(map(is_reference, full.graph.initializer))
+    merged, removed = merge_duplicates(full)
+    assert removed == ["initializer W2"]
+    assert [tensor.name for tensor in merged.graph.initializer] == ["W1", "W3", "W4"]

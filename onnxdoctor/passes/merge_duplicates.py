@@ -27,6 +27,8 @@ from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS
 from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult, compare_models
 from onnxdoctor.wording import node_label, shortened
 
+# How much of a weight on disk is read to tell it from others of its type and shape.
+_HEAD_BYTES = 4096
 # Domains whose ops are pure functions of their inputs and attributes (custom ops may not be).
 _STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 
@@ -99,13 +101,23 @@ def _merge_initializers(graph: onnx.GraphProto, renames: dict[str, str], outputs
     protected = outputs | {value.name for value in graph.input}
     candidates = [tensor for tensor in graph.initializer
                   if tensor.name not in protected and tensor.data_type != onnx.TensorProto.STRING]
-    # Only a type and shape seen twice can merge: the others are never read or hashed.
+    # Only a type and shape seen twice can merge: the others are never read or hashed. Weights on
+    # disk are told apart by their first bytes before any is read whole: the layers of a 2 GiB
+    # transformer share their shapes, and hashing them all took 4 s.
     shapes = Counter((tensor.data_type, tuple(tensor.dims)) for tensor in candidates)
+    shared = [tensor for tensor in candidates if shapes[(tensor.data_type, tuple(tensor.dims))] > 1]
+    heads = {tensor.name: reference_bytes(tensor, _HEAD_BYTES) for tensor in shared if is_reference(tensor)}
+    starts = Counter((tensor.data_type, tuple(tensor.dims), heads.get(tensor.name)) for tensor in shared)
     firsts: dict[tuple, onnx.TensorProto] = {}
     kept = []
     for tensor in graph.initializer:
         shape = (tensor.data_type, tuple(tensor.dims))
-        data = _bytes(tensor) if shapes.get(shape, 0) > 1 and tensor.name not in protected else None
+        if tensor.name in heads:
+            # Another weight on disk that starts alike, or one in memory of its shape (whose head is not read).
+            alike = starts[(*shape, heads[tensor.name])] > 1 or starts.get((*shape, None), 0) > 0
+        else:
+            alike = shapes.get(shape, 0) > 1
+        data = _bytes(tensor) if alike and tensor.name not in protected else None
         if data is None:
             kept.append(tensor)
             continue
