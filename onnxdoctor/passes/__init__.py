@@ -77,9 +77,9 @@ class Pass:
         raise NotImplementedError
 
     def warm_up(self, model: onnx.ModelProto) -> None:
-        """Start, without waiting for it, what run() will need on this model and is slow to load
-        (an import, in the worker that will use it), so that it overlaps fix's diagnosis and the
-        passes before this one (the default: nothing). Called before any pass runs
+        """Start, without waiting for it (an import, in a thread), what run() will need on this
+        model and is slow to load, so that it overlaps fix's diagnosis, the passes before this one
+        and their waits on the worker (the default: nothing). Called before any pass runs
         (pipeline.warm_up): later passes see a model the earlier ones have only settled further."""
 
 
