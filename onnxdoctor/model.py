@@ -683,16 +683,11 @@ def _varint(data, position: int) -> tuple[int, int]:
 def _copy_without(model: onnx.ModelProto, bare: set[str]) -> onnx.ModelProto:
     """A copy of the model whose main-graph initializers named in `bare` have no raw_data (their
     bytes are never copied)."""
-    copied = onnx.ModelProto()
     if not bare:
+        copied = onnx.ModelProto()
         copied.CopyFrom(model)
         return copied
-    for descriptor, value in model.ListFields():
-        if descriptor.name != "graph":
-            copy_field(copied, descriptor, value)
-    for descriptor, value in model.graph.ListFields():
-        if descriptor.name != "initializer":
-            copy_field(copied.graph, descriptor, value)
+    copied = _without_initializers(model)
     for tensor in model.graph.initializer:
         target = copied.graph.initializer.add()
         if tensor.name not in bare:
@@ -700,12 +695,8 @@ def _copy_without(model: onnx.ModelProto, bare: set[str]) -> onnx.ModelProto:
             continue
         # Field by field, raw_data never read: ListFields would hand out a copy of its bytes.
         for descriptor in _TENSOR_FIELDS_BUT_RAW_DATA:
-            value = getattr(tensor, descriptor.name)
-            if descriptor.is_repeated:
-                if value:
-                    getattr(target, descriptor.name).extend(value)
-            elif tensor.HasField(descriptor.name):
-                copy_field(target, descriptor, value)
+            if descriptor.is_repeated or tensor.HasField(descriptor.name):
+                copy_field(target, descriptor, getattr(tensor, descriptor.name))
     return copied
 
 
@@ -835,6 +826,18 @@ def copy_field(target, descriptor, value) -> None:
         setattr(target, descriptor.name, value)
 
 
+def _without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the model but its main graph's initializers (the caller adds those it wants)."""
+    copied = onnx.ModelProto()
+    for descriptor, value in model.ListFields():
+        if descriptor.name != "graph":
+            copy_field(copied, descriptor, value)
+    for descriptor, value in model.graph.ListFields():
+        if descriptor.name != "initializer":
+            copy_field(copied.graph, descriptor, value)
+    return copied
+
+
 def split_weights(model: onnx.ModelProto, threshold: int = EXTERNAL_THRESHOLD) -> tuple[onnx.ModelProto, list]:
     """A copy of the model without the bytes of its large initializers, and those initializers.
 
@@ -842,13 +845,7 @@ def split_weights(model: onnx.ModelProto, threshold: int = EXTERNAL_THRESHOLD) -
     shape inference and ONNX Runtime see the same graph; the originals are returned as they
     are, not copied. This is how models above protobuf's 2 GiB limit are inferred and run.
     """
-    skeleton = onnx.ModelProto()
-    for descriptor, value in model.ListFields():
-        if descriptor.name != "graph":
-            copy_field(skeleton, descriptor, value)
-    for descriptor, value in model.graph.ListFields():
-        if descriptor.name != "initializer":
-            copy_field(skeleton.graph, descriptor, value)
+    skeleton = _without_initializers(model)
     graph = model.graph
     large = []
     for tensor in graph.initializer:
