@@ -226,7 +226,10 @@ def fix(
         if background is not None:
             try:
                 fixed, steps = run_passes(model, chosen, options, [background], **limits, warmed_up=True)
-                background.verifier.wait()
+                if background.verifier.reference_needed or not any(
+                        step.verification is not None and step.verification.proof for step in steps):
+                    # Also when nothing changed: a model ONNX Runtime cannot run is said so, as before.
+                    background.verifier.wait()
             except ModelDoesNotRun:
                 # Not as it is, on these inputs: the usual way below tries its sorted form, then zeros.
                 steps = None

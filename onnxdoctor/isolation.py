@@ -122,7 +122,7 @@ def onnxruntime_providers(lane: str = "main") -> tuple[str, ...]:
 
 def run_model(
     model: bytes, weights: dict, feeds: dict, output_names: list[str], providers: list, *, as_written: bool = False,
-    beside_caller: bool = False,
+    beside_caller: bool = False, observed_from: int | None = None, observed_limit: int = 0,
 ) -> list:
     """Run a serialized model in ONNX Runtime (in the worker) and return the named outputs.
 
@@ -132,8 +132,24 @@ def run_model(
     thread, as folding tools evaluate constants (ONNX Runtime's optimizer would fold or fuse them
     away first). `beside_caller`: the run overlaps the caller's own work (fix's background
     reference run), so it leaves the caller a core and its threads sleep rather than spin
-    between kernels.
+    between kernels. `observed_from`: the outputs from that position on are tensors the model
+    computes inside, asked for as outputs (verify: values a proof compares folds with); those
+    over `observed_limit` elements come back as None, not across the pipe.
     """
+    session = _session(model, weights, providers, as_written=as_written, beside_caller=beside_caller)
+    results = [_dense(value) for value in session.run(output_names, feeds)]
+    if observed_from is not None:
+        results[observed_from:] = [value if value.size <= observed_limit else None for value in results[observed_from:]]
+    return results
+
+
+def load_model(model: bytes, weights: dict, providers: list) -> None:
+    """Make an ONNX Runtime session of a serialized model (in the worker) and run nothing: raises
+    where ONNX Runtime does not take the model (a type it rejects, an op it lacks)."""
+    _session(model, weights, providers)
+
+
+def _session(model: bytes, weights: dict, providers: list, *, as_written: bool = False, beside_caller: bool = False):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -159,8 +175,7 @@ def run_model(
     if weights:
         values = [onnxruntime.OrtValue.ortvalue_from_numpy(value) for value in weights.values()]
         options.add_external_initializers(list(weights), values)
-    session = onnxruntime.InferenceSession(model, options, providers=providers)
-    return [_dense(value) for value in session.run(output_names, feeds)]
+    return onnxruntime.InferenceSession(model, options, providers=providers)
 
 
 def _read_from_files(model: bytes, references: dict, options) -> bytes:

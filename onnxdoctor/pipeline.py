@@ -249,7 +249,7 @@ def _step(rewrite: Pass, model: onnx.ModelProto, options: PassOptions, step: Ste
 
 
 def _run_pass(rewrite: Pass, model: onnx.ModelProto, options: PassOptions, time_limit, memory_limit) -> PassResult:
-    if rewrite.name not in ISOLATED_PASSES:
+    if rewrite.name not in ISOLATED_PASSES or not rewrite.evaluates(model, options):
         return settle(rewrite, model, rewrite.run(model, options))
     serialized, weights = serialize(model)
     changed, summary, removed, added, tensors, rewritten = isolation.call(

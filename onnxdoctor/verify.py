@@ -18,8 +18,10 @@ from onnxdoctor import isolation
 from onnxdoctor.engines.base import Runner
 from onnxdoctor.engines.compare import Tolerance, compare_output
 from onnxdoctor.engines.inputs import make_inputs  # noqa: F401 - inputs are made in engines.inputs; kept importable here
-from onnxdoctor.engines.isolated import IsolatedOnnxRuntimeRunner
+from onnxdoctor.engines.isolated import IsolatedOnnxRuntimeRunner, providers
+from onnxdoctor.equivalence import same_computation, static_tensors
 from onnxdoctor.model import OnnxDoctorError
+from onnxdoctor.validation import weightless
 from onnxdoctor.wording import error_text
 
 # The worker lane of a verification whose reference runs in the background (isolation.call).
@@ -35,6 +37,16 @@ FP16_TOLERANCE = Tolerance(rtol=1e-2, atol=1e-3)
 # its elements within the bound (0.92 of it at the 99th percentile, 2.49 at the 99.9th): a
 # criterion that the whole-model FP16 deployment fails would keep most of the model in FP32.
 FP16_CONVERSION_TOLERANCE = Tolerance(rtol=1e-2, atol=1e-3, atol_by_range=True, quantile=0.99)
+# Verification.proof: the candidate computes every output with the reference's operations on its
+# constants (equivalence.same_computation): equal on every input.
+PROVED_SAME = "same-computation"
+# ... where the constants the candidate folded are the values the reference computed on the
+# verification's inputs (from their shapes): equal on every input of those shapes.
+PROVED_SAME_ON_THESE_SHAPES = "same-computation-on-these-shapes"
+# Tensors a reference run observes for proofs (equivalence.static_tensors) come back up to this
+# many elements each: shape values and small tables (a Swin's relative position index, 2,401); a
+# fold of a larger one is verified by a run.
+OBSERVED_LIMIT = 1 << 16
 
 
 class ModelDoesNotRun(OnnxDoctorError):
@@ -70,6 +82,9 @@ class Verification:
     # The passes whose combined result this run verified, when it verified more than one
     # (pipeline.run_passes verifies the passes together first); empty for one pass alone.
     passes: tuple[str, ...] = ()
+    # How it was proved without running the candidate (Verifier.prove): PROVED_SAME or
+    # PROVED_SAME_ON_THESE_SHAPES; "" when the candidate ran and its outputs were compared.
+    proof: str = ""
 
     @property
     def vacuous(self) -> bool:
@@ -101,6 +116,10 @@ class Verifier:
     `background`: the reference runs in a thread, on the worker lane VERIFICATION_LANE, while the
     caller goes on (fix runs its passes meanwhile); its ModelDoesNotRun is raised by `wait()` or
     the first `check()` instead of here.
+
+    Before running a candidate, `check` tries to prove it (`prove`): one that computes what the
+    reference does, op for op, needs no run. A verifier given its own `make_runner` (or
+    prove=False) runs every candidate.
     """
 
     def __init__(
@@ -113,10 +132,21 @@ class Verifier:
         memory_limit: int | None = None,
         make_runner: Callable[[onnx.ModelProto], Runner] | None = None,
         background: bool = False,
+        prove: bool = True,
     ) -> None:
         self.feeds = feeds
         self.tolerance = tolerance
+        self.time_limit = isolation.VERIFICATION_TIME_LIMIT if time_limit is None else time_limit
+        self.memory_limit = isolation.MEMORY_LIMIT if memory_limit is None else memory_limit
         lane = VERIFICATION_LANE if background else "main"
+        self._lane, self._background = lane, background
+        # Proofs compare with the reference model itself, and folds with what its run observed.
+        self._proving = reference if prove and make_runner is None else None
+        self._observe = tuple(static_tensors(reference)) if self._proving is not None else ()
+        self._observed: dict[str, np.ndarray] = {}
+        # Whether a check needed the reference run (a candidate compared with it, or a proof with
+        # what it observed): fix waits for a background reference only then.
+        self.reference_needed = False
         self.make_runner = make_runner or (
             lambda model: IsolatedOnnxRuntimeRunner(model, time_limit=time_limit, memory_limit=memory_limit, lane=lane,
                                                     beside_caller=background)
@@ -137,9 +167,24 @@ class Verifier:
 
     def _run_reference(self, model: onnx.ModelProto) -> None:
         try:
+            if self._observe:
+                try:
+                    self._reference, self._observed = self._run_observing(model)
+                    return
+                except isolation.Stopped:
+                    raise
+                except Exception:  # noqa: BLE001 - the model as it is decides whether it runs, not the extra outputs
+                    self._observed = {}
             self._reference = self._run(model)
         except Exception as error:  # noqa: BLE001 - the user's model cannot run: nothing can be verified
             self._failure = ModelDoesNotRun(error_text(error))
+
+    def _run_observing(self, model: onnx.ModelProto) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        with IsolatedOnnxRuntimeRunner(model, time_limit=self.time_limit, memory_limit=self.memory_limit,
+                                       lane=self._lane, beside_caller=self._background,
+                                       observe=self._observe, observed_limit=OBSERVED_LIMIT) as runner:
+            outputs = runner.infer(self.feeds)
+            return outputs, runner.observed
 
     def abandon(self) -> None:
         """Stop a background reference run nobody will wait for (the fix that started it failed)."""
@@ -163,8 +208,39 @@ class Verifier:
         with self.make_runner(model) as runner:
             return runner.infer(self.feeds)
 
+    def prove(self, candidate: onnx.ModelProto) -> Verification | None:
+        """A passed Verification without running `candidate`, where it computes every output as
+        the reference does (equivalence.same_computation) and ONNX Runtime loads it; else None.
+        Waits for the reference run only where the candidate folded what the run observed."""
+        if self._proving is None:
+            return None
+        proof = PROVED_SAME
+        if not same_computation(self._proving, candidate):
+            if not self._observe:
+                return None
+            self.wait()
+            self.reference_needed = True
+            if not self._observed or not same_computation(self._proving, candidate, self._observed):
+                return None
+            proof = PROVED_SAME_ON_THESE_SHAPES
+        try:
+            # As the run would have: a declared type ONNX Runtime rejects fails it, whatever it
+            # computes. Its large weights as graph inputs (validation.weightless): they are the
+            # reference's own, and the worker maps none of them (the reference's run beside it does).
+            isolation.call(isolation.load_model, weightless(candidate).SerializeToString(), {}, providers(),
+                           what="ONNX Runtime", time_limit=self.time_limit, memory_limit=self.memory_limit)
+        except Exception:  # noqa: BLE001 - a run says why, in the report
+            return None
+        return Verification(True, [OutputDifference(name, 0.0, 0.0, True) for name in self.output_names],
+                            proof=proof)
+
     def check(self, candidate: onnx.ModelProto, tolerance: Tolerance | None = None) -> Verification:
-        """`candidate` against the reference, at `tolerance` (None: the verifier's own)."""
+        """`candidate` against the reference, at `tolerance` (None: the verifier's own): proved
+        where it can be (prove; exact, so within any tolerance), else run and compared."""
+        proved = self.prove(candidate)
+        if proved is not None:
+            return proved
+        self.reference_needed = True
         reference = self.reference
         names = [value.name for value in candidate.graph.output]
         if names != self.output_names:

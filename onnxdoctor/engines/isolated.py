@@ -91,13 +91,19 @@ class IsolatedOnnxRuntimeRunner(Runner):
     name = "ort-isolated"
 
     def __init__(self, model: onnx.ModelProto, *, time_limit: float | None = None,
-                 memory_limit: int | None = None, lane: str = "main", beside_caller: bool = False) -> None:
+                 memory_limit: int | None = None, lane: str = "main", beside_caller: bool = False,
+                 observe: tuple[str, ...] = (), observed_limit: int = 0) -> None:
         super().__init__()
         self.model = model
         # The worker it runs on (isolation.call): verification's background reference runs on its own,
         # beside the caller's work (isolation.run_model: one core left to the caller).
         self.lane, self.beside_caller = lane, beside_caller
         self.output_names = [value.name for value in model.graph.output]
+        # Tensors computed inside, asked for as outputs too: after each run, `observed` holds their
+        # values (those of at most `observed_limit` elements), the outputs only the model's own.
+        self.observe = tuple(name for name in dict.fromkeys(observe) if name not in self.output_names)
+        self.observed_limit = observed_limit
+        self.observed: dict[str, np.ndarray] = {}
         self.time_limit = isolation.VERIFICATION_TIME_LIMIT if time_limit is None else time_limit
         self.memory_limit = isolation.MEMORY_LIMIT if memory_limit is None else memory_limit
         self._serialized: tuple[bytes, dict] | None = None
@@ -117,7 +123,13 @@ class IsolatedOnnxRuntimeRunner(Runner):
 
     def activate_impl(self) -> None:
         # Serialized once: a runner may be called on several feeds.
-        self._serialized = serialize(self.model)
+        serialized, weights = serialize(self.model)
+        if self.observe:
+            # Protobuf appends a repeated field's entries read later to those read before: the
+            # model's bytes, then a model holding only the extra outputs, parse as the model with them.
+            extra = onnx.ModelProto(graph=onnx.GraphProto(output=[onnx.ValueInfoProto(name=name) for name in self.observe]))
+            serialized += extra.SerializeToString()
+        self._serialized = serialized, weights
 
     def deactivate_impl(self) -> None:
         self._serialized = None
@@ -125,10 +137,14 @@ class IsolatedOnnxRuntimeRunner(Runner):
     def infer_impl(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Timing]:
         serialized, weights = self._serialized
         started = time.perf_counter()
+        observing = {"observed_from": len(self.output_names), "observed_limit": self.observed_limit} if self.observe else {}
         results = isolation.call(
-            isolation.run_model, serialized, weights, feed, self.output_names, providers(self.lane),
+            isolation.run_model, serialized, weights, feed, [*self.output_names, *self.observe], providers(self.lane),
             beside_caller=self.beside_caller, what="ONNX Runtime", time_limit=self.time_limit,
-            memory_limit=self.memory_limit, lane=self.lane,
+            memory_limit=self.memory_limit, lane=self.lane, **observing,
         )
         elapsed = time.perf_counter() - started
-        return dict(zip(self.output_names, results, strict=True)), Timing(total=elapsed, compute=elapsed)
+        count = len(self.output_names)
+        self.observed = {name: value for name, value in zip(self.observe, results[count:], strict=True)
+                         if value is not None}
+        return dict(zip(self.output_names, results[:count], strict=True)), Timing(total=elapsed, compute=elapsed)

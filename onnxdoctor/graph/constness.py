@@ -64,6 +64,31 @@ def constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:
     return None
 
 
+def constant_node_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    """The tensor a Constant node holds, as an initializer of its output's name would (None for
+    a sparse value, or a node that is not one Constant of one output)."""
+    if len(node.attribute) != 1 or len(node.output) != 1:
+        return None
+    attribute, name = node.attribute[0], node.output[0]
+    if attribute.name == "value":
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(attribute.t)
+        tensor.name = name
+        return tensor
+    made = {
+        "value_float": (onnx.TensorProto.FLOAT, [], lambda: [attribute.f]),
+        "value_floats": (onnx.TensorProto.FLOAT, [len(attribute.floats)], lambda: list(attribute.floats)),
+        "value_int": (onnx.TensorProto.INT64, [], lambda: [attribute.i]),
+        "value_ints": (onnx.TensorProto.INT64, [len(attribute.ints)], lambda: list(attribute.ints)),
+        "value_string": (onnx.TensorProto.STRING, [], lambda: [attribute.s]),
+        "value_strings": (onnx.TensorProto.STRING, [len(attribute.strings)], lambda: list(attribute.strings)),
+    }.get(attribute.name)
+    if made is None:
+        return None
+    data_type, dims, values = made
+    return onnx.helper.make_tensor(name, data_type, dims, values())
+
+
 def constant_node_type(node: onnx.NodeProto) -> TensorType | None:
     for attribute in node.attribute:
         if attribute.name == "value":

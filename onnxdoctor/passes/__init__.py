@@ -76,6 +76,11 @@ class Pass:
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         raise NotImplementedError
 
+    def evaluates(self, model: onnx.ModelProto, options: PassOptions) -> bool:
+        """Whether run() on this model would run ONNX Runtime (a pass of pipeline.ISOLATED_PASSES
+        runs in the isolated worker only then); asked of those passes alone."""
+        return True
+
     def warm_up(self, model: onnx.ModelProto) -> None:
         """Start, without waiting for it (an import, in a thread), what run() will need on this
         model and is slow to load, so that it overlaps fix's diagnosis, the passes before this one

@@ -80,6 +80,10 @@ def fix_record(report) -> dict:
                     "error": _printable_or_none(verification.error),
                     # The passes verified together in this one run ([] : this pass alone).
                     "passes": list(verification.passes),
+                    # How it was proved without running the fixed model (null: run and compared):
+                    # "same-computation", or "same-computation-on-these-shapes" where folded
+                    # constants equal what the original computed on these inputs.
+                    "proof": verification.proof or None,
                     "outputs": [
                         {"name": o.name, "max_absolute": _finite(o.max_absolute), "max_relative": _finite(o.max_relative),
                          "passed": o.passed, "compared": o.compared, "note": o.note or None}

@@ -1,0 +1,210 @@
+"""Rewrites proved without a run (equivalence.same_computation, verify.Verifier.prove): what is
+proved, what is not, and that a proof never stands where the models differ."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxdoctor import api
+from onnxdoctor.cli import main
+from onnxdoctor.equivalence import same_computation, static_tensors
+from onnxdoctor.passes import PassOptions
+from onnxdoctor.passes.fold_constants import FoldConstants
+from onnxdoctor.verify import (
+    FP32_TOLERANCE,
+    PROVED_SAME,
+    PROVED_SAME_ON_THESE_SHAPES,
+    Verifier,
+    make_inputs,
+)
+
+
+def model(nodes, initializers=(), *, inputs=None, outputs=None, value_info=()) -> onnx.ModelProto:
+    """x [2, 3] float -> ... -> y."""
+    graph = helper.make_graph(
+        nodes, "proof", inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        outputs or [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=list(initializers), value_info=list(value_info))
+    made = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    made.ir_version = 8
+    return made
+
+
+def tensor(name, values, dtype=np.float32) -> TensorProto:
+    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
+
+
+def constant_node(name, values, dtype=np.float32) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], name=f"make_{name}", value=tensor(name, values, dtype))
+
+
+def scaled_twice(first="a", second="b") -> list[onnx.NodeProto]:
+    return [helper.make_node("Mul", ["x", first], ["scaled"], name="scale"),
+            helper.make_node("Add", ["scaled", second], ["y"], name="shift")]
+
+
+def test_constant_nodes_made_initializers_merged_duplicates_and_dropped_identities_are_proved():
+    original = model([constant_node("a", [2.0]), constant_node("b", [2.0]),
+                      helper.make_node("Identity", ["x"], ["x_again"], name="identity"),
+                      helper.make_node("Mul", ["x_again", "a"], ["scaled"], name="scale"),
+                      helper.make_node("Add", ["scaled", "b"], ["y"], name="shift")])
+    # The rewrite: one initializer for both constants, the Identity gone, the nodes in another order.
+    rewritten = model(list(reversed(scaled_twice("two", "two"))), [tensor("two", [2.0])])
+    assert same_computation(original, rewritten)
+
+
+@pytest.mark.parametrize("change", ["value", "negative zero", "dtype", "operand order", "op"])
+def test_any_change_to_what_is_computed_is_not_proved(change):
+    original = model(scaled_twice(), [tensor("a", [2.0, 0.0, 1.0]), tensor("b", [0.0])])
+    a, b = [2.0, 0.0, 1.0], [0.0]
+    nodes = scaled_twice()
+    initializers = None
+    if change == "value":
+        a = [2.0, 0.0, 1.0000001]
+    elif change == "negative zero":
+        b = [-0.0]  # x + 0.0 and x + -0.0 differ at x = -0.0
+    elif change == "dtype":
+        initializers = [tensor("a", a), tensor("b", b, np.float64)]
+    elif change == "operand order":
+        nodes[1] = helper.make_node("Add", ["b", "scaled"], ["y"], name="shift")
+    elif change == "op":
+        nodes[1] = helper.make_node("Sub", ["scaled", "b"], ["y"], name="shift")
+    rewritten = model(nodes, initializers or [tensor("a", a), tensor("b", b)])
+    assert same_computation(original, original)
+    assert not same_computation(original, rewritten)
+
+
+def test_attributes_count():
+    transposed = lambda perm: model([helper.make_node("Transpose", ["x"], ["y"], perm=perm)])  # noqa: E731
+    assert same_computation(transposed([1, 0]), transposed([1, 0]))
+    assert not same_computation(transposed([1, 0]), transposed([0, 1]))
+
+
+def test_random_ops_subgraphs_and_changed_inputs_are_never_proved():
+    noisy = model([helper.make_node("RandomNormalLike", ["x"], ["noise"]), helper.make_node("Add", ["x", "noise"], ["y"])])
+    assert not same_computation(noisy, noisy)
+    branch = helper.make_graph([helper.make_node("Identity", ["x"], ["out"])], "branch", [],
+                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
+    conditional = model([helper.make_node("If", ["flag"], ["y"], then_branch=branch, else_branch=branch)],
+                        [tensor("flag", True, np.bool_)])
+    assert not same_computation(conditional, conditional)
+    plain = model(scaled_twice(), [tensor("a", [2.0]), tensor("b", [1.0])])
+    static = model(scaled_twice(), [tensor("a", [2.0]), tensor("b", [1.0])],
+                   inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3])])
+    assert not same_computation(plain, static)
+
+
+def shape_model(folded_to=None) -> onnx.ModelProto:
+    """y = Reshape(x + 1, [Shape(x)[0] * 3]): the target shape computed from x's shape, or, as
+    fold-constants leaves it, the constant `folded_to`."""
+    nodes = [helper.make_node("Add", ["x", "one"], ["shifted"], name="shift")]
+    if folded_to is None:
+        nodes += [helper.make_node("Shape", ["x"], ["shape"], name="shape"),
+                  helper.make_node("Gather", ["shape", "zero"], ["rows"], name="rows", axis=0),
+                  helper.make_node("Mul", ["rows", "three"], ["count"], name="count")]
+        initializers = [tensor("one", [1.0]), tensor("zero", [0], np.int64), tensor("three", [3], np.int64)]
+    else:
+        initializers = [tensor("one", [1.0]), tensor("count", folded_to, np.int64)]
+    nodes.append(helper.make_node("Reshape", ["shifted", "count"], ["y"], name="flatten"))
+    return model(nodes, initializers)
+
+
+def observed_by_a_run(original: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """What the reference run observes: static_tensors asked for as extra outputs, in ONNX Runtime."""
+    names = static_tensors(original)
+    observing = onnx.ModelProto()
+    observing.CopyFrom(original)
+    observing.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in names)
+    session = onnxruntime.InferenceSession(observing.SerializeToString(), providers=["CPUExecutionProvider"])
+    values = session.run(names, {"x": np.zeros((2, 3), np.float32)})
+    return dict(zip(names, values, strict=True))
+
+
+def test_a_fold_is_proved_by_what_the_original_computed_and_only_by_the_right_value():
+    original = shape_model()
+    assert static_tensors(original) == ["shape", "rows", "count"]
+    observed = observed_by_a_run(original)
+    np.testing.assert_array_equal(observed["count"], [6])
+    assert not same_computation(original, shape_model(folded_to=[6]))  # not without the run's values
+    assert same_computation(original, shape_model(folded_to=[6]), observed)
+    assert not same_computation(original, shape_model(folded_to=[5]), observed)
+    assert not same_computation(original, shape_model(folded_to=[[6]]), observed)  # dims count too
+
+
+def test_the_verifier_proves_loads_and_falls_back_to_running():
+    original = shape_model()
+    verifier = Verifier(original, make_inputs(original), FP32_TOLERANCE)
+    proved = verifier.check(shape_model(folded_to=[6]))
+    assert proved.passed and proved.proof == PROVED_SAME_ON_THESE_SHAPES and verifier.reference_needed
+    structural = Verifier(original, make_inputs(original), FP32_TOLERANCE)
+    reordered = shape_model()
+    reordered.graph.node.reverse()
+    assert structural.check(reordered).proof == PROVED_SAME and not structural.reference_needed
+    # The same computation, but a declared type ONNX Runtime refuses: not proved, and the run fails it.
+    mistyped = shape_model(folded_to=[6])
+    mistyped.graph.value_info.append(helper.make_tensor_value_info("shifted", TensorProto.INT32, [2, 3]))
+    assert structural.prove(mistyped) is None
+    refused = structural.check(mistyped)
+    assert not refused.passed and refused.error
+    # A wrong fold is not proved; the run compares it, and it differs.
+    wrong = structural.check(model([helper.make_node("Add", ["x", "one"], ["shifted"], name="shift"),
+                                    helper.make_node("Reshape", ["shifted", "count"], ["y"], name="flatten")],
+                                   [tensor("one", [1.0]), tensor("count", [3, 2], np.int64)]))
+    assert not wrong.passed and not wrong.proof
+
+
+def test_a_verifier_that_runs_its_own_runner_or_is_told_not_to_proves_nothing():
+    original = shape_model()
+    assert Verifier(original, make_inputs(original), FP32_TOLERANCE, prove=False).check(original).proof == ""
+
+
+def run(path, feeds) -> list[np.ndarray]:
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def test_fix_proves_a_yolo_export_and_the_outputs_are_what_the_original_computes(yolo, tmp_path):
+    source, fixed = yolo["yolov8n-pose-static"], tmp_path / "fixed.onnx"
+    result = CliRunner().invoke(main, ["fix", str(source), "-o", str(fixed), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    changed = [step for step in record["passes"] if step["status"] == "applied"]
+    assert {step["pass"] for step in changed} >= {"fold-constants", "merge-duplicates"}
+    assert {step["verification"]["proof"] for step in changed} == {PROVED_SAME_ON_THESE_SHAPES}
+    # Checked here independently of the proof: the written model computes the original's outputs.
+    feeds = make_inputs(onnx.load(source))
+    for expected, actual in zip(run(source, feeds), run(fixed, feeds), strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+    text = CliRunner().invoke(main, ["fix", str(source), "--dry-run"]).output
+    assert "proved without running the fixed model" in text and "same computation" in text
+
+
+def test_fold_lowers_constant_nodes_itself_where_nothing_else_folds():
+    only_constants = model([constant_node("a", [2.0]), constant_node("unread", [5.0]), *scaled_twice()],
+                           [tensor("b", [1.0])])
+    fold = FoldConstants()
+    assert not fold.evaluates(only_constants, PassOptions())
+    result = fold.run(only_constants, PassOptions())
+    assert [node.op_type for node in result.model.graph.node] == ["Mul", "Add"]
+    assert {initializer.name for initializer in result.model.graph.initializer} == {"a", "b"}
+    assert same_computation(only_constants, result.model)
+    # Anything foldable but a Constant (a node reading constants alone, a Shape) goes to ONNX Runtime.
+    for foldable in (helper.make_node("Neg", ["a"], ["minus_a"]), helper.make_node("Shape", ["x"], ["shape"])):
+        assert fold.evaluates(model([constant_node("a", [2.0]), foldable, *scaled_twice()], [tensor("b", [1.0])]),
+                              PassOptions())
+
+
+def test_a_fix_proved_without_the_reference_run_writes_the_right_model(tmp_path):
+    path = tmp_path / "constants.onnx"
+    onnx.save(model([constant_node("a", [2.0]), constant_node("b", [1.0]), *scaled_twice()]), path)
+    report = api.fix(path, tmp_path / "fixed.onnx")
+    (fold,) = [step for step in report.steps if step.status == "applied"]
+    assert fold.verification.proof == PROVED_SAME
+    np.testing.assert_array_equal(run(tmp_path / "fixed.onnx", {"x": np.ones((2, 3), np.float32)})[0],
+                                  np.full((2, 3), 3.0, np.float32))
