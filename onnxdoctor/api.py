@@ -9,6 +9,7 @@ from pathlib import Path
 
 import onnx
 
+from onnxdoctor import isolation
 from onnxdoctor.analysis import AnalysisOptions, GraphAnalysis
 from onnxdoctor.analyzers import run_analyzers
 from onnxdoctor.catalog import load_catalog, select_rules
@@ -34,7 +35,7 @@ from onnxdoctor.passes.static_shapes import set_static_shape
 from onnxdoctor.pipeline import Observer, Verify, run_passes, verify_against, warm_up
 from onnxdoctor.report import FixReport, Report
 from onnxdoctor.validation import validate
-from onnxdoctor.verify import ModelDoesNotRun, default_tolerance, make_inputs
+from onnxdoctor.verify import VERIFICATION_LANE, ModelDoesNotRun, default_tolerance, make_inputs
 
 # Up to this many bytes of weights, fix runs the original model for verification while its passes
 # run (each process then holds the model): beyond, the run waits, so the weights are held once at a time.
@@ -210,6 +211,9 @@ def fix(
         # The passes will be verified together at the end (run_passes), so the original model can
         # run meanwhile, in its own worker: on two cores it overlaps the diagnosis and the passes.
         background = verify_against(model, feeds, tolerance, **limits, background=True)
+    else:
+        # The CLI started its worker for that run: none will come, and its memory is better free.
+        isolation.close(VERIFICATION_LANE)
     # Weights that were outside stay outside (a model split on purpose stays split).
     split = bool(loaded.external)
     warm_up(model, chosen, options)

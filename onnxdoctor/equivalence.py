@@ -6,18 +6,23 @@ digest of its bytes; a weight left on disk, its range of the file); a graph inpu
 a node output's, the node's op, domain, attributes and its inputs' numbers; an Identity hands
 its input's number on. When each output of the rewritten model has the number of the original's
 output of that name, both compute the same operations on the same constants from the same
-inputs: equal on every input, bit for bit (ONNX Runtime runs the same kernels on both).
+inputs: equal on every input (up to the order in which ONNX Runtime's fused kernels round, a
+fusion being the one thing a rewrite can turn on or off there).
 
 That covers what most of fix does: Constant nodes made initializers, duplicates merged, dead
 nodes removed, Identity nodes dropped, nodes reordered. A fold replaces a computed tensor by a
-constant: a tensor the original computed from constants and input shapes alone (static_tensors)
-can be numbered by the value the original's reference run gave it (`observed`), which proves
-the fold on inputs of those shapes, as running the rewrite would. Anything else (a Reshape
-found to be a no-op, a Cast dropped as the type it casts to) differs, and is left to a run.
+constant: a tensor the original computed from constants and input shapes (static_tensors) can
+be numbered by the value the original's reference run gave it (`observed`), which proves the
+fold on the verification's inputs, as running the rewrite would. Anything else (a Reshape found
+to be a no-op, a Cast dropped as the type it casts to) differs, and is left to a run.
 
-Conservative by construction: a random op, a node holding a subgraph, a model function, an
-input with a default (an initializer of the same name), a sparse initializer, opsets or inputs
-that differ: no proof, and verification runs the model as before.
+What the rewrite declares counts too: ONNX Runtime trusts a declared shape (it folds a Shape of
+a tensor declared [5]), so every type the candidate declares must be one the reference declares
+alike, or one shape inference derives from the reference's inputs for the tensor of that number.
+
+Conservative by construction: a random op, an op of a domain but ONNX's own, a node holding a
+subgraph, a model function, an input with a default (an initializer of the same name), a sparse
+initializer, opsets or inputs that differ: no proof, and verification runs the model as before.
 """
 
 from __future__ import annotations
@@ -28,24 +33,32 @@ from collections.abc import Mapping
 import numpy as np
 import onnx
 
-from onnxdoctor.graph import constant_node_tensor
+from onnxdoctor.graph import TensorType, constant_node_tensor
 from onnxdoctor.model import REFERENCE_THRESHOLD, data_bytes, is_reference, read_tensor, reference_of
 from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS
 
 # Domains whose ops are deterministic but for NONDETERMINISTIC_OPS (and a training Dropout).
 _STANDARD_DOMAINS = frozenset({"ai.onnx", "ai.onnx.ml"})
+# Element types ONNX Runtime returns as the numpy dtype of the same type (observable by a run).
+_OBSERVABLE_TYPES = frozenset({
+    onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BOOL,
+    onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32, onnx.TensorProto.INT64,
+    onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64,
+})
 # Ops whose outputs static_tensors follows from input shapes alone (the shape, not the values, is read).
 _SHAPE_READERS = frozenset({"Shape", "Size"})
 
 
-def static_tensors(model: onnx.ModelProto) -> list[str]:
-    """The main graph's node outputs computed from constants and input shapes alone, in graph
+def static_tensors(model: onnx.ModelProto, types: Mapping[str, TensorType], limit: int) -> list[str]:
+    """The main graph's node outputs computed from constants and the shapes of tensors, in graph
     order: what fold-constants may replace with constants, so what a reference run observes
-    for same_computation. Without shape inference (a walk over the nodes): a Shape or Size
-    output counts whatever it reads; any other node counts when every input it reads does.
+    for same_computation (on its inputs: a shape may depend on values, NonZero's). A Shape or
+    Size output counts whatever it reads; any other node counts when every input it reads does.
     Weights (initializers over model.REFERENCE_THRESHOLD bytes) do not count: what is computed
     from them is as large, and observing it would carry each across the pipe (its fold, where
-    one is made, is verified by a run)."""
+    one is made, is verified by a run). Only tensors `types` (inference's) gives a type ONNX
+    Runtime hands back as numpy's own (_OBSERVABLE_TYPES) are listed, and not those it knows
+    to hold over `limit` elements."""
     if _refuses(model):
         return []
     static = {tensor.name for tensor in model.graph.initializer
@@ -61,15 +74,26 @@ def static_tensors(model: onnx.ModelProto) -> list[str]:
             continue
         if node.op_type in _SHAPE_READERS or all(name in static for name in node.input if name):
             static.update(name for name in node.output if name)
-            found.extend(name for name in node.output if name and name not in outputs)
+            found.extend(name for name in node.output if name and name not in outputs
+                         and _observable(types.get(name), limit))
     return found
 
 
-def same_computation(reference: onnx.ModelProto, candidate: onnx.ModelProto,
+def _observable(tensor_type: TensorType | None, limit: int) -> bool:
+    if tensor_type is None or tensor_type.elem_type not in _OBSERVABLE_TYPES:
+        return False
+    count = tensor_type.element_count
+    return count is None or count <= limit
+
+
+def same_computation(reference: onnx.ModelProto, candidate: onnx.ModelProto, types: Mapping[str, TensorType],
                      observed: Mapping[str, np.ndarray] | None = None) -> bool:
-    """Whether every output of `candidate` is computed as `reference`'s output of that name is
-    (see the module). `observed`: values of reference tensors on the run's inputs (static_tensors),
-    used for those the candidate no longer computes by a node (folded into constants)."""
+    """Whether every output of `candidate` is computed as `reference`'s output of that name is,
+    and declared as it may be (see the module). `types`: the reference's types as inference
+    derives them from its inputs (passes.infer_types, declared=False). `observed`: values of
+    reference tensors on the run's inputs (static_tensors), used for those the candidate no
+    longer computes by a node (folded into constants), each where it has the type inference
+    gives its tensor."""
     if _refuses(reference) or _refuses(candidate):
         return False
     if _opsets(reference) != _opsets(candidate) or reference.ir_version != candidate.ir_version:
@@ -85,12 +109,53 @@ def same_computation(reference: onnx.ModelProto, candidate: onnx.ModelProto,
         return False
     numbers: dict[tuple, int] = {}
     computed_by_candidate = {name for node in candidate.graph.node for name in node.output}
-    usable = {name: value for name, value in (observed or {}).items() if name not in computed_by_candidate}
+    usable = {}
+    for name, value in (observed or {}).items():
+        key = _array_key(value, types.get(name))
+        if name not in computed_by_candidate and key is not None:
+            usable[name] = key
     ours = _numbering(reference, numbers, usable)
     theirs = _numbering(candidate, numbers, {})
     if ours is None or theirs is None:
         return False
-    return all(name in ours and name in theirs and ours[name] == theirs[name] for name in names)
+    if not all(name in ours and name in theirs and ours[name] == theirs[name] for name in names):
+        return False
+    return _declarations_backed(reference, candidate, ours, theirs, types)
+
+
+def _declarations_backed(reference: onnx.ModelProto, candidate: onnx.ModelProto, ours: dict[str, int],
+                         theirs: dict[str, int], types: Mapping[str, TensorType]) -> bool:
+    """Whether each type the candidate declares (value_info, graph outputs) for a tensor it has
+    is declared alike by the reference for that tensor, or has no static dim and no element type
+    that inference, from the reference's inputs, does not give a reference tensor of its number."""
+    declared = {value.name: value.SerializeToString() for value in (*reference.graph.value_info, *reference.graph.output)}
+    names_of: dict[int, list[str]] = {}
+    for name, number in ours.items():
+        names_of.setdefault(number, []).append(name)
+    for value in (*candidate.graph.value_info, *candidate.graph.output):
+        number = theirs.get(value.name)
+        if number is None:
+            continue  # names no tensor of the candidate: nothing reads it
+        if declared.get(value.name) == value.SerializeToString() and ours.get(value.name) == number:
+            continue
+        claim = TensorType.from_type_proto(value.type) if value.type.WhichOneof("value") else None
+        if value.type.WhichOneof("value") and claim is None:
+            return False  # a sequence, map or optional declared anew
+        if claim is not None and not any(_backs(types.get(name), claim) for name in names_of.get(number, ())):
+            return False
+    return True
+
+
+def _backs(inferred: TensorType | None, claim: TensorType) -> bool:
+    """Whether inference's type supports a declared one: the same element type (or none
+    declared), and every static dim declared inferred the same (symbolic ones claim nothing)."""
+    if claim.elem_type and (inferred is None or inferred.elem_type != claim.elem_type):
+        return False
+    if claim.shape is None or all(not isinstance(dim, int) for dim in claim.shape):
+        return True
+    if inferred is None or inferred.shape is None or len(inferred.shape) != len(claim.shape):
+        return False
+    return all(not isinstance(dim, int) or dim == known for dim, known in zip(claim.shape, inferred.shape, strict=True))
 
 
 def _refuses(model: onnx.ModelProto) -> bool:
@@ -109,7 +174,7 @@ def _opsets(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def _numbering(model: onnx.ModelProto, numbers: dict[tuple, int],
-               observed: Mapping[str, np.ndarray]) -> dict[str, int] | None:
+               observed: Mapping[str, tuple]) -> dict[str, int] | None:
     """Each tensor's number (keys interned in `numbers`, shared by both models); None where a
     node cannot be numbered (a random op, an input nobody produces, a constant that cannot be read)."""
 
@@ -140,9 +205,11 @@ def _numbering(model: onnx.ModelProto, numbers: dict[tuple, int],
     return values
 
 
-def _number_node(node: onnx.NodeProto, values: dict[str, int], number, observed: Mapping[str, np.ndarray]) -> bool:
+def _number_node(node: onnx.NodeProto, values: dict[str, int], number, observed: Mapping[str, tuple]) -> bool:
     if node.op_type in NONDETERMINISTIC_OPS or (node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]):
         return False  # random (a Dropout told to train by its third input, too)
+    if (node.domain or "ai.onnx") not in _STANDARD_DOMAINS:
+        return False  # an op of another domain may be random, or keep state, for all we know
     if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
         tensor = constant_node_tensor(node)
         key = None if tensor is None else _tensor_key(tensor)
@@ -155,16 +222,14 @@ def _number_node(node: onnx.NodeProto, values: dict[str, int], number, observed:
         return True
     attributes = tuple(sorted((attribute.name, attribute.SerializeToString()) for attribute in node.attribute))
     reads = tuple(values[name] if name else -1 for name in node.input)
-    domain = node.domain or "ai.onnx"
-    # An op of another domain may be random for all we know: two such nodes are never one
-    # value; the node is the same in both models only under its own name.
-    itself = () if domain in _STANDARD_DOMAINS else (node.name,)
-    computation = number(("node", domain, node.op_type, attributes, reads, *itself))
+    # Which outputs are asked for is part of what a node computes: Split divides by their count,
+    # BatchNormalization before opset 14 trains where it has five.
+    asked = tuple(bool(name) for name in node.output)
+    computation = number(("node", node.domain or "ai.onnx", node.op_type, attributes, reads, asked))
     for position, name in enumerate(node.output):
         if not name:
             continue
-        seen = observed.get(name)
-        key = None if seen is None else _array_key(seen)
+        key = observed.get(name)
         values[name] = number(key if key is not None else ("output", computation, position))
     return True
 
@@ -186,15 +251,18 @@ def _tensor_key(tensor: onnx.TensorProto) -> tuple | None:
     return ("value", tensor.data_type, tuple(tensor.dims), _digest(array))
 
 
-def _array_key(array: np.ndarray) -> tuple | None:
-    """An observed value as _tensor_key writes a constant of the same type, dims and values."""
+def _array_key(array: np.ndarray, inferred: TensorType | None) -> tuple | None:
+    """An observed value as _tensor_key writes a constant of the same type, dims and values;
+    None unless its tensor's inferred element type is one ONNX Runtime hands back as numpy's
+    own (a float8 comes back as uint8 bytes: as a key it would equal a uint8 constant's)."""
+    if inferred is None or inferred.elem_type not in _OBSERVABLE_TYPES:
+        return None
     try:
-        data_type = onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+        if onnx.helper.np_dtype_to_tensor_dtype(array.dtype) != inferred.elem_type:
+            return None
     except (KeyError, ValueError, TypeError):
         return None
-    if data_type == onnx.TensorProto.STRING or array.dtype == object:
-        return None
-    return ("value", data_type, tuple(array.shape), _digest(array))
+    return ("value", inferred.elem_type, tuple(array.shape), _digest(array))
 
 
 def _digest(array: np.ndarray) -> bytes:

@@ -366,6 +366,20 @@ def stop(lane: str) -> None:
         worker.process.kill()
 
 
+def close(lane: str) -> None:
+    """End the lane's worker where no call holds the lane (one started ahead that will get no
+    work): its memory is freed, and a later call on the lane starts a new one."""
+    lock = _lane_lock(lane)
+    if not lock.acquire(blocking=False):
+        return
+    try:
+        worker = _workers.pop(lane, None)
+        if worker is not None and not worker.stopped:
+            worker.close()
+    finally:
+        lock.release()
+
+
 def prestart(lane: str = "main", preload: tuple[str, ...] = ()) -> None:
     """Start the lane's worker now without waiting for it, so its ONNX Runtime import runs beside
     the caller's own work (imports, loading, validation); the first call then finds it ready. Its

@@ -41,8 +41,9 @@ FP16_CONVERSION_TOLERANCE = Tolerance(rtol=1e-2, atol=1e-3, atol_by_range=True, 
 # constants (equivalence.same_computation): equal on every input.
 PROVED_SAME = "same-computation"
 # ... where the constants the candidate folded are the values the reference computed on the
-# verification's inputs (from their shapes): equal on every input of those shapes.
-PROVED_SAME_ON_THESE_SHAPES = "same-computation-on-these-shapes"
+# verification's inputs: equal on those inputs, as a run would show (a shape computation gives
+# the same on every input of those shapes, unless a shape hangs on values, as NonZero's does).
+PROVED_SAME_ON_THESE_INPUTS = "same-computation-on-these-inputs"
 # Tensors a reference run observes for proofs (equivalence.static_tensors) come back up to this
 # many elements each: shape values and small tables (a Swin's relative position index, 2,401); a
 # fold of a larger one is verified by a run.
@@ -83,7 +84,7 @@ class Verification:
     # (pipeline.run_passes verifies the passes together first); empty for one pass alone.
     passes: tuple[str, ...] = ()
     # How it was proved without running the candidate (Verifier.prove): PROVED_SAME or
-    # PROVED_SAME_ON_THESE_SHAPES; "" when the candidate ran and its outputs were compared.
+    # PROVED_SAME_ON_THESE_INPUTS; "" when the candidate ran and its outputs were compared.
     proof: str = ""
 
     @property
@@ -140,10 +141,14 @@ class Verifier:
         self.memory_limit = isolation.MEMORY_LIMIT if memory_limit is None else memory_limit
         lane = VERIFICATION_LANE if background else "main"
         self._lane, self._background = lane, background
-        # Proofs compare with the reference model itself, and folds with what its run observed.
+        # Proofs compare with the reference model itself, its types as inference derives them, and
+        # folds with what its run observed; the types are inferred where the reference runs (in
+        # the background, with it), `_inferred` set once they are in.
         self._proving = reference if prove and make_runner is None else None
-        self._observe = tuple(static_tensors(reference)) if self._proving is not None else ()
+        self._types: dict = {}
+        self._observe: tuple[str, ...] = ()
         self._observed: dict[str, np.ndarray] = {}
+        self._inferred = threading.Event()
         # Whether a check needed the reference run (a candidate compared with it, or a proof with
         # what it observed): fix waits for a background reference only then.
         self.reference_needed = False
@@ -167,6 +172,16 @@ class Verifier:
 
     def _run_reference(self, model: onnx.ModelProto) -> None:
         try:
+            if self._proving is not None:
+                from onnxdoctor.passes import infer_types
+
+                try:
+                    self._types = infer_types(model, declared=False)
+                    self._observe = tuple(static_tensors(model, self._types, OBSERVED_LIMIT))
+                except Exception:  # noqa: BLE001 - no types, no proof: the model still runs as it is
+                    self._types, self._observe = {}, ()
+                finally:
+                    self._inferred.set()
             if self._observe:
                 try:
                     self._reference, self._observed = self._run_observing(model)
@@ -214,15 +229,16 @@ class Verifier:
         Waits for the reference run only where the candidate folded what the run observed."""
         if self._proving is None:
             return None
+        self._inferred.wait()
         proof = PROVED_SAME
-        if not same_computation(self._proving, candidate):
+        if not same_computation(self._proving, candidate, self._types):
             if not self._observe:
                 return None
             self.wait()
             self.reference_needed = True
-            if not self._observed or not same_computation(self._proving, candidate, self._observed):
+            if not self._observed or not same_computation(self._proving, candidate, self._types, self._observed):
                 return None
-            proof = PROVED_SAME_ON_THESE_SHAPES
+            proof = PROVED_SAME_ON_THESE_INPUTS
         try:
             # As the run would have: a declared type ONNX Runtime rejects fails it, whatever it
             # computes. Its large weights as graph inputs (validation.weightless): they are the

@@ -240,3 +240,15 @@ def test_the_cli_time_limit_bounds_fix_and_diagnose(tmp_path):
     report = subprocess.run([sys.executable, "-m", "onnxdoctor", "diagnose", str(slow), "--format", "json",
                              "--time-limit", str(SHORT)], capture_output=True, text=True, timeout=120)
     assert f"ONNX Runtime was stopped after {SHORT:g} s (time limit)" in report.stdout
+
+
+def test_a_worker_started_ahead_and_closed_unused_is_gone_and_the_lane_works_after():
+    isolation.prestart("closing")
+    started = isolation.call(os.getpid, what="ONNX Runtime", time_limit=60, memory_limit=isolation.MEMORY_LIMIT,
+                             lane="closing")
+    isolation.close("closing")
+    # Ended and reaped (close waits for it), and forgotten: the next call starts another.
+    assert "closing" not in isolation._workers and not os.path.exists(f"/proc/{started}")
+    assert isolation.call(os.getpid, what="ONNX Runtime", time_limit=60, memory_limit=isolation.MEMORY_LIMIT,
+                          lane="closing") != started
+    isolation.close("closing")

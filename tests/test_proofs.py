@@ -15,12 +15,12 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxdoctor import api
 from onnxdoctor.cli import main
 from onnxdoctor.equivalence import same_computation, static_tensors
-from onnxdoctor.passes import PassOptions
+from onnxdoctor.passes import PassOptions, infer_types
 from onnxdoctor.passes.fold_constants import FoldConstants
 from onnxdoctor.verify import (
     FP32_TOLERANCE,
     PROVED_SAME,
-    PROVED_SAME_ON_THESE_SHAPES,
+    PROVED_SAME_ON_THESE_INPUTS,
     Verifier,
     make_inputs,
 )
@@ -35,6 +35,11 @@ def model(nodes, initializers=(), *, inputs=None, outputs=None, value_info=()) -
     made = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     made.ir_version = 8
     return made
+
+
+def same(reference, candidate, observed=None) -> bool:
+    """equivalence.same_computation with the reference's types as the verifier infers them."""
+    return same_computation(reference, candidate, infer_types(reference, declared=False), observed)
 
 
 def tensor(name, values, dtype=np.float32) -> TensorProto:
@@ -57,7 +62,7 @@ def test_constant_nodes_made_initializers_merged_duplicates_and_dropped_identiti
                       helper.make_node("Add", ["scaled", "b"], ["y"], name="shift")])
     # The rewrite: one initializer for both constants, the Identity gone, the nodes in another order.
     rewritten = model(list(reversed(scaled_twice("two", "two"))), [tensor("two", [2.0])])
-    assert same_computation(original, rewritten)
+    assert same(original, rewritten)
 
 
 @pytest.mark.parametrize("change", ["value", "negative zero", "dtype", "operand order", "op"])
@@ -77,28 +82,28 @@ def test_any_change_to_what_is_computed_is_not_proved(change):
     elif change == "op":
         nodes[1] = helper.make_node("Sub", ["scaled", "b"], ["y"], name="shift")
     rewritten = model(nodes, initializers or [tensor("a", a), tensor("b", b)])
-    assert same_computation(original, original)
-    assert not same_computation(original, rewritten)
+    assert same(original, original)
+    assert not same(original, rewritten)
 
 
 def test_attributes_count():
     transposed = lambda perm: model([helper.make_node("Transpose", ["x"], ["y"], perm=perm)])  # noqa: E731
-    assert same_computation(transposed([1, 0]), transposed([1, 0]))
-    assert not same_computation(transposed([1, 0]), transposed([0, 1]))
+    assert same(transposed([1, 0]), transposed([1, 0]))
+    assert not same(transposed([1, 0]), transposed([0, 1]))
 
 
 def test_random_ops_subgraphs_and_changed_inputs_are_never_proved():
     noisy = model([helper.make_node("RandomNormalLike", ["x"], ["noise"]), helper.make_node("Add", ["x", "noise"], ["y"])])
-    assert not same_computation(noisy, noisy)
+    assert not same(noisy, noisy)
     branch = helper.make_graph([helper.make_node("Identity", ["x"], ["out"])], "branch", [],
                                [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
     conditional = model([helper.make_node("If", ["flag"], ["y"], then_branch=branch, else_branch=branch)],
                         [tensor("flag", True, np.bool_)])
-    assert not same_computation(conditional, conditional)
+    assert not same(conditional, conditional)
     plain = model(scaled_twice(), [tensor("a", [2.0]), tensor("b", [1.0])])
     static = model(scaled_twice(), [tensor("a", [2.0]), tensor("b", [1.0])],
                    inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3])])
-    assert not same_computation(plain, static)
+    assert not same(plain, static)
 
 
 def shape_model(folded_to=None) -> onnx.ModelProto:
@@ -118,7 +123,7 @@ def shape_model(folded_to=None) -> onnx.ModelProto:
 
 def observed_by_a_run(original: onnx.ModelProto) -> dict[str, np.ndarray]:
     """What the reference run observes: static_tensors asked for as extra outputs, in ONNX Runtime."""
-    names = static_tensors(original)
+    names = static_tensors(original, infer_types(original, declared=False), 1 << 16)
     observing = onnx.ModelProto()
     observing.CopyFrom(original)
     observing.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in names)
@@ -129,20 +134,20 @@ def observed_by_a_run(original: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 def test_a_fold_is_proved_by_what_the_original_computed_and_only_by_the_right_value():
     original = shape_model()
-    assert static_tensors(original) == ["shape", "rows", "count"]
+    assert static_tensors(original, infer_types(original, declared=False), 1 << 16) == ["shape", "rows", "count"]
     observed = observed_by_a_run(original)
     np.testing.assert_array_equal(observed["count"], [6])
-    assert not same_computation(original, shape_model(folded_to=[6]))  # not without the run's values
-    assert same_computation(original, shape_model(folded_to=[6]), observed)
-    assert not same_computation(original, shape_model(folded_to=[5]), observed)
-    assert not same_computation(original, shape_model(folded_to=[[6]]), observed)  # dims count too
+    assert not same(original, shape_model(folded_to=[6]))  # not without the run's values
+    assert same(original, shape_model(folded_to=[6]), observed)
+    assert not same(original, shape_model(folded_to=[5]), observed)
+    assert not same(original, shape_model(folded_to=[[6]]), observed)  # dims count too
 
 
 def test_the_verifier_proves_loads_and_falls_back_to_running():
     original = shape_model()
     verifier = Verifier(original, make_inputs(original), FP32_TOLERANCE)
     proved = verifier.check(shape_model(folded_to=[6]))
-    assert proved.passed and proved.proof == PROVED_SAME_ON_THESE_SHAPES and verifier.reference_needed
+    assert proved.passed and proved.proof == PROVED_SAME_ON_THESE_INPUTS and verifier.reference_needed
     structural = Verifier(original, make_inputs(original), FP32_TOLERANCE)
     reordered = shape_model()
     reordered.graph.node.reverse()
@@ -176,7 +181,7 @@ def test_fix_proves_a_yolo_export_and_the_outputs_are_what_the_original_computes
     record = json.loads(result.output)
     changed = [step for step in record["passes"] if step["status"] == "applied"]
     assert {step["pass"] for step in changed} >= {"fold-constants", "merge-duplicates"}
-    assert {step["verification"]["proof"] for step in changed} == {PROVED_SAME_ON_THESE_SHAPES}
+    assert {step["verification"]["proof"] for step in changed} == {PROVED_SAME_ON_THESE_INPUTS}
     # Checked here independently of the proof: the written model computes the original's outputs.
     feeds = make_inputs(onnx.load(source))
     for expected, actual in zip(run(source, feeds), run(fixed, feeds), strict=True):
@@ -193,7 +198,7 @@ def test_fold_lowers_constant_nodes_itself_where_nothing_else_folds():
     result = fold.run(only_constants, PassOptions())
     assert [node.op_type for node in result.model.graph.node] == ["Mul", "Add"]
     assert {initializer.name for initializer in result.model.graph.initializer} == {"a", "b"}
-    assert same_computation(only_constants, result.model)
+    assert same(only_constants, result.model)
     # Anything foldable but a Constant (a node reading constants alone, a Shape) goes to ONNX Runtime.
     for foldable in (helper.make_node("Neg", ["a"], ["minus_a"]), helper.make_node("Shape", ["x"], ["shape"])):
         assert fold.evaluates(model([constant_node("a", [2.0]), foldable, *scaled_twice()], [tensor("b", [1.0])]),
@@ -208,3 +213,49 @@ def test_a_fix_proved_without_the_reference_run_writes_the_right_model(tmp_path)
     assert fold.verification.proof == PROVED_SAME
     np.testing.assert_array_equal(run(tmp_path / "fixed.onnx", {"x": np.ones((2, 3), np.float32)})[0],
                                   np.full((2, 3), 3.0, np.float32))
+
+
+def test_a_declared_shape_the_original_does_not_back_is_not_proved():
+    # ONNX Runtime folds the Shape of a tensor declared [5] to [5]: the declaration is computation too.
+    dynamic = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])]
+    shape_of = lambda **fields: model([helper.make_node("Relu", ["x"], ["t"]), helper.make_node("Shape", ["t"], ["y"])],  # noqa: E731
+                                      inputs=dynamic, outputs=[helper.make_tensor_value_info("y", TensorProto.INT64, None)],
+                                      **fields)
+    declared = shape_of(value_info=[helper.make_tensor_value_info("t", TensorProto.FLOAT, [5])])
+    original = shape_of()
+    assert onnxruntime.InferenceSession(declared.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": np.ones(3, np.float32)})[0].tolist() == [5]
+    assert not same(original, declared)
+    # What inference derives from the inputs may be declared: the dim named, or the type alone.
+    assert same(original, shape_of(value_info=[helper.make_tensor_value_info("t", TensorProto.FLOAT, ["n"])]))
+    assert not same(original, shape_of(value_info=[helper.make_tensor_value_info("t", TensorProto.INT32, None)]))
+
+
+def test_which_outputs_a_node_has_counts():
+    # Split divides by the number of its outputs: its first of two is not its first of three.
+    split = lambda *outputs: model([helper.make_node("Split", ["x"], list(outputs), axis=1)],  # noqa: E731
+                                   outputs=[helper.make_tensor_value_info("a", TensorProto.FLOAT, None)])
+    assert same(split("a", "b"), split("a", "b"))
+    assert not same(split("a", "b"), split("a", "b", "c"))
+
+
+def test_ops_of_other_domains_are_never_proved():
+    custom = model([helper.make_node("Scale", ["x"], ["y"], domain="com.example")])
+    custom.opset_import.append(helper.make_opsetid("com.example", 1))
+    assert not same(custom, custom)
+
+
+def test_an_observed_value_counts_only_in_the_type_inference_gives_its_tensor():
+    # ONNX Runtime hands a float8 tensor back as uint8 bytes: those bytes as a uint8 constant
+    # compute something else, and must not match.
+    original = model([helper.make_node("Cast", ["k"], ["k8"], to=TensorProto.FLOAT8E4M3FN),
+                      helper.make_node("Cast", ["k8"], ["k32"], to=TensorProto.FLOAT),
+                      helper.make_node("Add", ["x", "k32"], ["y"])], [tensor("k", [1.5, -2.0, 0.25])])
+    original.opset_import[0].version = 21
+    original.ir_version = 10
+    as_bytes = np.frombuffer(numpy_helper.from_array(np.array([1.5, -2.0, 0.25], np.float32)).raw_data[:3], np.uint8)
+    folded = model([helper.make_node("Cast", ["k8"], ["k32"], to=TensorProto.FLOAT),
+                    helper.make_node("Add", ["x", "k32"], ["y"])], [numpy_helper.from_array(as_bytes, "k8")])
+    folded.opset_import[0].version = 21
+    folded.ir_version = 10
+    assert not same(original, folded, {"k8": as_bytes})

@@ -8,7 +8,7 @@ from onnxdoctor.catalog import load_catalog
 from onnxdoctor.render.json import fix_record_tolerances, rule_counts_before_after, verified_at
 from onnxdoctor.render.text import shown
 from onnxdoctor.report import StepStatus
-from onnxdoctor.verify import PROVED_SAME_ON_THESE_SHAPES
+from onnxdoctor.verify import PROVED_SAME_ON_THESE_INPUTS
 
 _STATUS_STYLES = {StepStatus.APPLIED: "green", StepStatus.ROLLED_BACK: "bold red", StepStatus.REFUSED: "yellow",
                   StepStatus.UNVERIFIED: "yellow"}
@@ -37,11 +37,11 @@ def _how_verified(report, inputs: str) -> str:
     together = next((verification.passes for verification in verifications if verification.passes), ())
     at_once = f"; the {len(together)} changed passes in one run" if len(together) > 1 else ""
     if verifications and all(verification.proof for verification in verifications):
-        on_shapes = any(verification.proof == PROVED_SAME_ON_THESE_SHAPES for verification in verifications)
+        on_inputs = any(verification.proof == PROVED_SAME_ON_THESE_INPUTS for verification in verifications)
         return ("proved without running the fixed model: it computes every output with the original's operations "
                 "on the original's constants"
                 + (f", the folded ones as the original computed them on {shown(inputs)} ({report.verified_on})"
-                   if on_shapes else "")
+                   if on_inputs else "")
                 + "; ONNX Runtime loads it" + at_once.replace("in one run", "at once"))
     proved = [verification for verification in verifications if verification.proof]
     return (f"verified on {shown(inputs)} ({report.verified_on}); {verified_at(fix_record_tolerances(report))}"

@@ -81,7 +81,7 @@ def fix_record(report) -> dict:
                     # The passes verified together in this one run ([] : this pass alone).
                     "passes": list(verification.passes),
                     # How it was proved without running the fixed model (null: run and compared):
-                    # "same-computation", or "same-computation-on-these-shapes" where folded
+                    # "same-computation", or "same-computation-on-these-inputs" where folded
                     # constants equal what the original computed on these inputs.
                     "proof": verification.proof or None,
                     "outputs": [
