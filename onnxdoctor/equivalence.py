@@ -125,10 +125,16 @@ def same_computation(reference: onnx.ModelProto, candidate: onnx.ModelProto, typ
 
 def _declarations_backed(reference: onnx.ModelProto, candidate: onnx.ModelProto, ours: dict[str, int],
                          theirs: dict[str, int], types: Mapping[str, TensorType]) -> bool:
-    """Whether each type the candidate declares (value_info, graph outputs) for a tensor it has
-    is declared alike by the reference for that tensor, or has no static dim and no element type
-    that inference, from the reference's inputs, does not give a reference tensor of its number."""
-    declared = {value.name: value.SerializeToString() for value in (*reference.graph.value_info, *reference.graph.output)}
+    """Whether every type either model declares (value_info, graph outputs) holds no element type,
+    rank or static dim that inference, from the reference's inputs alone (`types`: declared
+    shapes left out), does not give the reference tensor of its number: the reference's own for
+    the tensor of that name (a declaration ONNX Runtime trusts there, dropped or moved onto
+    another tensor by a merge, would change what the candidate computes), the candidate's for
+    any reference tensor of the same number."""
+    for value in (*reference.graph.value_info, *reference.graph.output):
+        claim = _declared_type(value)
+        if claim is False or (claim is not None and value.name in ours and not _backs(types.get(value.name), claim)):
+            return False
     names_of: dict[int, list[str]] = {}
     for name, number in ours.items():
         names_of.setdefault(number, []).append(name)
@@ -136,22 +142,28 @@ def _declarations_backed(reference: onnx.ModelProto, candidate: onnx.ModelProto,
         number = theirs.get(value.name)
         if number is None:
             continue  # names no tensor of the candidate: nothing reads it
-        if declared.get(value.name) == value.SerializeToString() and ours.get(value.name) == number:
-            continue
-        claim = TensorType.from_type_proto(value.type) if value.type.WhichOneof("value") else None
-        if value.type.WhichOneof("value") and claim is None:
-            return False  # a sequence, map or optional declared anew
-        if claim is not None and not any(_backs(types.get(name), claim) for name in names_of.get(number, ())):
+        claim = _declared_type(value)
+        if claim is False or (claim is not None and not any(_backs(types.get(name), claim)
+                                                            for name in names_of.get(number, ()))):
             return False
     return True
 
 
+def _declared_type(value: onnx.ValueInfoProto) -> TensorType | None | bool:
+    """The tensor type a ValueInfo declares; None where it declares none; False for a sequence,
+    map or optional (not checked here: no proof)."""
+    if not value.type.WhichOneof("value"):
+        return None
+    return TensorType.from_type_proto(value.type) or False
+
+
 def _backs(inferred: TensorType | None, claim: TensorType) -> bool:
     """Whether inference's type supports a declared one: the same element type (or none
-    declared), and every static dim declared inferred the same (symbolic ones claim nothing)."""
+    declared), the same rank where one is declared, and every static dim declared inferred the
+    same (a symbolic dim claims nothing)."""
     if claim.elem_type and (inferred is None or inferred.elem_type != claim.elem_type):
         return False
-    if claim.shape is None or all(not isinstance(dim, int) for dim in claim.shape):
+    if claim.shape is None:
         return True
     if inferred is None or inferred.shape is None or len(inferred.shape) != len(claim.shape):
         return False

@@ -176,7 +176,7 @@ class Verifier:
                 from onnxdoctor.passes import infer_types
 
                 try:
-                    self._types = infer_types(model, declared=False)
+                    self._types = infer_types(model, declared=False, outputs_declared=False)
                     self._observe = tuple(static_tensors(model, self._types, OBSERVED_LIMIT))
                 except Exception:  # noqa: BLE001 - no types, no proof: the model still runs as it is
                     self._types, self._observe = {}, ()

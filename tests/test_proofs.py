@@ -39,7 +39,8 @@ def model(nodes, initializers=(), *, inputs=None, outputs=None, value_info=()) -
 
 def same(reference, candidate, observed=None) -> bool:
     """equivalence.same_computation with the reference's types as the verifier infers them."""
-    return same_computation(reference, candidate, infer_types(reference, declared=False), observed)
+    return same_computation(reference, candidate, infer_types(reference, declared=False, outputs_declared=False),
+                            observed)
 
 
 def tensor(name, values, dtype=np.float32) -> TensorProto:
@@ -259,3 +260,37 @@ def test_an_observed_value_counts_only_in_the_type_inference_gives_its_tensor():
     folded.opset_import[0].version = 21
     folded.ir_version = 10
     assert not same(original, folded, {"k8": as_bytes})
+
+
+def shapes_of_relu(value_info=(), *, merged=True, declared_output=None) -> onnx.ModelProto:
+    """s1 = Shape(Relu(x)), s2 = Shape of the same Relu (merged) or of a duplicate of it, x [n]."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"])]
+    if not merged:
+        nodes.append(helper.make_node("Relu", ["x"], ["r_again"]))
+    nodes += [helper.make_node("Shape", ["r"], ["s1"]), helper.make_node("Shape", ["r" if merged else "r_again"], ["s2"])]
+    outputs = [declared_output or helper.make_tensor_value_info("s1", TensorProto.INT64, [1]),
+               helper.make_tensor_value_info("s2", TensorProto.INT64, [1])]
+    return model(nodes, inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])], outputs=outputs,
+                 value_info=value_info)
+
+
+def test_a_declaration_of_the_original_that_inference_does_not_back_stops_the_proof():
+    # The second review's counterexamples: ONNX Runtime trusts the original's own wrong
+    # declaration (r [5]) in one place and not another, so a rewrite that drops it, or merges a
+    # duplicate onto it, computes something else, though the operations are the same.
+    wrong = [helper.make_tensor_value_info("r", TensorProto.FLOAT, [5])]
+    assert not same(shapes_of_relu(wrong), shapes_of_relu())
+    assert not same(shapes_of_relu(wrong, merged=False), shapes_of_relu(wrong))
+    assert same(shapes_of_relu(merged=False), shapes_of_relu())  # with nothing declared, the merge is proved
+
+
+def test_a_declared_output_shape_backs_nothing():
+    # Inference would merge the output's declared [5] into what it derives for the Identity's
+    # input: the types a proof trusts are derived from the inputs alone.
+    def identity_out(value_info=()):
+        return model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Identity", ["r"], ["y"]),
+                      helper.make_node("Shape", ["r"], ["s"])],
+                     inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+                     outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT, [5]),
+                              helper.make_tensor_value_info("s", TensorProto.INT64, [1])], value_info=value_info)
+    assert not same(identity_out(), identity_out([helper.make_tensor_value_info("r", TensorProto.FLOAT, [5])]))

@@ -137,24 +137,30 @@ def compare_models(before: onnx.ModelProto, after: onnx.ModelProto, summary: str
     return PassResult(after if changed else before, changed, summary, removed, added, changed_tensors, diffed=True)
 
 
-def infer_shapes(model: onnx.ModelProto, *, declared: bool = True) -> onnx.ModelProto:
+def infer_shapes(model: onnx.ModelProto, *, declared: bool = True, outputs_declared: bool = True) -> onnx.ModelProto:
     """The model's types and shapes as inference sees them, on a copy without the large
     weights (so models over 2 GiB work too); where inference rejects the model, the types it
     declares (a broken model still gets the passes that need no shapes). `declared` False:
     the model's own value_info is left out first, so only what inference derives from the
-    inputs counts (a model traced at batch 1 may declare its intermediates at batch 1)."""
+    inputs counts (a model traced at batch 1 may declare its intermediates at batch 1).
+    `outputs_declared` False: the graph outputs' declared shapes go too (their element types
+    stay), which inference would otherwise merge into what it derives."""
     skeleton, _ = split_weights(model)
     if not declared:
         del skeleton.graph.value_info[:]
+    if not outputs_declared:
+        for output in skeleton.graph.output:
+            if output.type.HasField("tensor_type"):
+                output.type.tensor_type.ClearField("shape")
     try:
         return validation.infer_shapes(skeleton, data_prop=True)
     except validation.ONNX_ERRORS:
         return skeleton
 
 
-def infer_types(model: onnx.ModelProto, *, declared: bool = True) -> dict[str, TensorType]:
+def infer_types(model: onnx.ModelProto, *, declared: bool = True, outputs_declared: bool = True) -> dict[str, TensorType]:
     """Inferred types by tensor name, for a GraphView of the model (see infer_shapes)."""
-    inferred = infer_shapes(model, declared=declared)
+    inferred = infer_shapes(model, declared=declared, outputs_declared=outputs_declared)
     types = {}
     for graph in walk_graphs(inferred.graph):
         for value in (*graph.input, *graph.value_info, *graph.output):
