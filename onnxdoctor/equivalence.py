@@ -35,10 +35,8 @@ import onnx
 
 from onnxdoctor.graph import TensorType, constant_node_tensor
 from onnxdoctor.model import REFERENCE_THRESHOLD, data_bytes, is_reference, read_tensor, reference_of
-from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS
+from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS, ONNX_DOMAINS
 
-# Domains whose ops are deterministic but for NONDETERMINISTIC_OPS (and a training Dropout).
-_STANDARD_DOMAINS = frozenset({"ai.onnx", "ai.onnx.ml"})
 # Element types ONNX Runtime returns as the numpy dtype of the same type (observable by a run).
 _OBSERVABLE_TYPES = frozenset({
     onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BOOL,
@@ -220,7 +218,7 @@ def _numbering(model: onnx.ModelProto, numbers: dict[tuple, int],
 def _number_node(node: onnx.NodeProto, values: dict[str, int], number, observed: Mapping[str, tuple]) -> bool:
     if node.op_type in NONDETERMINISTIC_OPS or (node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]):
         return False  # random (a Dropout told to train by its third input, too)
-    if (node.domain or "ai.onnx") not in _STANDARD_DOMAINS:
+    if node.domain not in ONNX_DOMAINS:
         return False  # an op of another domain may be random, or keep state, for all we know
     if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
         tensor = constant_node_tensor(node)

@@ -7,6 +7,7 @@ models run in ONNX Runtime (CUDA when present, else CPU) and every output is com
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -140,7 +141,6 @@ class Verifier:
         self.time_limit = isolation.VERIFICATION_TIME_LIMIT if time_limit is None else time_limit
         self.memory_limit = isolation.MEMORY_LIMIT if memory_limit is None else memory_limit
         lane = VERIFICATION_LANE if background else "main"
-        self._lane, self._background = lane, background
         # Proofs compare with the reference model itself, its types as inference derives them, and
         # folds with what its run observed; the types are inferred where the reference runs (in
         # the background, with it), `_inferred` set once they are in.
@@ -152,10 +152,10 @@ class Verifier:
         # Whether a check needed the reference run (a candidate compared with it, or a proof with
         # what it observed): fix waits for a background reference only then.
         self.reference_needed = False
-        self.make_runner = make_runner or (
-            lambda model: IsolatedOnnxRuntimeRunner(model, time_limit=time_limit, memory_limit=memory_limit, lane=lane,
-                                                    beside_caller=background)
-        )
+        # The isolated runner of this verifier's lane and bounds (the reference's observing run adds its extra outputs).
+        self._isolated = functools.partial(IsolatedOnnxRuntimeRunner, time_limit=time_limit, memory_limit=memory_limit,
+                                           lane=lane, beside_caller=background)
+        self.make_runner = make_runner or self._isolated
         self.output_names = [value.name for value in reference.graph.output]
         self._reference: dict[str, np.ndarray] = {}
         self._failure: ModelDoesNotRun | None = None
@@ -195,9 +195,7 @@ class Verifier:
             self._failure = ModelDoesNotRun(error_text(error))
 
     def _run_observing(self, model: onnx.ModelProto) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        with IsolatedOnnxRuntimeRunner(model, time_limit=self.time_limit, memory_limit=self.memory_limit,
-                                       lane=self._lane, beside_caller=self._background,
-                                       observe=self._observe, observed_limit=OBSERVED_LIMIT) as runner:
+        with self._isolated(model, observe=self._observe, observed_limit=OBSERVED_LIMIT) as runner:
             outputs = runner.infer(self.feeds)
             return outputs, runner.observed
 

@@ -9,10 +9,9 @@ import onnx
 
 from onnxdoctor.analysis import GraphAnalysis
 from onnxdoctor.analyzers import analyzer
+from onnxdoctor.ops.roles import ONNX_DOMAINS
 from onnxdoctor.report import Finding
 from onnxdoctor.wording import plural, shortened
-
-_STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 
 
 @analyzer("OD302")
@@ -53,9 +52,9 @@ def fold_failure(graph: GraphAnalysis) -> Iterator[Finding]:
 
 def _kind_of_failure(node: onnx.NodeProto, reason: str, functions: set) -> str:
     """A short classification in front of the evaluator's own words."""
-    if node.domain not in _STANDARD_DOMAINS and (node.domain, node.op_type) not in functions:
+    if node.domain not in ONNX_DOMAINS and (node.domain, node.op_type) not in functions:
         return f"custom op {node.op_type} from domain {node.domain!r}; "
-    if node.domain in _STANDARD_DOMAINS and not onnx.defs.has(node.op_type):
+    if node.domain in ONNX_DOMAINS and not onnx.defs.has(node.op_type):
         return f"{node.op_type} is not an ONNX op; "
     if "Could not find an implementation" in reason:
         return "no kernel for these input types; "

@@ -127,6 +127,10 @@ def passes_elements(node: onnx.NodeProto, slot: int) -> bool:
     return slots is None or slot in slots
 
 
+# The domains of ONNX's own operators (the default one under both its names, and ai.onnx.ml):
+# their schemas are in onnx.defs, and each op but NONDETERMINISTIC_OPS is a pure function of its
+# inputs and attributes (a custom op may keep state or draw random numbers).
+ONNX_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 # ONNX ops whose output changes from run to run: never constant, even with constant inputs.
 NONDETERMINISTIC_OPS = frozenset(
     {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}

@@ -23,14 +23,12 @@ from collections import Counter
 import onnx
 
 from onnxdoctor.model import attribute_subgraphs, is_reference, read_tensor, reference_bytes
-from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS
+from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS, ONNX_DOMAINS
 from onnxdoctor.passes import Pass, PassOptions, PassRefused, PassResult, compare_models
 from onnxdoctor.wording import node_label, shortened
 
 # How much of a weight on disk is read to tell it from others of its type and shape.
 _HEAD_BYTES = 4096
-# Domains whose ops are pure functions of their inputs and attributes (custom ops may not be).
-_STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 
 
 class MergeDuplicates(Pass):
@@ -144,7 +142,7 @@ def _bytes(tensor: onnx.TensorProto) -> bytes | None:
 
 def _node_key(node: onnx.NodeProto) -> tuple | None:
     """What two nodes computing the same thing share; None for a node that must not merge."""
-    if (node.domain not in _STANDARD_DOMAINS or node.op_type in NONDETERMINISTIC_OPS or not node.output
+    if (node.domain not in ONNX_DOMAINS or node.op_type in NONDETERMINISTIC_OPS or not node.output
             or any(True for _ in attribute_subgraphs(node))):
         return None
     if node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]:
