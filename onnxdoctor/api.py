@@ -234,6 +234,9 @@ def fix(
                         step.verification is not None and step.verification.proof for step in steps):
                     # Also when nothing changed: a model ONNX Runtime cannot run is said so, as before.
                     background.verifier.wait()
+                else:
+                    # Every change proved: the original's full run, not started or under way, is not needed.
+                    background.verifier.release()
             except ModelDoesNotRun:
                 # Not as it is, on these inputs: the usual way below tries its sorted form, then zeros.
                 steps = None

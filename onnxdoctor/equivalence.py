@@ -33,7 +33,7 @@ from collections.abc import Mapping
 import numpy as np
 import onnx
 
-from onnxdoctor.graph import TensorType, constant_node_tensor
+from onnxdoctor.graph import TensorType, constant_node_tensor, reshape_keeps_shape
 from onnxdoctor.model import REFERENCE_THRESHOLD, data_bytes, is_reference, read_tensor, reference_of
 from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS, ONNX_DOMAINS
 
@@ -77,6 +77,27 @@ def static_tensors(model: onnx.ModelProto, types: Mapping[str, TensorType], limi
     return found
 
 
+def read_shapes_known(model: onnx.ModelProto, types: Mapping[str, TensorType], names: list[str]) -> bool:
+    """Whether every Shape or Size node that the static tensors `names` depend on reads a tensor
+    whose shape `types` (inference's) knows in full. ONNX Runtime then computes them from the
+    shapes it knows, never running the nodes before (isolation.observe_model is cheap: 13 ms on
+    a batch-4 yolov8n-pose); a shape known only at run time needs most of the model run."""
+    producer = {name: node for node in model.graph.node for name in node.output if name}
+    seen, pending = set(), list(names)
+    while pending:
+        node = producer.get(pending.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.op_type in _SHAPE_READERS:
+            read = types.get(node.input[0]) if node.input else None
+            if read is None or not read.is_static:
+                return False
+            continue
+        pending.extend(name for name in node.input if name)
+    return True
+
+
 def _observable(tensor_type: TensorType | None, limit: int) -> bool:
     if tensor_type is None or tensor_type.elem_type not in _OBSERVABLE_TYPES:
         return False
@@ -106,14 +127,16 @@ def same_computation(reference: onnx.ModelProto, candidate: onnx.ModelProto, typ
             [value.type.tensor_type.elem_type for value in candidate.graph.output]:
         return False
     numbers: dict[tuple, int] = {}
-    computed_by_candidate = {name for node in candidate.graph.node for name in node.output}
     usable = {}
     for name, value in (observed or {}).items():
         key = _array_key(value, types.get(name))
-        if name not in computed_by_candidate and key is not None:
+        if key is not None:
             usable[name] = key
-    ours = _numbering(reference, numbers, usable)
-    theirs = _numbering(candidate, numbers, {})
+    # What the reference's nodes turn out to compute (an observed value, the input a no-op hands
+    # on), by their output's number: a candidate node computing the same gets the same.
+    aliases: dict[int, int] = {}
+    ours = _numbering(reference, numbers, aliases, usable, types)
+    theirs = _numbering(candidate, numbers, aliases)
     if ours is None or theirs is None:
         return False
     if not all(name in ours and name in theirs and ours[name] == theirs[name] for name in names):
@@ -168,6 +191,12 @@ def _backs(inferred: TensorType | None, claim: TensorType) -> bool:
     return all(not isinstance(dim, int) or dim == known for dim, known in zip(claim.shape, inferred.shape, strict=True))
 
 
+def provable(model: onnx.ModelProto) -> bool:
+    """Whether value numbering covers the model at all (no subgraph, function, sparse weight or
+    input with a default): a rewrite of one it does not can only be verified by a run."""
+    return not _refuses(model)
+
+
 def _refuses(model: onnx.ModelProto) -> bool:
     """A model value numbering does not cover (see the module)."""
     graph = model.graph
@@ -183,15 +212,20 @@ def _opsets(model: onnx.ModelProto) -> dict[str, int]:
     return {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
 
 
-def _numbering(model: onnx.ModelProto, numbers: dict[tuple, int],
-               observed: Mapping[str, tuple]) -> dict[str, int] | None:
+def _numbering(model: onnx.ModelProto, numbers: dict[tuple, int], aliases: dict[int, int],
+               observed: Mapping[str, tuple] | None = None,
+               types: Mapping[str, TensorType] | None = None) -> dict[str, int] | None:
     """Each tensor's number (keys interned in `numbers`, shared by both models); None where a
-    node cannot be numbered (a random op, an input nobody produces, a constant that cannot be read)."""
+    node cannot be numbered (a random op, an input nobody produces, a constant that cannot be read).
+    The reference is numbered with its `types` and `observed` values: a node output observed is
+    numbered by its value, a node that hands an input on unchanged (_handed_on) by that input's
+    number, each recorded in `aliases` for the candidate, numbered after it without either."""
 
     def number(key: tuple) -> int:
         return numbers.setdefault(key, len(numbers))
 
     values: dict[str, int] = {}
+    constants: dict[str, onnx.TensorProto] = {}
     for value in model.graph.input:
         values[value.name] = number(("input", value.name))
     for tensor in model.graph.initializer:
@@ -199,6 +233,7 @@ def _numbering(model: onnx.ModelProto, numbers: dict[tuple, int],
         if key is None:
             return None
         values[tensor.name] = number(key)
+        constants[tensor.name] = tensor
     pending = list(model.graph.node)
     while pending:
         # Nodes in graph order; one whose input comes later (an unsorted graph) waits a round.
@@ -207,7 +242,7 @@ def _numbering(model: onnx.ModelProto, numbers: dict[tuple, int],
             if any(name and name not in values for name in node.input):
                 waiting.append(node)
                 continue
-            if not _number_node(node, values, number, observed):
+            if not _number_node(node, values, number, aliases, constants, observed, types):
                 return None
         if len(waiting) == len(pending):
             return None  # an input no node produces, or a cycle
@@ -215,7 +250,9 @@ def _numbering(model: onnx.ModelProto, numbers: dict[tuple, int],
     return values
 
 
-def _number_node(node: onnx.NodeProto, values: dict[str, int], number, observed: Mapping[str, tuple]) -> bool:
+def _number_node(node: onnx.NodeProto, values: dict[str, int], number, aliases: dict[int, int],
+                 constants: dict[str, onnx.TensorProto], observed: Mapping[str, tuple] | None,
+                 types: Mapping[str, TensorType] | None) -> bool:
     if node.op_type in NONDETERMINISTIC_OPS or (node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]):
         return False  # random (a Dropout told to train by its third input, too)
     if node.domain not in ONNX_DOMAINS:
@@ -226,6 +263,7 @@ def _number_node(node: onnx.NodeProto, values: dict[str, int], number, observed:
         if key is None:
             return False
         values[node.output[0]] = number(key)
+        constants[node.output[0]] = tensor
         return True
     if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and len(node.input) == 1:
         values[node.output[0]] = values[node.input[0]]
@@ -239,9 +277,50 @@ def _number_node(node: onnx.NodeProto, values: dict[str, int], number, observed:
     for position, name in enumerate(node.output):
         if not name:
             continue
-        key = observed.get(name)
-        values[name] = number(key if key is not None else ("output", computation, position))
+        output = number(("output", computation, position))
+        if types is not None:
+            key = observed.get(name) if observed else None
+            handed_on = _handed_on(node, types, constants) if position == 0 and key is None else None
+            if key is not None:
+                aliases[output] = number(key)
+            elif handed_on is not None:
+                aliases[output] = values[handed_on]
+        values[name] = aliases.get(output, output)
     return True
+
+
+def _handed_on(node: onnx.NodeProto, types: Mapping[str, TensorType],
+               constants: Mapping[str, onnx.TensorProto]) -> str | None:
+    """The input a node of the reference hands on unchanged, as inference's types show it for
+    every input (remove-identity's no-ops): a Cast to the type it has, a Concat of one input, a
+    Reshape to the shape it has (graph.reshape_keeps_shape), a Mul by a constant one that adds
+    no dim; None for any other node."""
+    if node.domain not in ("", "ai.onnx") or not node.input or not node.input[0]:
+        return None
+
+    def type_of(name: str) -> TensorType | None:
+        tensor = constants.get(name)
+        return TensorType(tensor.data_type, tuple(tensor.dims)) if tensor is not None else types.get(name)
+
+    source = type_of(node.input[0])
+    if node.op_type == "Cast":
+        to = next((attribute.i for attribute in node.attribute if attribute.name == "to"), None)
+        return node.input[0] if source is not None and source.elem_type == to else None
+    if node.op_type == "Concat":
+        return node.input[0] if len(node.input) == 1 else None
+    if node.op_type == "Reshape":
+        return node.input[0] if reshape_keeps_shape(source, types.get(node.output[0])) is True else None
+    if node.op_type == "Mul" and len(node.input) == 2:
+        for data, factor in (node.input, reversed(node.input)):
+            tensor, data_type = constants.get(factor), type_of(data)
+            if tensor is None or int(np.prod(tensor.dims)) != 1:
+                continue
+            if tensor.dims and (data_type is None or data_type.shape is None or len(tensor.dims) > len(data_type.shape)):
+                continue  # a [1] times a scalar is a [1]
+            value = read_tensor(tensor)
+            if value is not None and value.dtype != object and value.reshape(-1)[0] == 1:
+                return data
+    return None
 
 
 def _tensor_key(tensor: onnx.TensorProto) -> tuple | None:

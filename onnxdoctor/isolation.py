@@ -143,6 +143,52 @@ def run_model(
     return results
 
 
+def observe_model(model: bytes, weights: dict, feeds: dict, names: list[str], providers: list, limit: int, *,
+                  beside_caller: bool = False) -> list:
+    """The values of tensors a serialized model computes inside (`names`; verify: those a proof
+    compares folds with), run_model's way, from the part of the model that computes them alone:
+    its nodes those tensors depend on, its outputs those tensors. ONNX Runtime folds a Shape of
+    a tensor whose shape it knows, and never runs the nodes only that Shape read: on a batch-4
+    yolov8n-pose with static shapes, 13 ms instead of the whole model's 0.5 s. A value over
+    `limit` elements comes back as None, not across the pipe."""
+    import onnx
+
+    proto = onnx.ModelProto.FromString(model)
+    graph = proto.graph
+    nodes, needed = part_computing(proto, names)
+    initializers = [tensor for tensor in graph.initializer if tensor.name in needed]
+    del graph.node[:], graph.initializer[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(initializers)
+    weights = {name: weight for name, weight in weights.items() if name in needed}
+    del graph.output[:]
+    graph.output.extend(onnx.ValueInfoProto(name=name) for name in names)
+    session = _session(proto.SerializeToString(), weights, providers, beside_caller=beside_caller)
+    return [value if value.size <= limit else None for value in map(_dense, session.run(names, feeds))]
+
+
+def part_computing(model, names: list[str]) -> tuple[list, set[str]]:
+    """The main graph's nodes (in graph order) that the tensors `names` depend on, and every
+    tensor those nodes read, `names` included. A model with a subgraph is needed whole (a
+    subgraph reads outer tensors its node does not list)."""
+    from onnx import AttributeProto
+
+    graph = model.graph
+    if any(attribute.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS)
+           for node in graph.node for attribute in node.attribute):
+        return list(graph.node), {name for node in graph.node for name in node.input} | set(names)
+    producer = {name: node for node in graph.node for name in node.output if name}
+    needed, kept, pending = set(names), set(), list(names)
+    while pending:
+        node = producer.get(pending.pop())
+        if node is not None and id(node) not in kept:
+            kept.add(id(node))
+            fresh = [name for name in node.input if name and name not in needed]
+            needed.update(fresh)
+            pending.extend(fresh)
+    return [node for node in graph.node if id(node) in kept], needed
+
+
 def load_model(model: bytes, weights: dict, providers: list) -> None:
     """Make an ONNX Runtime session of a serialized model (in the worker) and run nothing: raises
     where ONNX Runtime does not take the model (a type it rejects, an op it lacks)."""
@@ -345,6 +391,11 @@ def _with_worker(action, lane: str = "main", preload: tuple[str, ...] = ()):
     """`action(worker)` with the lane's running worker, started if needed, the lane held."""
     with _lane_lock(lane):
         worker = _workers.get(lane)
+        if worker is not None and worker.process.poll() is not None:
+            # Ended between calls (stop() while the lane was idle): a fresh one takes its place.
+            if not worker.stopped:
+                worker.close()
+            worker = None
         if worker is None:
             worker = _workers[lane] = _spawn(preload)
         try:
@@ -364,6 +415,9 @@ def stop(lane: str) -> None:
     worker = _workers.get(lane)
     if worker is not None and not worker.stopped:
         worker.process.kill()
+        # Gone before this returns: the lane's next call, finding it ended, starts a fresh one.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.process.wait(timeout=5)
 
 
 def close(lane: str) -> None:

@@ -202,6 +202,9 @@ def _run_together(model: onnx.ModelProto, passes: list[Pass], options: PassOptio
     for step, result in _each_step(model, passes, options, valid_before, [], limits):
         steps.append(step)
         went_on.append(result if watching else None)
+        if step.status == StepStatus.UNVERIFIED and not step.result.provable:
+            # A change only a run can verify: the original's run starts now, beside the passes left.
+            verify.verifier.want_reference()
     changed = [step for step in steps if step.status == StepStatus.UNVERIFIED]
     if changed and not verify.check_together(changed, result):
         return None
@@ -228,6 +231,8 @@ def _step(rewrite: Pass, model: onnx.ModelProto, options: PassOptions, step: Ste
     # The step keeps what the report shows of the result, not its model: the pipeline goes on with
     # that, and each changed pass's model held to the end would cost the model's size again.
     step.result, step.summary = replace(result, model=None), result.summary
+    if step.result.provable is None:
+        step.result.provable = rewrite.provable
     if not result.changed:
         step.status = StepStatus.UNCHANGED
         return model
@@ -275,7 +280,7 @@ def settle(rewrite: Pass, before: onnx.ModelProto, result: PassResult) -> PassRe
     pass diffed it itself), and its summary written out; an unchanged model is `before`."""
     if result.changed and not result.diffed:
         result = replace(compare_models(before, result.model, "", order_matters=rewrite.order_matters),
-                         summary=result.summary)
+                         summary=result.summary, provable=result.provable)
     if callable(result.summary):
         result = replace(result, summary=result.summary(result))
     return result

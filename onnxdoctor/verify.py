@@ -20,7 +20,7 @@ from onnxdoctor.engines.base import Runner
 from onnxdoctor.engines.compare import Tolerance, compare_output
 from onnxdoctor.engines.inputs import make_inputs  # noqa: F401 - inputs are made in engines.inputs; kept importable here
 from onnxdoctor.engines.isolated import IsolatedOnnxRuntimeRunner, providers
-from onnxdoctor.equivalence import same_computation, static_tensors
+from onnxdoctor.equivalence import provable, read_shapes_known, same_computation, static_tensors
 from onnxdoctor.model import OnnxDoctorError
 from onnxdoctor.validation import weightless
 from onnxdoctor.wording import error_text
@@ -117,7 +117,10 @@ class Verifier:
     is stopped is ModelDoesNotRun, a candidate's fails its check.
     `background`: the reference runs in a thread, on the worker lane VERIFICATION_LANE, while the
     caller goes on (fix runs its passes meanwhile); its ModelDoesNotRun is raised by `wait()` or
-    the first `check()` instead of here.
+    the first `check()` instead of here. There the thread first observes what proofs need (the
+    tensors computed from constants and shapes, from the part of the model computing them),
+    and runs the reference in full only once asked to (`want_reference`, `wait`, a check that
+    needs it): a fix whose every change is proved never runs the whole model.
 
     Before running a candidate, `check` tries to prove it (`prove`): one that computes what the
     reference does, op for op, needs no run. A verifier given its own `make_runner` (or
@@ -149,8 +152,13 @@ class Verifier:
         self._observe: tuple[str, ...] = ()
         self._observed: dict[str, np.ndarray] = {}
         self._inferred = threading.Event()
-        # Whether a check needed the reference run (a candidate compared with it, or a proof with
-        # what it observed): fix waits for a background reference only then.
+        # Set once the observing run is over (or will not be made); the full run waits for
+        # `_wanted` (set at once where no proof can spare it), and is not made once `_released`.
+        self._observed_ready = threading.Event()
+        self._wanted = threading.Event()
+        self._released = False
+        # Whether a check needed the reference run (a candidate compared with it): fix waits for
+        # a background reference only then, or where no change was proved.
         self.reference_needed = False
         # The isolated runner of this verifier's lane and bounds (the reference's observing run adds its extra outputs).
         self._isolated = functools.partial(IsolatedOnnxRuntimeRunner, time_limit=time_limit, memory_limit=memory_limit,
@@ -167,37 +175,61 @@ class Verifier:
                                             name="onnxdoctor-reference-run")
             self._thread.start()
         else:
+            self._wanted.set()
             self._run_reference(reference)
             self.wait()
 
     def _run_reference(self, model: onnx.ModelProto) -> None:
         try:
-            if self._proving is not None:
-                from onnxdoctor.passes import infer_types
+            if self._proving is None:
+                self._reference = self._run(model)
+                return
+            from onnxdoctor.passes import infer_types
 
-                try:
-                    self._types = infer_types(model, declared=False, outputs_declared=False)
-                    self._observe = tuple(static_tensors(model, self._types, OBSERVED_LIMIT))
-                except Exception:  # noqa: BLE001 - no types, no proof: the model still runs as it is
-                    self._types, self._observe = {}, ()
-                finally:
-                    self._inferred.set()
-            if self._observe:
-                try:
-                    self._reference, self._observed = self._run_observing(model)
-                    return
-                except isolation.Stopped:
-                    raise
-                except Exception:  # noqa: BLE001 - the model as it is decides whether it runs, not the extra outputs
-                    self._observed = {}
-            self._reference = self._run(model)
+            try:
+                self._types = infer_types(model, declared=False, outputs_declared=False)
+                self._observe = tuple(static_tensors(model, self._types, OBSERVED_LIMIT))
+            except Exception:  # noqa: BLE001 - no types, no proof: the model still runs as it is
+                self._types, self._observe = {}, ()
+            finally:
+                self._inferred.set()
+            if not provable(model) or not read_shapes_known(model, self._types, list(self._observe)):
+                # No proof will spare the full run, or observing costs one (shapes known only at
+                # run time): the full run starts now, beside the passes, and observes as it goes.
+                self._wanted.set()
+            # Where the full run is wanted already (verification in the foreground), it observes
+            # too, as extra outputs; else the part computing what is observed runs first, alone.
+            whole = self._wanted.is_set()
+            with self._isolated(model, observe=self._observe if whole else (), observed_limit=OBSERVED_LIMIT) as runner:
+                if self._observe and not whole:
+                    try:
+                        self._observed = runner.observe_part(self.feeds, self._observe, OBSERVED_LIMIT)
+                    except Exception:  # noqa: BLE001 - the model as it is decides whether it runs, not the part observed
+                        self._observed = {}
+                    self._observed_ready.set()
+                self._wanted.wait()
+                if not self._released:
+                    try:
+                        self._reference = runner.infer(self.feeds)
+                    finally:
+                        self._observed = self._observed or runner.observed
         except Exception as error:  # noqa: BLE001 - the user's model cannot run: nothing can be verified
-            self._failure = ModelDoesNotRun(error_text(error))
+            if not self._released:
+                self._failure = ModelDoesNotRun(error_text(error))
+        finally:
+            self._inferred.set()
+            self._observed_ready.set()
 
-    def _run_observing(self, model: onnx.ModelProto) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        with self._isolated(model, observe=self._observe, observed_limit=OBSERVED_LIMIT) as runner:
-            outputs = runner.infer(self.feeds)
-            return outputs, runner.observed
+    def want_reference(self) -> None:
+        """Let the full reference run start (a change no proof covers was made); it runs once."""
+        self._wanted.set()
+
+    def release(self) -> None:
+        """Nobody will need the reference: a background run not started is not made, one under
+        way is stopped (its worker killed), and the thread ends."""
+        self._released = True
+        self._wanted.set()
+        self.abandon()
 
     def abandon(self) -> None:
         """Stop a background reference run nobody will wait for (the fix that started it failed)."""
@@ -206,6 +238,7 @@ class Verifier:
 
     def wait(self) -> None:
         """Until the reference has run; raises ModelDoesNotRun when it could not."""
+        self._wanted.set()
         if self._thread is not None:
             self._thread.join()
         if self._failure is not None:
@@ -232,8 +265,7 @@ class Verifier:
         if not same_computation(self._proving, candidate, self._types):
             if not self._observe:
                 return None
-            self.wait()
-            self.reference_needed = True
+            self._observed_ready.wait()
             if not self._observed or not same_computation(self._proving, candidate, self._types, self._observed):
                 return None
             proof = PROVED_SAME_ON_THESE_INPUTS

@@ -193,12 +193,13 @@ def test_errors_raised_in_the_worker_come_back_as_errors():
 
 def nan_model(tmp_path, with_finite_output: bool):
     """y = x + sqrt(-1): NaN whatever x is; z = x * 2 when asked for, a finite output beside it.
-    x goes through a Cast to its own type first, which remove-identity drops: a rewrite only a run
-    can verify (folding sqrt(-1) alone is proved without one, NaN and all: verify.Verifier.prove)."""
+    x is cast to double and back first, which collapse-chains drops: a rewrite only a run can
+    verify (folding sqrt(-1) alone is proved without one, NaN and all: verify.Verifier.prove)."""
     nodes = [
         constant("minus_one", np.array(-1.0, np.float32)),
         helper.make_node("Sqrt", ["minus_one"], ["not_a_number"], name="sqrt_of_negative"),
-        helper.make_node("Cast", ["x"], ["x_as_float"], name="cast_to_float", to=TensorProto.FLOAT),
+        helper.make_node("Cast", ["x"], ["x_as_double"], name="cast_to_double", to=TensorProto.DOUBLE),
+        helper.make_node("Cast", ["x_as_double"], ["x_as_float"], name="cast_back", to=TensorProto.FLOAT),
         helper.make_node("Add", ["x_as_float", "not_a_number"], ["y"], name="add_nan"),
     ]
     outputs = [value("y", [2])]

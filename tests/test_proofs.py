@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxdoctor import api
+from onnxdoctor import api, isolation
 from onnxdoctor.cli import main
+from onnxdoctor.engines.isolated import IsolatedOnnxRuntimeRunner
 from onnxdoctor.equivalence import same_computation, static_tensors
 from onnxdoctor.passes import PassOptions, infer_types
 from onnxdoctor.passes.fold_constants import FoldConstants
@@ -122,14 +123,14 @@ def shape_model(folded_to=None) -> onnx.ModelProto:
     return model(nodes, initializers)
 
 
-def observed_by_a_run(original: onnx.ModelProto) -> dict[str, np.ndarray]:
+def observed_by_a_run(original: onnx.ModelProto, feeds=None) -> dict[str, np.ndarray]:
     """What the reference run observes: static_tensors asked for as extra outputs, in ONNX Runtime."""
     names = static_tensors(original, infer_types(original, declared=False), 1 << 16)
     observing = onnx.ModelProto()
     observing.CopyFrom(original)
     observing.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in names)
     session = onnxruntime.InferenceSession(observing.SerializeToString(), providers=["CPUExecutionProvider"])
-    values = session.run(names, {"x": np.zeros((2, 3), np.float32)})
+    values = session.run(names, feeds or {"x": np.zeros((2, 3), np.float32)})
     return dict(zip(names, values, strict=True))
 
 
@@ -148,7 +149,8 @@ def test_the_verifier_proves_loads_and_falls_back_to_running():
     original = shape_model()
     verifier = Verifier(original, make_inputs(original), FP32_TOLERANCE)
     proved = verifier.check(shape_model(folded_to=[6]))
-    assert proved.passed and proved.proof == PROVED_SAME_ON_THESE_INPUTS and verifier.reference_needed
+    # What the original computed came from its run (observed), not a comparison of outputs with it.
+    assert proved.passed and proved.proof == PROVED_SAME_ON_THESE_INPUTS and not verifier.reference_needed
     structural = Verifier(original, make_inputs(original), FP32_TOLERANCE)
     reordered = shape_model()
     reordered.graph.node.reverse()
@@ -294,3 +296,106 @@ def test_a_declared_output_shape_backs_nothing():
                      outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT, [5]),
                               helper.make_tensor_value_info("s", TensorProto.INT64, [1])], value_info=value_info)
     assert not same(identity_out(), identity_out([helper.make_tensor_value_info("r", TensorProto.FLOAT, [5])]))
+
+
+def no_op(kind: str) -> tuple[list[onnx.NodeProto], list[TensorProto]]:
+    """A node on x [2, 3] -> x_out that remove-identity drops as a no-op (the types show it),
+    or, for the kinds named "... not", one that changes the value, type or shape."""
+    cases = {
+        "cast": ([helper.make_node("Cast", ["x"], ["x_out"], to=TensorProto.FLOAT)], []),
+        "cast not": ([helper.make_node("Cast", ["x"], ["x_out"], to=TensorProto.DOUBLE)], []),
+        "concat": ([helper.make_node("Concat", ["x"], ["x_out"], axis=0)], []),
+        "reshape": ([helper.make_node("Reshape", ["x", "to"], ["x_out"])], [tensor("to", [2, 3], np.int64)]),
+        "reshape not": ([helper.make_node("Reshape", ["x", "to"], ["x_out"])], [tensor("to", [3, 2], np.int64)]),
+        "times one": ([helper.make_node("Mul", ["one", "x"], ["x_out"])], [tensor("one", 1.0)]),
+        "times [[1]]": ([helper.make_node("Mul", ["x", "one"], ["x_out"])], [tensor("one", [[1.0]])]),
+        "times two not": ([helper.make_node("Mul", ["x", "two"], ["x_out"])], [tensor("two", 2.0)]),
+        "times [[[1]]] not": ([helper.make_node("Mul", ["x", "one"], ["x_out"])], [tensor("one", [[[1.0]]])]),
+    }
+    return cases[kind]
+
+
+@pytest.mark.parametrize("kind", ["cast", "concat", "reshape", "times one", "times [[1]]",
+                                  "cast not", "reshape not", "times two not", "times [[[1]]] not"])
+def test_a_no_op_dropped_is_proved_where_the_types_show_it_hands_its_input_on(kind):
+    nodes, initializers = no_op(kind)
+    original = model([*nodes, helper.make_node("Relu", ["x_out"], ["y"])], initializers)
+    dropped = model([helper.make_node("Relu", ["x"], ["y"])])
+    assert same(original, dropped) == (not kind.endswith(" not"))
+    # Kept as it was, the node is the same computation either way.
+    assert same(original, original)
+
+
+def test_a_merge_onto_a_value_the_run_observed_is_proved_beside_a_fold():
+    # BERT's case: two Shape nodes of one input, merged, while a fold elsewhere needs what the run
+    # observed. The original's shapes are numbered by their values then; the merged model's Shape
+    # node, the same computation, must be too.
+    def shapes(merged: bool, folded: bool) -> onnx.ModelProto:
+        nodes = [helper.make_node("Shape", ["x"], ["s1"]), helper.make_node("Gather", ["s1", "zero"], ["rows"])]
+        nodes.append(helper.make_node("Shape", ["x"], ["s2"]) if not merged else
+                     helper.make_node("Identity", ["s1"], ["s2"]))
+        nodes += [helper.make_node("Gather", ["s2", "one"], ["columns"]),
+                  helper.make_node("Concat", ["columns", "rows"], ["target"], axis=0)]
+        if folded:
+            initializers = [tensor("zero", [0], np.int64), tensor("one", [1], np.int64), tensor("twice", [2.0])]
+        else:
+            nodes.append(helper.make_node("Add", ["half", "half"], ["twice"]))
+            initializers = [tensor("zero", [0], np.int64), tensor("one", [1], np.int64), tensor("half", [1.0])]
+        nodes += [helper.make_node("Mul", ["x", "twice"], ["scaled"]),
+                  helper.make_node("Reshape", ["scaled", "target"], ["y"])]
+        return model(nodes, initializers, inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])])
+
+    original = shapes(merged=False, folded=False)
+    observed = observed_by_a_run(original, {"x": np.zeros((2, 3), np.float32)})
+    assert {"s1", "s2", "twice"} <= set(observed)
+    assert same(original, shapes(merged=True, folded=False))
+    assert not same(original, shapes(merged=True, folded=True))  # the fold needs the run's values
+    assert same(original, shapes(merged=True, folded=True), observed)
+
+
+def test_the_part_observed_is_what_the_whole_model_computes_and_no_more(yolo):
+    original = onnx.load(yolo["yolov8n-pose-static"])
+    names = static_tensors(original, infer_types(original, declared=False), 1 << 16)
+    feeds = make_inputs(original)
+    whole = observed_by_a_run(original, feeds)
+    part = isolation.observe_model(original.SerializeToString(), {}, feeds, names, ["CPUExecutionProvider"], 1 << 16)
+    assert names and set(whole) == set(names)
+    for name, value in zip(names, part, strict=True):
+        np.testing.assert_array_equal(value, whole[name])
+    nodes, _ = isolation.part_computing(original, names)
+    assert len(nodes) < len(original.graph.node)
+    assert {value.name for value in original.graph.output}.isdisjoint(name for node in nodes for name in node.output)
+
+
+def count_full_runs(monkeypatch) -> list[list[str]]:
+    """The output names of every whole-model run of the isolated runner (the real one, recorded)."""
+    runs = []
+    infer = IsolatedOnnxRuntimeRunner.infer_impl
+
+    def recorded(self, feed):
+        runs.append(self.output_names)
+        return infer(self, feed)
+
+    monkeypatch.setattr(IsolatedOnnxRuntimeRunner, "infer_impl", recorded)
+    return runs
+
+
+def test_fix_runs_neither_model_in_full_where_every_change_is_proved(yolo, monkeypatch):
+    runs = count_full_runs(monkeypatch)
+    report = api.fix(yolo["yolov8n-pose-static"], None)
+    assert {step.verification.proof for step in report.steps if step.verification} == {PROVED_SAME_ON_THESE_INPUTS}
+    assert runs == []
+
+
+def test_a_change_no_proof_covers_runs_both_models(tmp_path, monkeypatch):
+    # x cast to double and back: collapse-chains drops both, which only a run verifies.
+    nodes = [helper.make_node("Cast", ["x"], ["wide"], to=TensorProto.DOUBLE),
+             helper.make_node("Cast", ["wide"], ["x_back"], to=TensorProto.FLOAT),
+             constant_node("two", [2.0]), helper.make_node("Mul", ["x_back", "two"], ["y"])]
+    path = tmp_path / "round_trip.onnx"
+    onnx.save(model(nodes), path)
+    runs = count_full_runs(monkeypatch)
+    report = api.fix(path, None)
+    collapse = next(step for step in report.steps if step.name == "collapse-chains")
+    assert collapse.status == "applied" and collapse.verification.proof == ""
+    assert runs == [["y"], ["y"]]  # the original, then the rewrite

@@ -122,20 +122,22 @@ class IsolatedOnnxRuntimeRunner(Runner):
         )
 
     def activate_impl(self) -> None:
-        # Serialized once: a runner may be called on several feeds.
+        # Serialized once: a runner may be called on several feeds (and observe_part).
         serialized, weights = serialize(self.model)
+        self._serialized = serialized, weights
         if self.observe:
             # Protobuf appends a repeated field's entries read later to those read before: the
             # model's bytes, then a model holding only the extra outputs, parse as the model with them.
             extra = onnx.ModelProto(graph=onnx.GraphProto(output=[onnx.ValueInfoProto(name=name) for name in self.observe]))
-            serialized += extra.SerializeToString()
-        self._serialized = serialized, weights
+            self._observing = serialized + extra.SerializeToString(), weights
 
     def deactivate_impl(self) -> None:
         self._serialized = None
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Timing]:
         serialized, weights = self._serialized
+        if self.observe:
+            serialized, weights = self._observing
         started = time.perf_counter()
         observing = {"observed_from": len(self.output_names), "observed_limit": self.observed_limit} if self.observe else {}
         results = isolation.call(
@@ -148,3 +150,15 @@ class IsolatedOnnxRuntimeRunner(Runner):
         self.observed = {name: value for name, value in zip(self.observe, results[count:], strict=True)
                          if value is not None}
         return dict(zip(self.output_names, results[:count], strict=True)), Timing(total=elapsed, compute=elapsed)
+
+    def observe_part(self, feed: dict[str, np.ndarray], names: tuple[str, ...], limit: int) -> dict[str, np.ndarray]:
+        """The values of tensors the model computes inside (`names`) on `feed`, from the part of
+        the model that computes them alone (isolation.observe_model); those over `limit`
+        elements left out. On an active runner; `observe` (extra outputs of the whole run) is not asked for."""
+        serialized, weights = self._serialized
+        results = isolation.call(
+            isolation.observe_model, serialized, weights, feed, list(names), providers(self.lane), limit,
+            beside_caller=self.beside_caller, what="ONNX Runtime", time_limit=self.time_limit,
+            memory_limit=self.memory_limit, lane=self.lane,
+        )
+        return {name: value for name, value in zip(names, results, strict=True) if value is not None}

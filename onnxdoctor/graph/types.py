@@ -46,6 +46,27 @@ class TensorType:
         return cls(tensor_type.elem_type, shape)
 
 
+def reshape_keeps_shape(source: TensorType | None, result: TensorType | None) -> bool | None:
+    """Whether a Reshape from `source` to `result` leaves the shape as it is, as far as the types
+    tell; None where they cannot. It changes it where the ranks or two static dims differ; it keeps
+    it where at most one pair of dims is unknown and every other pair is the same nonzero static
+    dim, since a Reshape keeps the element count (a 1-D tensor reshaped to 1-D, say)."""
+    if source is None or result is None or source.shape is None or result.shape is None:
+        return None
+    if len(source.shape) != len(result.shape):
+        return False
+    open_pairs = 0
+    for before, after in zip(source.shape, result.shape, strict=True):
+        if isinstance(before, int) and isinstance(after, int):
+            if before != after:
+                return False
+            if before == 0:  # no element: the count settles no other dim
+                return None if len(source.shape) > 1 else True
+        else:
+            open_pairs += 1
+    return True if open_pairs <= 1 else None
+
+
 @dataclass(frozen=True)
 class DynamicDim:
     """A dim of a graph input that is not fixed: `images` dim 0 named 'batch'."""

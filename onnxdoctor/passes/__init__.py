@@ -49,6 +49,9 @@ class PassResult:
     # True when the lists above are the diff against the pass's input (compare_models made
     # them): the pipeline does not diff again.
     diffed: bool = False
+    # Whether every change is one equivalence.same_computation proves (see Pass.provable); None:
+    # as the pass's class says.
+    provable: bool | None = None
 
 
 class PassRefused(Exception):
@@ -68,6 +71,12 @@ class Pass:
     # Whether a new node order alone is a change (toposort); other passes' graphsurgeon exports
     # re-sort whatever they touch, and that is no change.
     order_matters: bool = False
+    # Whether the changes this pass makes are ones verification proves without running the
+    # rewritten model (equivalence.same_computation: constants lowered or folded, duplicates
+    # merged, dead and Identity nodes dropped, nodes reordered). fix runs the original model in
+    # full only once a change no proof covers is made (Verifier.want_reference); a pass that
+    # says so wrongly costs time, never a verification.
+    provable: bool = False
 
     def applies(self, options: PassOptions) -> bool:
         """Whether the pass has anything to do with these options (static-shapes needs shapes)."""

@@ -11,6 +11,7 @@ from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edi
 
 class Cleanup(Pass):
     name = "cleanup"
+    provable = True
     resolves = ("OD203",)
     description = "remove nodes and initializers no output uses (onnx-graphsurgeon cleanup)"
 

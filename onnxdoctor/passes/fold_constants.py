@@ -42,6 +42,7 @@ MAX_ROUNDS = 10
 
 class FoldConstants(Pass):
     name = "fold-constants"
+    provable = True
     resolves = ("OD301",)
     description = "fold constant subgraphs (onnx-graphsurgeon fold_constants, partitioned)"
 

@@ -33,6 +33,7 @@ _HEAD_BYTES = 4096
 
 class MergeDuplicates(Pass):
     name = "merge-duplicates"
+    provable = True
     resolves = ()
     description = "merge nodes that compute the same thing from the same inputs, and equal initializers"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from onnxdoctor.graph import TensorType
+from onnxdoctor.graph import TensorType, reshape_keeps_shape
 from onnxdoctor.model import walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_types
 from onnxdoctor.validation import weightless
@@ -31,12 +31,13 @@ _CANDIDATES = frozenset({"Identity", "Cast", "Reshape", "Concat", "Mul"})
 
 class RemoveIdentity(Pass):
     name = "remove-identity"
+    provable = True
     resolves = ()
     description = "remove Identity, no-op Cast, no-op Reshape, one-input Concat and times-one Mul nodes"
 
     def warm_up(self, model: onnx.ModelProto) -> None:
         """sympy (symbolic shape inference's; 0.2 s and 33 MB to import) imported in a thread
-        where a Reshape is one the types leave open (_reshape_keeps_shape): on a Whisper export
+        where a Reshape is one the types leave open (reshape_keeps_shape): on a Whisper export
         fix took 0.83 instead of 0.96 s. Only there: a model that never asks pays nothing.
         In this process, not the worker's: there the import shared one interpreter with the fold
         pass, and a BERT export took 0.93 s instead of 0.75."""
@@ -47,7 +48,7 @@ class RemoveIdentity(Pass):
         if not reshapes:
             return
         types = infer_types(model, declared=False)
-        if all(_reshape_keeps_shape(types.get(node.input[0]), types.get(node.output[0])) is not None
+        if all(reshape_keeps_shape(types.get(node.input[0]), types.get(node.output[0])) is not None
                for node in reshapes):
             return
         # Only the import, whose lock makes the pass wait for it: the module's own loading stays
@@ -83,14 +84,18 @@ class RemoveIdentity(Pass):
             elif node.op == "Cast":
                 no_op = source is not None and source.elem_type == node.attrs.get("to")
             elif node.op == "Reshape":
-                known = _reshape_keeps_shape(source, result)
+                known = reshape_keeps_shape(source, result)
                 # Symbolic inference (a second on a dynamic YOLO, and sympy's import) only where the types leave it open.
                 no_op = same_symbolic_shape(node) if known is None else known
+                if no_op and known is None:
+                    settled_symbolically.append(node.name)
             else:
                 no_op = False
             return node.inputs[0] if no_op else None
 
         removed: list[str] = []
+        # Reshapes found no-ops by symbolic inference alone: the proof does not follow it (Pass.provable).
+        settled_symbolically: list[str] = []
 
         def edit(graph) -> None:
             for node in list(graph.nodes):
@@ -114,28 +119,8 @@ class RemoveIdentity(Pass):
             if result.changed
             else "no no-op nodes"
         )
+        result.provable = not settled_symbolically
         return result
-
-
-def _reshape_keeps_shape(source: TensorType | None, result: TensorType | None) -> bool | None:
-    """Whether a Reshape from `source` to `result` leaves the shape as it is, as far as the types
-    tell; None where they cannot. It changes it where the ranks or two static dims differ; it keeps
-    it where at most one pair of dims is unknown and every other pair is the same nonzero static
-    dim, since a Reshape keeps the element count (a 1-D tensor reshaped to 1-D, say)."""
-    if source is None or result is None or source.shape is None or result.shape is None:
-        return None
-    if len(source.shape) != len(result.shape):
-        return False
-    open_pairs = 0
-    for before, after in zip(source.shape, result.shape, strict=True):
-        if isinstance(before, int) and isinstance(after, int):
-            if before != after:
-                return False
-            if before == 0:  # no element: the count settles no other dim
-                return None if len(source.shape) > 1 else True
-        else:
-            open_pairs += 1
-    return True if open_pairs <= 1 else None
 
 
 def _times_one(node, types: dict):

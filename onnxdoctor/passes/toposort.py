@@ -55,6 +55,7 @@ def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
 
 class Toposort(Pass):
     name = "toposort"
+    provable = True
     resolves = ("OD201",)
     description = "sort nodes topologically (stable: sorted parts keep their order), subgraphs and functions included"
 
