@@ -28,13 +28,16 @@ initializer, opsets or inputs that differ: no proof, and verification runs the m
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 
 from onnxdoctor.graph import TensorType, constant_node_tensor, reshape_keeps_shape
 from onnxdoctor.model import REFERENCE_THRESHOLD, data_bytes, is_reference, read_tensor, reference_of
+from onnxdoctor.ops.layout import EXACT_WIDENINGS, passes_through
 from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS, ONNX_DOMAINS
 
 # Element types ONNX Runtime returns as the numpy dtype of the same type (observable by a run).
@@ -126,17 +129,14 @@ def same_computation(reference: onnx.ModelProto, candidate: onnx.ModelProto, typ
     if [value.type.tensor_type.elem_type for value in reference.graph.output] != \
             [value.type.tensor_type.elem_type for value in candidate.graph.output]:
         return False
-    numbers: dict[tuple, int] = {}
     usable = {}
     for name, value in (observed or {}).items():
         key = _array_key(value, types.get(name))
         if key is not None:
             usable[name] = key
-    # What the reference's nodes turn out to compute (an observed value, the input a no-op hands
-    # on), by their output's number: a candidate node computing the same gets the same.
-    aliases: dict[int, int] = {}
-    ours = _numbering(reference, numbers, aliases, usable, types)
-    theirs = _numbering(candidate, numbers, aliases)
+    shared = _Shared()
+    ours = _numbering(reference, shared, usable, types, {name: observed[name] for name in usable})
+    theirs = _numbering(candidate, shared)
     if ours is None or theirs is None:
         return False
     if not all(name in ours and name in theirs and ours[name] == theirs[name] for name in names):
@@ -212,28 +212,52 @@ def _opsets(model: onnx.ModelProto) -> dict[str, int]:
     return {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
 
 
-def _numbering(model: onnx.ModelProto, numbers: dict[tuple, int], aliases: dict[int, int],
-               observed: Mapping[str, tuple] | None = None,
-               types: Mapping[str, TensorType] | None = None) -> dict[str, int] | None:
-    """Each tensor's number (keys interned in `numbers`, shared by both models); None where a
-    node cannot be numbered (a random op, an input nobody produces, a constant that cannot be read).
-    The reference is numbered with its `types` and `observed` values: a node output observed is
-    numbered by its value, a node that hands an input on unchanged (_handed_on) by that input's
-    number, each recorded in `aliases` for the candidate, numbered after it without either."""
+@dataclass
+class _Shared:
+    """What numbering both models shares: the number of each key; what a reference node turns out
+    to compute (an observed value, the input a no-op hands on), by its output's number, for a
+    candidate node computing the same; the layout form (_layout) behind a number; the type
+    inference gives the reference tensors of a number."""
 
-    def number(key: tuple) -> int:
-        return numbers.setdefault(key, len(numbers))
+    numbers: dict[tuple, int] = field(default_factory=dict)
+    aliases: dict[int, int] = field(default_factory=dict)
+    forms: dict[int, tuple] = field(default_factory=dict)
+    types: dict[int, TensorType] = field(default_factory=dict)
 
+    def number(self, key: tuple) -> int:
+        return self.numbers.setdefault(key, len(self.numbers))
+
+
+def _numbering(model: onnx.ModelProto, shared: _Shared, observed: Mapping[str, tuple] | None = None,
+               types: Mapping[str, TensorType] | None = None,
+               arrays: Mapping[str, np.ndarray] | None = None) -> dict[str, int] | None:
+    """Each tensor's number (keys interned in `shared`, as both models are numbered); None where
+    a node cannot be numbered (a random op, an input nobody produces, a constant that cannot be
+    read). The reference is numbered with its `types` and `observed` values: a node output
+    observed is numbered by its value, a node that hands an input on unchanged (_handed_on) by
+    that input's number (judged from the types, the constants and the `arrays` observed), each
+    recorded for the candidate, numbered after it without either."""
     values: dict[str, int] = {}
     constants: dict[str, onnx.TensorProto] = {}
+
+    def typed(names) -> None:
+        # The reference's types by number, as it is numbered: a layout form further on reads them.
+        for name in names:
+            known = constants.get(name)
+            found = TensorType(known.data_type, tuple(known.dims)) if known is not None else types.get(name)
+            if name and found is not None:
+                shared.types.setdefault(values[name], found)
+
     for value in model.graph.input:
-        values[value.name] = number(("input", value.name))
+        values[value.name] = shared.number(("input", value.name))
     for tensor in model.graph.initializer:
         key = _tensor_key(tensor)
         if key is None:
             return None
-        values[tensor.name] = number(key)
+        values[tensor.name] = shared.number(key)
         constants[tensor.name] = tensor
+    if types is not None:
+        typed(values)
     pending = list(model.graph.node)
     while pending:
         # Nodes in graph order; one whose input comes later (an unsorted graph) waits a round.
@@ -242,17 +266,19 @@ def _numbering(model: onnx.ModelProto, numbers: dict[tuple, int], aliases: dict[
             if any(name and name not in values for name in node.input):
                 waiting.append(node)
                 continue
-            if not _number_node(node, values, number, aliases, constants, observed, types):
+            if not _number_node(node, values, shared, constants, observed, types, arrays):
                 return None
+            if types is not None:
+                typed(node.output)
         if len(waiting) == len(pending):
             return None  # an input no node produces, or a cycle
         pending = waiting
     return values
 
 
-def _number_node(node: onnx.NodeProto, values: dict[str, int], number, aliases: dict[int, int],
+def _number_node(node: onnx.NodeProto, values: dict[str, int], shared: _Shared,
                  constants: dict[str, onnx.TensorProto], observed: Mapping[str, tuple] | None,
-                 types: Mapping[str, TensorType] | None) -> bool:
+                 types: Mapping[str, TensorType] | None, arrays: Mapping[str, np.ndarray] | None) -> bool:
     if node.op_type in NONDETERMINISTIC_OPS or (node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]):
         return False  # random (a Dropout told to train by its third input, too)
     if node.domain not in ONNX_DOMAINS:
@@ -262,39 +288,139 @@ def _number_node(node: onnx.NodeProto, values: dict[str, int], number, aliases: 
         key = None if tensor is None else _tensor_key(tensor)
         if key is None:
             return False
-        values[node.output[0]] = number(key)
+        values[node.output[0]] = shared.number(key)
         constants[node.output[0]] = tensor
         return True
     if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and len(node.input) == 1:
         values[node.output[0]] = values[node.input[0]]
         return True
-    attributes = tuple(sorted((attribute.name, attribute.SerializeToString()) for attribute in node.attribute))
-    reads = tuple(values[name] if name else -1 for name in node.input)
-    # Which outputs are asked for is part of what a node computes: Split divides by their count,
-    # BatchNormalization before opset 14 trains where it has five.
-    asked = tuple(bool(name) for name in node.output)
-    computation = number(("node", node.domain or "ai.onnx", node.op_type, attributes, reads, asked))
-    for position, name in enumerate(node.output):
+    form = _layout(node, values, constants, shared, types) if len(node.output) == 1 else None
+    if form is not None:
+        # A layout node: numbered by what its chain computes, however many nodes wrote it.
+        outputs = [form if isinstance(form, int) else shared.number(form)]
+        if isinstance(form, tuple):
+            shared.forms.setdefault(outputs[0], form)
+    else:
+        attributes = tuple(sorted((attribute.name, attribute.SerializeToString()) for attribute in node.attribute))
+        reads = tuple(values[name] if name else -1 for name in node.input)
+        # Which outputs are asked for is part of what a node computes: Split divides by their count,
+        # BatchNormalization before opset 14 trains where it has five.
+        asked = tuple(bool(name) for name in node.output)
+        computation = shared.number(("node", node.domain or "ai.onnx", node.op_type, attributes, reads, asked))
+        outputs = [shared.number(("output", computation, position)) for position in range(len(node.output))]
+    for position, (name, output) in enumerate(zip(node.output, outputs, strict=True)):
         if not name:
             continue
-        output = number(("output", computation, position))
         if types is not None:
             key = observed.get(name) if observed else None
-            handed_on = _handed_on(node, types, constants) if position == 0 and key is None else None
+            handed_on = _handed_on(node, types, constants, arrays or {}) if position == 0 and key is None else None
             if key is not None:
-                aliases[output] = number(key)
+                shared.aliases[output] = shared.number(key)
+                if isinstance(form, tuple):
+                    # The value is that layout of its source too (on these inputs): a chain goes on from it.
+                    shared.forms.setdefault(shared.aliases[output], form)
             elif handed_on is not None:
-                aliases[output] = values[handed_on]
-        values[name] = aliases.get(output, output)
+                shared.aliases[output] = values[handed_on]
+        values[name] = shared.aliases.get(output, output)
     return True
 
 
-def _handed_on(node: onnx.NodeProto, types: Mapping[str, TensorType],
-               constants: Mapping[str, onnx.TensorProto]) -> str | None:
+def _layout(node: onnx.NodeProto, values: dict[str, int], constants: Mapping[str, onnx.TensorProto],
+            shared: _Shared, types: Mapping[str, TensorType] | None) -> tuple | int | None:
+    """What a Transpose, Cast, Unsqueeze, Squeeze or Reshape computes, as a form of the tensor
+    it starts from that a chain of them shares with the one node collapse-chains makes of it:
+    ("transpose", perm, source), ("cast", to, source), ("unsqueeze", axes, source) with the axes
+    inserted counted in the output, ("squeeze", axes, source), ("reshape", the shape's number,
+    allowzero, source) (a chain of them only where the last shape is a constant); or a tensor's number where the chain hands its start on unchanged (permuted back,
+    cast there and back through a type that holds every value, unsqueezed and squeezed again).
+    None for any other node, or one whose constant inputs or ranks are not known."""
+    if node.domain not in ("", "ai.onnx") or not node.input or not node.input[0]:
+        return None
+    source = values[node.input[0]]
+    inner = shared.forms.get(source)
+    attributes = {attribute.name: attribute for attribute in node.attribute}
+
+    def rank(number: int) -> int | None:
+        known = shared.types.get(number)
+        return None if known is None or known.shape is None else len(known.shape)
+
+    op = node.op_type
+    if op == "Transpose" and set(attributes) <= {"perm"}:
+        if "perm" in attributes:
+            perm = tuple(attributes["perm"].ints)
+        else:
+            count = rank(source)
+            if count is None:
+                return None
+            perm = tuple(reversed(range(count)))
+        if inner is not None and inner[0] == "transpose" and len(inner[1]) == len(perm):
+            perm, source = tuple(inner[1][axis] for axis in perm), inner[2]
+        return source if perm == tuple(range(len(perm))) else ("transpose", perm, source)
+    if op == "Cast" and set(attributes) == {"to"}:
+        to = attributes["to"].i
+        start = shared.types.get(source)
+        if start is not None and start.elem_type == to:
+            return source  # a cast to the type it has
+        if inner is not None and inner[0] == "cast":
+            start = shared.types.get(inner[2])
+            if start is not None and inner[1] in EXACT_WIDENINGS.get(start.elem_type, ()):
+                source = inner[2]
+                if to == start.elem_type:
+                    return source
+        return ("cast", to, source)
+    if op in ("Unsqueeze", "Squeeze") and not set(attributes) - {"axes"}:
+        axes = _axes(node, attributes, constants)
+        if axes is None:
+            return None
+        if any(axis < 0 for axis in axes):
+            # Counted from the back of the output (Unsqueeze) or the input (Squeeze): the rank settles them.
+            count = rank(source)
+            if count is None:
+                return None
+            count += len(axes) if op == "Unsqueeze" else 0
+            axes = [axis + count if axis < 0 else axis for axis in axes]
+        if op == "Unsqueeze":
+            inserted = sorted(axes)
+            if inner is not None and inner[0] == "unsqueeze":
+                # The inner ones' positions, moved past those inserted after them.
+                kept = (position for position in itertools.count() if position not in inserted)
+                earlier = dict(zip(range(max(inner[1], default=-1) + 1), kept, strict=False))
+                inserted = sorted({*inserted, *(earlier[axis] for axis in inner[1])})
+                source = inner[2]
+            return ("unsqueeze", tuple(inserted), source)
+        squeezed = tuple(sorted(axes))
+        if inner is not None and inner[0] == "unsqueeze" and inner[1] == squeezed:
+            return inner[2]
+        return ("squeeze", squeezed, source)
+    if op == "Reshape" and len(node.input) == 2 and not set(attributes) - {"allowzero"}:
+        allowzero = attributes["allowzero"].i if "allowzero" in attributes else 0
+        if inner is not None and inner[0] == "reshape" and node.input[1] in constants:
+            target = read_tensor(constants[node.input[1]])
+            if target is not None and (allowzero or not (target == 0).any()):
+                source = inner[3]  # a 0 would copy a dim of the tensor in between; otherwise only the count counts
+        return ("reshape", values[node.input[1]], allowzero, source)
+    return None
+
+
+def _axes(node: onnx.NodeProto, attributes: Mapping[str, onnx.AttributeProto],
+          constants: Mapping[str, onnx.TensorProto]) -> list[int] | None:
+    """Unsqueeze's or Squeeze's axes, from the attribute (before opset 13) or the constant input."""
+    if "axes" in attributes:
+        return list(attributes["axes"].ints)
+    if len(node.input) < 2 or node.input[1] not in constants:
+        return None
+    axes = read_tensor(constants[node.input[1]])
+    return None if axes is None else [int(axis) for axis in np.asarray(axes).reshape(-1)]
+
+
+def _handed_on(node: onnx.NodeProto, types: Mapping[str, TensorType], constants: Mapping[str, onnx.TensorProto],
+               arrays: Mapping[str, np.ndarray]) -> str | None:
     """The input a node of the reference hands on unchanged, as inference's types show it for
-    every input (remove-identity's no-ops): a Cast to the type it has, a Concat of one input, a
-    Reshape to the shape it has (graph.reshape_keeps_shape), a Mul by a constant one that adds
-    no dim; None for any other node."""
+    every input (remove-identity's no-ops; a Cast to the type it has is a layout form's): a
+    Concat of one input, a Reshape to the shape it has (graph.reshape_keeps_shape), a Mul by a
+    constant one that adds no dim; and as the values of its other inputs show it (constants, or
+    those observed: on these inputs), collapse-chains' Pad of zeros, Slice of everything, Reshape
+    of a 1-D tensor to one dim (ops.layout.passes_through); None for any other node."""
     if node.domain not in ("", "ai.onnx") or not node.input or not node.input[0]:
         return None
 
@@ -303,9 +429,12 @@ def _handed_on(node: onnx.NodeProto, types: Mapping[str, TensorType],
         return TensorType(tensor.data_type, tuple(tensor.dims)) if tensor is not None else types.get(name)
 
     source = type_of(node.input[0])
-    if node.op_type == "Cast":
-        to = next((attribute.i for attribute in node.attribute if attribute.name == "to"), None)
-        return node.input[0] if source is not None and source.elem_type == to else None
+
+    def value_of(name: str) -> np.ndarray | None:
+        return read_tensor(constants[name]) if name in constants else arrays.get(name)
+
+    if node.op_type in ("Pad", "Slice", "Reshape") and passes_through(node, value_of, types):
+        return node.input[0]
     if node.op_type == "Concat":
         return node.input[0] if len(node.input) == 1 else None
     if node.op_type == "Reshape":

@@ -167,14 +167,13 @@ def test_constant_in_a_branch_reads_an_outer_weight(tmp_path):
 
 @pytest.mark.parametrize("shape", [(0,), (0, 3)])
 def test_empty_outputs_are_not_called_verified(tmp_path, shape):
-    # x cast to double and back, which collapse-chains drops, makes this a rewrite only a run can
-    # verify: the fold alone is proved without one (verify.Verifier.prove), empty input or not.
+    # x's first dim left open and fixed by the fix (static-shapes) makes this a rewrite only a run
+    # can verify: the fold alone is proved without one (verify.Verifier.prove), empty input or not.
+    open_shape = ("n", *shape[1:])
     path = save(tmp_path, "empty", [
         constant("two", 2.0), constant("three", 3.0),
         helper.make_node("Mul", ["two", "three"], ["six"], name="fold_me"),
-        helper.make_node("Cast", ["x"], ["x_as_double"], name="cast_to_double", to=TensorProto.DOUBLE),
-        helper.make_node("Cast", ["x_as_double"], ["x_as_float"], name="cast_back", to=FLOAT),
-        helper.make_node("Mul", ["x_as_float", "six"], ["y"], name="scale"),
-    ], [value("x", FLOAT, shape)], [value("y", FLOAT, shape)])
-    fold = step(api.fix(path, None), "fold-constants")
+        helper.make_node("Mul", ["x", "six"], ["y"], name="scale"),
+    ], [value("x", FLOAT, open_shape)], [value("y", FLOAT, open_shape)])
+    fold = step(api.fix(path, None, static_shapes={"x": shape}), "static-shapes")  # it folds 2 * 3 too
     assert fold.status == "unverified" and "nothing was compared" in fold.notes[0]

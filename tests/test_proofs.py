@@ -17,6 +17,7 @@ from onnxdoctor.cli import main
 from onnxdoctor.engines.isolated import IsolatedOnnxRuntimeRunner
 from onnxdoctor.equivalence import same_computation, static_tensors
 from onnxdoctor.passes import PassOptions, infer_types
+from onnxdoctor.passes.collapse_chains import CollapseChains
 from onnxdoctor.passes.fold_constants import FoldConstants
 from onnxdoctor.verify import (
     FP32_TOLERANCE,
@@ -388,14 +389,88 @@ def test_fix_runs_neither_model_in_full_where_every_change_is_proved(yolo, monke
 
 
 def test_a_change_no_proof_covers_runs_both_models(tmp_path, monkeypatch):
-    # x cast to double and back: collapse-chains drops both, which only a run verifies.
-    nodes = [helper.make_node("Cast", ["x"], ["wide"], to=TensorProto.DOUBLE),
-             helper.make_node("Cast", ["wide"], ["x_back"], to=TensorProto.FLOAT),
-             constant_node("two", [2.0]), helper.make_node("Mul", ["x_back", "two"], ["y"])]
-    path = tmp_path / "round_trip.onnx"
-    onnx.save(model(nodes), path)
+    # x's rows fixed at 2 (static-shapes): the inputs change, which only a run verifies.
+    nodes = [constant_node("two", [2.0]), helper.make_node("Mul", ["x", "two"], ["y"])]
+    path = tmp_path / "open_rows.onnx"
+    onnx.save(model(nodes, inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])]), path)
     runs = count_full_runs(monkeypatch)
-    report = api.fix(path, None)
-    collapse = next(step for step in report.steps if step.name == "collapse-chains")
-    assert collapse.status == "applied" and collapse.verification.proof == ""
+    report = api.fix(path, None, static_shapes={"x": (2, 3)})
+    fixed = next(step for step in report.steps if step.name == "static-shapes")
+    assert fixed.status == "applied" and fixed.verification.proof == ""
     assert runs == [["y"], ["y"]]  # the original, then the rewrite
+
+
+def chain(kind: str) -> tuple[list[onnx.NodeProto], list[TensorProto]]:
+    """Two layout nodes in a row on x [2, 3] -> chained, of the pairs collapse-chains collapses."""
+    cases = {
+        "transpose": [helper.make_node("Unsqueeze", ["x", "front"], ["x3"]),
+                      helper.make_node("Transpose", ["x3"], ["t"], perm=[1, 2, 0]),
+                      helper.make_node("Transpose", ["t"], ["chained"], perm=[0, 2, 1])],
+        "transpose back": [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0]),
+                           helper.make_node("Transpose", ["t"], ["chained"], perm=[1, 0])],
+        "cast there and back": [helper.make_node("Cast", ["x"], ["wide"], to=TensorProto.DOUBLE),
+                                helper.make_node("Cast", ["wide"], ["chained"], to=TensorProto.FLOAT)],
+        "unsqueeze twice": [helper.make_node("Unsqueeze", ["x", "front"], ["u"]),
+                            helper.make_node("Unsqueeze", ["u", "third"], ["chained"])],
+        "unsqueeze, squeeze": [helper.make_node("Unsqueeze", ["x", "front"], ["u"]),
+                               helper.make_node("Squeeze", ["u", "front"], ["chained"])],
+        "reshape twice": [helper.make_node("Reshape", ["x", "six"], ["r"]),
+                          helper.make_node("Reshape", ["r", "three_two"], ["chained"])],
+        "pad by nothing": [helper.make_node("Pad", ["x", "no_pads"], ["chained"])],
+        "slice of everything": [helper.make_node("Slice", ["x", "starts", "ends"], ["chained"])],
+    }
+    initializers = [tensor("front", [0], np.int64), tensor("third", [2], np.int64), tensor("six", [6], np.int64),
+                    tensor("three_two", [3, 2], np.int64), tensor("no_pads", [0, 0, 0, 0], np.int64),
+                    tensor("starts", [0, 0], np.int64), tensor("ends", [2, 2**31 - 1], np.int64)]
+    return cases[kind], initializers
+
+
+@pytest.mark.parametrize("kind", ["transpose", "transpose back", "cast there and back", "unsqueeze twice",
+                                  "unsqueeze, squeeze", "reshape twice", "pad by nothing", "slice of everything"])
+def test_chains_collapse_chains_collapses_are_proved(kind):
+    nodes, initializers = chain(kind)
+    original = model([*nodes, helper.make_node("Neg", ["chained"], ["y"])], initializers)
+    result = CollapseChains().run(original, PassOptions())
+    assert result.changed and len(result.model.graph.node) < len(original.graph.node)
+    assert same(original, result.model)
+
+
+def test_a_chain_collapsed_into_something_else_is_not_proved():
+    def collapsed(*nodes, initializers=()):
+        return model([*nodes, helper.make_node("Neg", ["chained"], ["y"])],
+                     [tensor("front", [0], np.int64), tensor("third", [2], np.int64), *initializers])
+
+    def original(kind):
+        nodes, initializers = chain(kind)
+        return model([*nodes, helper.make_node("Neg", ["chained"], ["y"])], initializers)
+
+    # [1, 2, 3] -> perm [1, 2, 0] -> perm [0, 2, 1] is perm [1, 0, 2] of it, not [2, 0, 1].
+    unsqueezed = helper.make_node("Unsqueeze", ["x", "front"], ["x3"])
+    assert same(original("transpose"), collapsed(unsqueezed, helper.make_node("Transpose", ["x3"], ["chained"],
+                                                                              perm=[1, 0, 2])))
+    assert not same(original("transpose"), collapsed(unsqueezed, helper.make_node("Transpose", ["x3"], ["chained"],
+                                                                                  perm=[2, 0, 1])))
+    # Through a type that loses values (float -> int32 -> float rounds): not the identity.
+    narrowing = model([helper.make_node("Cast", ["x"], ["whole"], to=TensorProto.INT32),
+                       helper.make_node("Cast", ["whole"], ["chained"], to=TensorProto.FLOAT),
+                       helper.make_node("Neg", ["chained"], ["y"])])
+    assert not same(narrowing, model([helper.make_node("Neg", ["x"], ["y"])]))
+    # Unsqueezed at 0 then at 2 is unsqueezed at (0, 2), not at (0, 1).
+    assert not same(original("unsqueeze twice"), collapsed(
+        helper.make_node("Unsqueeze", ["x", "front_second"], ["chained"]),
+        initializers=[tensor("front_second", [0, 1], np.int64)]))
+    assert same(original("unsqueeze twice"), collapsed(
+        helper.make_node("Unsqueeze", ["x", "front_third"], ["chained"]),
+        initializers=[tensor("front_third", [0, 2], np.int64)]))
+    # A Slice that ends one short is no pass-through.
+    short = model([helper.make_node("Slice", ["x", "starts", "ends"], ["chained"]), helper.make_node("Neg", ["chained"], ["y"])],
+                  [tensor("starts", [0, 0], np.int64), tensor("ends", [2, 2], np.int64)])
+    assert not same(short, model([helper.make_node("Neg", ["x"], ["y"])]))
+    # A second Reshape's 0 copies a dim of the tensor between: [6] then [0, -1] is not [0, -1] of x.
+    zero_first = model([helper.make_node("Reshape", ["x", "six"], ["r"]),
+                        helper.make_node("Reshape", ["r", "keep_first"], ["chained"]),
+                        helper.make_node("Neg", ["chained"], ["y"])],
+                       [tensor("six", [6], np.int64), tensor("keep_first", [0, -1], np.int64)])
+    assert not same(zero_first, model([helper.make_node("Reshape", ["x", "keep_first"], ["chained"]),
+                                       helper.make_node("Neg", ["chained"], ["y"])],
+                                      [tensor("keep_first", [0, -1], np.int64)]))

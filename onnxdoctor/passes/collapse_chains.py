@@ -29,34 +29,15 @@ from collections import Counter
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
+from onnx import numpy_helper
 
 from onnxdoctor.model import read_tensor, walk_graphs
+from onnxdoctor.ops.layout import EXACT_WIDENINGS, passes_through
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, infer_types
 from onnxdoctor.passes.merge_duplicates import replace_nodes
 from onnxdoctor.wording import node_label, shortened
 
-# Source type → the types that hold each of its values exactly (a cast there and on loses nothing).
-_INTEGERS_INTO_FLOAT16 = {TensorProto.FLOAT16, TensorProto.FLOAT, TensorProto.DOUBLE}
-_EXACT_WIDENINGS = {
-    TensorProto.BOOL: {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16, TensorProto.INT32,
-                       TensorProto.UINT32, TensorProto.INT64, TensorProto.UINT64, *_INTEGERS_INTO_FLOAT16},
-    TensorProto.INT8: {TensorProto.INT16, TensorProto.INT32, TensorProto.INT64, *_INTEGERS_INTO_FLOAT16},
-    TensorProto.UINT8: {TensorProto.INT16, TensorProto.UINT16, TensorProto.INT32, TensorProto.UINT32,
-                        TensorProto.INT64, TensorProto.UINT64, *_INTEGERS_INTO_FLOAT16},
-    TensorProto.INT16: {TensorProto.INT32, TensorProto.INT64, TensorProto.FLOAT, TensorProto.DOUBLE},
-    TensorProto.UINT16: {TensorProto.INT32, TensorProto.UINT32, TensorProto.INT64, TensorProto.UINT64,
-                         TensorProto.FLOAT, TensorProto.DOUBLE},
-    TensorProto.INT32: {TensorProto.INT64, TensorProto.DOUBLE},
-    TensorProto.UINT32: {TensorProto.INT64, TensorProto.UINT64, TensorProto.DOUBLE},
-    TensorProto.FLOAT16: {TensorProto.FLOAT, TensorProto.DOUBLE},
-    TensorProto.BFLOAT16: {TensorProto.FLOAT, TensorProto.DOUBLE},
-    TensorProto.FLOAT: {TensorProto.DOUBLE},
-}
 _PASS_THROUGH_OPS = frozenset({"Pad", "Slice", "Reshape"})
-# Slice ends at or past this stand for "to the end" whatever the dim (INT32 max, from exporters
-# that write 32-bit ends; INT64 max is past it too).
-_TO_THE_END = 2**31 - 1
 _PAIRS = frozenset({("Transpose", "Transpose"), ("Reshape", "Reshape"), ("Unsqueeze", "Squeeze"),
                     ("Unsqueeze", "Unsqueeze"), ("Cast", "Cast")})
 
@@ -164,7 +145,7 @@ def _remove_pass_through(graph: onnx.GraphProto, types: dict, removed: list[str]
     dropped = set()
     for index, node in enumerate(graph.node):
         if (node.op_type in _PASS_THROUGH_OPS and node.domain in ("", "ai.onnx") and node.input and node.output
-                and node.output[0] not in outputs and _passes_through(node, constants, types)):
+                and node.output[0] not in outputs and passes_through(node, lambda name: read_tensor(constants[name]) if name in constants else None, types)):
             renames[node.output[0]] = node.input[0]
             dropped.add(index)
             removed.append(node_label(node))
@@ -178,43 +159,6 @@ def _remove_nodes(graph: onnx.GraphProto, dropped: set[int], renames: dict[str, 
         return
     gone = {name for index in dropped for name in graph.node[index].output}
     replace_nodes(graph, [node for index, node in enumerate(graph.node) if index not in dropped], gone, renames)
-
-
-def _passes_through(node: onnx.NodeProto, constants: dict, types: dict) -> bool:
-    """Whether a Pad, Slice or Reshape hands its input on unchanged, judged from constant inputs
-    alone and the input's shape (for a Slice the dims it slices, for a Reshape its rank)."""
-    def constant(slot: int) -> list | None:
-        if len(node.input) <= slot or node.input[slot] not in constants:
-            return None
-        values = read_tensor(constants[node.input[slot]])
-        return values.reshape(-1).tolist() if values is not None else None
-
-    if node.op_type == "Pad":
-        pads = _attribute(node, "pads") if len(node.input) < 2 else constant(1)  # an attribute before opset 11
-        return pads is not None and not any(pads)
-    source = types.get(node.input[0])
-    if node.op_type == "Reshape":
-        shape = constant(1) if len(node.input) > 1 else None
-        # One dim of a 1-D tensor: its length, whatever the value says (0 copies it, -1 infers
-        # it); only a 0 meaning zero elements (allowzero) is not.
-        return (shape is not None and len(shape) == 1 and source is not None and source.shape is not None
-                and len(source.shape) == 1 and not (shape[0] == 0 and _attribute(node, "allowzero")))
-    if len(node.input) < 3:
-        return False  # starts and ends were attributes before opset 10: left to folding
-    starts, ends = constant(1), constant(2)
-    axes = constant(3) if len(node.input) > 3 and node.input[3] else list(range(len(starts or ())))
-    steps = constant(4) if len(node.input) > 4 and node.input[4] else [1] * len(starts or ())
-    if None in (starts, ends, axes, steps) or source is None or source.shape is None:
-        return False
-    rank = len(source.shape)
-    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
-        dim = source.shape[axis % rank] if -rank <= axis < rank else None
-        known = isinstance(dim, int)
-        # Negative starts count from the end: one at or before the first element is 0.
-        starts_at_zero = start == 0 or (start < 0 and known and start + dim <= 0)
-        if step != 1 or not starts_at_zero or not (end >= _TO_THE_END or (known and end >= dim)):
-            return False
-    return True
 
 
 def _collapse(first: onnx.NodeProto, second: onnx.NodeProto, constants: dict, types: dict,
@@ -249,7 +193,7 @@ def _collapse(first: onnx.NodeProto, second: onnx.NodeProto, constants: dict, ty
     else:
         source = types.get(first.input[0])
         middle, target = _attribute(first, "to"), _attribute(second, "to")
-        if source is None or middle not in _EXACT_WIDENINGS.get(source.elem_type, ()):
+        if source is None or middle not in EXACT_WIDENINGS.get(source.elem_type, ()):
             return None
         if target == source.elem_type:
             return "identity"
