@@ -236,7 +236,7 @@ def fix(
                     background.verifier.wait()
                 else:
                     # Every change proved: the original's full run, not started or under way, is not needed.
-                    background.verifier.release()
+                    background.verifier.abandon()
             except ModelDoesNotRun:
                 # Not as it is, on these inputs: the usual way below tries its sorted form, then zeros.
                 steps = None

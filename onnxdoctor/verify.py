@@ -51,6 +51,10 @@ PROVED_SAME_ON_THESE_INPUTS = "same-computation-on-these-inputs"
 OBSERVED_LIMIT = 1 << 16
 
 
+class _Released(Exception):
+    """The verifier was abandoned: its background thread makes no further run."""
+
+
 class ModelDoesNotRun(OnnxDoctorError):
     """The original model fails in ONNX Runtime, so nothing can be compared with it."""
 
@@ -154,9 +158,12 @@ class Verifier:
         self._inferred = threading.Event()
         # Set once the observing run is over (or will not be made); the full run waits for
         # `_wanted` (set at once where no proof can spare it), and is not made once `_released`.
+        # `_in_call`: a run is under way in the worker (abandon stops that one, and only that).
         self._observed_ready = threading.Event()
         self._wanted = threading.Event()
         self._released = False
+        self._in_call = False
+        self._state = threading.Lock()
         # Whether a check needed the reference run (a candidate compared with it): fix waits for
         # a background reference only then, or where no change was proved.
         self.reference_needed = False
@@ -203,16 +210,15 @@ class Verifier:
             with self._isolated(model, observe=self._observe if whole else (), observed_limit=OBSERVED_LIMIT) as runner:
                 if self._observe and not whole:
                     try:
-                        self._observed = runner.observe_part(self.feeds, self._observe, OBSERVED_LIMIT)
+                        self._observed = self._in_worker(runner.observe_part, self.feeds, self._observe, OBSERVED_LIMIT)
                     except Exception:  # noqa: BLE001 - the model as it is decides whether it runs, not the part observed
                         self._observed = {}
                     self._observed_ready.set()
                 self._wanted.wait()
-                if not self._released:
-                    try:
-                        self._reference = runner.infer(self.feeds)
-                    finally:
-                        self._observed = self._observed or runner.observed
+                try:
+                    self._reference = self._in_worker(runner.infer, self.feeds)
+                finally:
+                    self._observed = self._observed or runner.observed
         except Exception as error:  # noqa: BLE001 - the user's model cannot run: nothing can be verified
             if not self._released:
                 self._failure = ModelDoesNotRun(error_text(error))
@@ -220,20 +226,31 @@ class Verifier:
             self._inferred.set()
             self._observed_ready.set()
 
+    def _in_worker(self, run, *args):
+        """run(*args), a call to the worker, unless the verifier was abandoned (Released)."""
+        with self._state:
+            if self._released:
+                raise _Released
+            self._in_call = True
+        try:
+            return run(*args)
+        finally:
+            with self._state:
+                self._in_call = False
+
     def want_reference(self) -> None:
         """Let the full reference run start (a change no proof covers was made); it runs once."""
         self._wanted.set()
 
-    def release(self) -> None:
-        """Nobody will need the reference: a background run not started is not made, one under
-        way is stopped (its worker killed), and the thread ends."""
-        self._released = True
-        self._wanted.set()
-        self.abandon()
-
     def abandon(self) -> None:
-        """Stop a background reference run nobody will wait for (the fix that started it failed)."""
-        if self._thread is not None and self._thread.is_alive():
+        """Nobody will wait for the reference (every change was proved, or the fix that started
+        it failed): a background run not started is not made, one under way is stopped (its
+        worker killed; an idle worker stays for the next verification), and the thread ends."""
+        with self._state:
+            self._released = True
+            busy = self._in_call
+        self._wanted.set()
+        if busy:
             isolation.stop(VERIFICATION_LANE)
 
     def wait(self) -> None:
