@@ -11,8 +11,8 @@ Nodes whose output is a graph output stay, so output names do not change."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
-import importlib
 import logging
 import threading
 from pathlib import Path
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from onnxdoctor.equivalence import read_shapes_known, static_tensors
 from onnxdoctor.graph import TensorType, reshape_keeps_shape
 from onnxdoctor.model import walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_types
@@ -36,25 +37,31 @@ class RemoveIdentity(Pass):
     description = "remove Identity, no-op Cast, no-op Reshape, one-input Concat and times-one Mul nodes"
 
     def warm_up(self, model: onnx.ModelProto) -> None:
-        """sympy (symbolic shape inference's; 0.2 s and 33 MB to import) imported in a thread
-        where a Reshape is one the types leave open (reshape_keeps_shape): on a Whisper export
-        fix took 0.83 instead of 0.96 s. Only there: a model that never asks pays nothing.
-        In this process, not the worker's: there the import shared one interpreter with the fold
-        pass, and a BERT export took 0.93 s instead of 0.75."""
+        """Symbolic shape inference (sympy's import, 0.2 s and 33 MB, then 0.1-0.3 s on a
+        transformer export) run in a thread on the model as it comes, where a Reshape is one the
+        types leave open (reshape_keeps_shape) and folding will not settle (its target shape
+        hangs on a dim known only at run time): it overlaps the diagnosis and the fold's wait
+        on the worker, and run() takes its shapes (a tensor's shape is the same before the
+        fold and after). Only there: a model that never asks pays nothing (a static Swin's 18
+        open Reshapes are all settled by the fold; inference on it took 1.2 s). In this
+        process, not the worker's: there the import shared one interpreter with the fold pass,
+        and a BERT export took 0.93 s instead of 0.75."""
+        self._speculation = None
         # As run() asks: a Reshape that writes a graph output stays whatever its shapes.
         outputs = {value.name for value in model.graph.output}
-        reshapes = [node for graph in walk_graphs(model.graph) for node in graph.node
-                    if node.op_type == "Reshape" and node.input and node.output and node.output[0] not in outputs]
+        reshapes = [node for node in model.graph.node
+                    if node.op_type == "Reshape" and len(node.input) > 1 and node.output and node.output[0] not in outputs]
         if not reshapes:
             return
         types = infer_types(model, declared=False)
-        if all(reshape_keeps_shape(types.get(node.input[0]), types.get(node.output[0])) is not None
-               for node in reshapes):
-            return
-        # Only the import, whose lock makes the pass wait for it: the module's own loading stays
-        # with the pass (_symbolic_shape_inference is not safe to run twice at once).
-        threading.Thread(target=importlib.import_module, args=("sympy",), daemon=True,
-                         name="onnxdoctor-sympy-import").start()
+        open_reshapes = [node for node in reshapes
+                         if reshape_keeps_shape(types.get(node.input[0]), types.get(node.output[0])) is None]
+        folded = set(static_tensors(model, types, 1 << 62)) | {tensor.name for tensor in model.graph.initializer}
+        if all(node.input[1] in folded and read_shapes_known(model, types, [node.input[1]]) for node in open_reshapes):
+            return  # every open one gets a constant shape from the fold, and inference settles it then
+        # The model as it is now, copied here: the passes may change it while the thread reads.
+        skeleton = _skeleton(model)
+        self._speculation = (_interface(model), _in_a_thread(_symbolic_shapes_of, skeleton))
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         if not any(node.op_type in _CANDIDATES for graph in walk_graphs(model.graph) for node in graph.node):
@@ -63,8 +70,13 @@ class RemoveIdentity(Pass):
         for tensor in model.graph.initializer:
             types[tensor.name] = TensorType(tensor.data_type, tuple(tensor.dims))
         outputs = {value.name for value in model.graph.output}
-        # Worked out once, for the first Reshape the static shapes cannot settle.
-        symbolic_shapes = functools.cache(functools.partial(_symbolic_shapes, model))
+        # Worked out once, for the first Reshape the static shapes cannot settle; by warm_up
+        # already where it was given a model of this interface.
+        speculation, self._speculation = getattr(self, "_speculation", None), None
+        if speculation is not None and speculation[0] == _interface(model):
+            symbolic_shapes = speculation[1].result
+        else:
+            symbolic_shapes = functools.cache(functools.partial(_symbolic_shapes, model))
 
         def same_symbolic_shape(node) -> bool:
             before = symbolic_shapes().get(node.inputs[0].name)
@@ -163,21 +175,59 @@ def _symbolic_shape_inference() -> type:
     return sys.modules[name].SymbolicShapeInference
 
 
+def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model as symbolic inference sees it: without its weights (large ones are graph
+    inputs of their type and shape, which it never tries to read; as stubs it tried, and
+    stopped: every attention Reshape of a Whisper export stayed), and without the declared
+    intermediate and output shapes (a model traced at batch 1 may declare batch 1): only what
+    it derives from the inputs counts."""
+    skeleton = weightless(model)
+    del skeleton.graph.value_info[:]
+    return skeleton
+
+
+def _interface(model: onnx.ModelProto) -> tuple:
+    """What warm_up's model and run()'s share, the passes between having changed neither."""
+    return tuple(value.SerializeToString() for value in (*model.graph.input, *model.graph.output))
+
+
+def _in_a_thread(function, *args) -> concurrent.futures.Future:
+    """function(*args) in a daemon thread (the CLI's exit waits for no idle pool thread), as a Future."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def work() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as error:  # noqa: BLE001 - handed to whoever asks for the result
+            future.set_exception(error)
+
+    threading.Thread(target=work, daemon=True, name="onnxdoctor-symbolic-shapes").start()
+    return future
+
+
+# Symbolic inference's module is not safe to run twice at once (warm_up's thread, a pass's own).
+_INFERENCE = threading.Lock()
+
+
 def _symbolic_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+    """Each tensor's shape from ONNX Runtime's symbolic shape inference (_symbolic_shapes_of)."""
+    return _symbolic_shapes_of(_skeleton(model))
+
+
+def _symbolic_shapes_of(skeleton: onnx.ModelProto) -> dict[str, tuple]:
     """Each tensor's shape from ONNX Runtime's symbolic shape inference, a dim an int or a
     symbol (an input dim's name, or an expression of them); tensors with an unknown dim left
-    out, and all of them where it cannot read the model. It sees the model without its weights:
-    large ones are graph inputs of their type and shape, which it never tries to read (as
-    stubs it tried, and stopped: every attention Reshape of a Whisper export stayed)."""
+    out, and all of them where it cannot read the model (a _skeleton)."""
+    with _INFERENCE:
+        return _infer_symbolic_shapes(skeleton)
+
+
+def _infer_symbolic_shapes(skeleton: onnx.ModelProto) -> dict[str, tuple]:
     SymbolicShapeInference = _symbolic_shape_inference()
     # Its steps, not SymbolicShapeInference.infer_shapes: that one saves the model into the
     # working directory (sym_shape_infer_temp.onnx and its data) when some shape stays unknown,
     # where the shapes it did infer are what we want.
     inference = SymbolicShapeInference(int_max=2**31 - 1, auto_merge=False, guess_output_rank=False, verbose=0)
-    # Only what it derives from the inputs counts: the model's declared intermediate and output
-    # shapes (a model traced at batch 1 may declare batch 1) are left out.
-    skeleton = weightless(model)
-    del skeleton.graph.value_info[:]
     try:
         inference._preprocess(skeleton)
         while inference.run_:

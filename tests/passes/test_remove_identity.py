@@ -1,7 +1,10 @@
+import numpy as np
 import onnx
+import pytest
 from conftest import planted
 
 from onnxdoctor import api
+from onnxdoctor.passes import PassOptions, PassRefused
 
 
 def fixed_alone(name: str, folder) -> onnx.ModelProto:
@@ -93,9 +96,26 @@ def test_a_reshape_the_types_settle_needs_no_symbolic_inference(tmp_path, monkey
     assert names == {"relu", "relu_v", "reshape_pairs", "after_flat", "after_rows", "after_pairs"}
 
 
-def test_sympy_is_imported_ahead_only_for_a_reshape_the_types_leave_open():
-    # In a fresh interpreter: whether warm_up's thread imported sympy, for a model whose Reshape
-    # needs symbolic inference and for one whose Reshapes the types settle.
+def reshape_of_a_static_shape(path):
+    """x [2, 4] reshaped to (Shape(x)[0], 4): the types leave the Reshape open, the fold settles it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["shape"]), helper.make_node("Gather", ["shape", "zero"], ["rows"]),
+         helper.make_node("Concat", ["rows", "four"], ["target"], axis=0),
+         helper.make_node("Reshape", ["x", "target"], ["r"]), helper.make_node("Relu", ["r"], ["y"])],
+        "static_shape", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(np.array([0], np.int64), "zero"),
+                     numpy_helper.from_array(np.array([4], np.int64), "four")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_symbolic_inference_runs_ahead_only_for_a_reshape_the_types_and_the_fold_leave_open(tmp_path):
+    # In a fresh interpreter: whether warm_up started symbolic inference (and imported sympy) for
+    # a model whose Reshape needs it, one whose Reshapes the types settle, and one whose Reshape
+    # the fold settles (its target computed from a static shape).
     import subprocess
     import sys
 
@@ -103,14 +123,34 @@ def test_sympy_is_imported_ahead_only_for_a_reshape_the_types_leave_open():
         "import sys, threading, onnx\n"
         "from onnxdoctor.passes.remove_identity import RemoveIdentity\n"
         "RemoveIdentity().warm_up(onnx.load(sys.argv[1]))\n"
-        "started = [thread for thread in threading.enumerate() if thread.name == 'onnxdoctor-sympy-import']\n"
+        "started = [thread for thread in threading.enumerate() if thread.name == 'onnxdoctor-symbolic-shapes']\n"
         "for thread in started: thread.join()\n"
         "print(bool(started), 'sympy' in sys.modules)\n"
     )
-    answers = [subprocess.run([sys.executable, "-c", script, str(planted(name))], capture_output=True, text=True,
+    answers = [subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
                               check=True).stdout.split()
-               for name in ("symbolic_noop_reshape", "noop_nodes")]
-    assert answers == [["True", "True"], ["False", "False"]]
+               for path in (planted("symbolic_noop_reshape"), planted("noop_nodes"),
+                            reshape_of_a_static_shape(tmp_path / "static.onnx"))]
+    assert answers == [["True", "True"], ["False", "False"], ["False", "False"]]
+
+
+def test_the_pass_takes_the_shapes_warm_up_inferred(monkeypatch):
+    import onnxdoctor.passes.remove_identity as remove_identity
+
+    model = onnx.load(planted("symbolic_noop_reshape"))
+    rewrite = remove_identity.RemoveIdentity()
+    rewrite.warm_up(model)
+
+    def not_again(model):
+        raise AssertionError("symbolic shape inference ran again")
+
+    monkeypatch.setattr(remove_identity, "_symbolic_shapes", not_again)
+    result = rewrite.run(model, PassOptions())
+    assert "reshape_context" not in {node.name for node in result.model.graph.node}
+    assert not result.provable  # a Reshape settled by symbolic inference alone: only a run verifies it
+    # Once: a second run (a model it was not warmed up on) infers for itself.
+    with pytest.raises(PassRefused, match="ran again"):
+        rewrite.run(model, PassOptions())
 
 
 def test_symbolic_inference_reads_no_weight_on_its_way_to_the_reshape(tmp_path):
