@@ -28,6 +28,9 @@ from onnxdoctor.validation import weightless
 from onnxdoctor.wording import shortened
 
 _CANDIDATES = frozenset({"Identity", "Cast", "Reshape", "Concat", "Mul"})
+# How long run() waits for warm_up's symbolic inference before inferring on its own model: it
+# takes 0.1-0.3 s on the transformer exports, where it is mostly done by then.
+SPECULATION_WAIT = 0.5
 
 
 class RemoveIdentity(Pass):
@@ -51,7 +54,10 @@ class RemoveIdentity(Pass):
         outputs = {value.name for value in model.graph.output}
         reshapes = [node for node in model.graph.node
                     if node.op_type == "Reshape" and len(node.input) > 1 and node.output and node.output[0] not in outputs]
-        if not reshapes:
+        if not reshapes or any(attribute.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                               for node in model.graph.node for attribute in node.attribute):
+            # Inference runs a subgraph's body for each node holding one: on an unfolded Faster
+            # R-CNN (If and Loop nodes) it took 67 s, on the folded one under a second.
             return
         types = infer_types(model, declared=False)
         open_reshapes = [node for node in reshapes
@@ -60,11 +66,15 @@ class RemoveIdentity(Pass):
         if all(node.input[1] in folded and read_shapes_known(model, types, [node.input[1]]) for node in open_reshapes):
             return  # every open one gets a constant shape from the fold, and inference settles it then
         # The model as it is now, copied here: the passes may change it while the thread reads.
-        skeleton = _skeleton(model)
-        self._speculation = (_interface(model), _in_a_thread(_symbolic_shapes_of, skeleton))
+        skeleton, cancelled = _skeleton(model), threading.Event()
+        self._speculation = (_interface(model), _in_a_thread(_symbolic_shapes_of, skeleton, cancelled), cancelled)
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
+        # warm_up's symbolic inference, used once, by this run; stopped when it is over.
+        speculation, self._speculation = getattr(self, "_speculation", None), None
         if not any(node.op_type in _CANDIDATES for graph in walk_graphs(model.graph) for node in graph.node):
+            if speculation is not None:
+                speculation[2].set()
             return PassResult(model, False, "no no-op nodes")
         types = infer_types(model, declared=False)
         for tensor in model.graph.initializer:
@@ -72,11 +82,16 @@ class RemoveIdentity(Pass):
         outputs = {value.name for value in model.graph.output}
         # Worked out once, for the first Reshape the static shapes cannot settle; by warm_up
         # already where it was given a model of this interface.
-        speculation, self._speculation = getattr(self, "_speculation", None), None
-        if speculation is not None and speculation[0] == _interface(model):
-            symbolic_shapes = speculation[1].result
-        else:
-            symbolic_shapes = functools.cache(functools.partial(_symbolic_shapes, model))
+
+        @functools.cache
+        def symbolic_shapes() -> dict[str, tuple]:
+            if speculation is not None and speculation[0] == _interface(model):
+                interface, inferred, cancelled = speculation
+                try:
+                    return inferred.result(timeout=SPECULATION_WAIT)
+                except concurrent.futures.TimeoutError:
+                    cancelled.set()  # slower on the model as it came than it may be on this one
+            return _symbolic_shapes(model)
 
         def same_symbolic_shape(node) -> bool:
             before = symbolic_shapes().get(node.inputs[0].name)
@@ -124,7 +139,11 @@ class RemoveIdentity(Pass):
                 node.outputs.clear()
             graph.cleanup(remove_unused_graph_inputs=False, recurse_subgraphs=True)
 
-        cleaned = edit_with_graphsurgeon(model, edit)
+        try:
+            cleaned = edit_with_graphsurgeon(model, edit)
+        finally:
+            if speculation is not None:
+                speculation[2].set()  # not asked for, or asked for and answered: it need not go on
         result = compare_models(model, cleaned, "")
         result.summary = (
             f"removed {len(removed)} no-op nodes ({shortened(removed, 6)})"
@@ -151,11 +170,20 @@ def _times_one(node, types: dict):
     return None
 
 
+# Loading symbolic inference's module is not safe twice at once (warm_up's thread, a pass's own).
+_LOADING = threading.Lock()
+
+
 @functools.cache
 def _symbolic_shape_inference() -> type:
     """ONNX Runtime's SymbolicShapeInference, its module loaded from its file on its own: the
     package `onnxruntime.tools` imports torch when torch is installed (1.3 s of a 2 s fix here),
     and the module needs only onnx, numpy and sympy."""
+    with _LOADING:
+        return _load_symbolic_shape_inference()
+
+
+def _load_symbolic_shape_inference() -> type:
     import importlib.util
     import sys
 
@@ -191,6 +219,10 @@ def _interface(model: onnx.ModelProto) -> tuple:
     return tuple(value.SerializeToString() for value in (*model.graph.input, *model.graph.output))
 
 
+class _Cancelled(Exception):
+    """warm_up's inference, no longer wanted."""
+
+
 def _in_a_thread(function, *args) -> concurrent.futures.Future:
     """function(*args) in a daemon thread (the CLI's exit waits for no idle pool thread), as a Future."""
     future: concurrent.futures.Future = concurrent.futures.Future()
@@ -205,29 +237,30 @@ def _in_a_thread(function, *args) -> concurrent.futures.Future:
     return future
 
 
-# Symbolic inference's module is not safe to run twice at once (warm_up's thread, a pass's own).
-_INFERENCE = threading.Lock()
-
-
 def _symbolic_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
     """Each tensor's shape from ONNX Runtime's symbolic shape inference (_symbolic_shapes_of)."""
     return _symbolic_shapes_of(_skeleton(model))
 
 
-def _symbolic_shapes_of(skeleton: onnx.ModelProto) -> dict[str, tuple]:
+def _symbolic_shapes_of(skeleton: onnx.ModelProto, cancelled: threading.Event | None = None) -> dict[str, tuple]:
     """Each tensor's shape from ONNX Runtime's symbolic shape inference, a dim an int or a
     symbol (an input dim's name, or an expression of them); tensors with an unknown dim left
-    out, and all of them where it cannot read the model (a _skeleton)."""
-    with _INFERENCE:
-        return _infer_symbolic_shapes(skeleton)
-
-
-def _infer_symbolic_shapes(skeleton: onnx.ModelProto) -> dict[str, tuple]:
+    out, and all of them where it cannot read the model (a _skeleton), or where `cancelled`
+    was set before it was done (it stops at the next node)."""
     SymbolicShapeInference = _symbolic_shape_inference()
     # Its steps, not SymbolicShapeInference.infer_shapes: that one saves the model into the
     # working directory (sym_shape_infer_temp.onnx and its data) when some shape stays unknown,
     # where the shapes it did infer are what we want.
     inference = SymbolicShapeInference(int_max=2**31 - 1, auto_merge=False, guess_output_rank=False, verbose=0)
+    if cancelled is not None:
+        infer_node = inference._onnx_infer_single_node  # called for each node, in order
+
+        def unless_cancelled(node):
+            if cancelled.is_set():
+                raise _Cancelled
+            return infer_node(node)
+
+        inference._onnx_infer_single_node = unless_cancelled
     try:
         inference._preprocess(skeleton)
         while inference.run_:

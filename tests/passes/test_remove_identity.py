@@ -172,3 +172,16 @@ def test_symbolic_inference_reads_no_weight_on_its_way_to_the_reshape(tmp_path):
     report = api.fix(tmp_path / "table.onnx", tmp_path / "fixed.onnx", passes=["remove-identity"])
     assert report.steps[0].status == "applied" and report.steps[0].verification.passed
     assert "reshape_context" not in {node.name for node in onnx.load(tmp_path / "fixed.onnx").graph.node}
+
+
+def test_an_inference_ahead_not_done_in_time_is_stopped_and_the_pass_infers_on_its_own(monkeypatch):
+    import onnxdoctor.passes.remove_identity as remove_identity
+
+    model = onnx.load(planted("symbolic_noop_reshape"))
+    rewrite = remove_identity.RemoveIdentity()
+    rewrite.warm_up(model)
+    _, _, cancelled = rewrite._speculation
+    monkeypatch.setattr(remove_identity, "SPECULATION_WAIT", 0.0)
+    result = rewrite.run(model, PassOptions())
+    assert "reshape_context" not in {node.name for node in result.model.graph.node}
+    assert cancelled.is_set()
