@@ -51,6 +51,15 @@ PROVED_SAME_ON_THESE_INPUTS = "same-computation-on-these-inputs"
 OBSERVED_LIMIT = 1 << 16
 
 
+def _proves(reference: onnx.ModelProto, candidate: onnx.ModelProto, types: dict, observed=None) -> bool:
+    """equivalence.same_computation, False where it fails on a model it did not foresee (an
+    invalid one: a Slice whose starts and ends differ in length): no proof, the run decides."""
+    try:
+        return same_computation(reference, candidate, types, observed)
+    except Exception:  # noqa: BLE001 - a proof that cannot be made is no proof
+        return False
+
+
 class _Released(Exception):
     """The verifier was abandoned: its background thread makes no further run."""
 
@@ -194,7 +203,8 @@ class Verifier:
             from onnxdoctor.passes import infer_types
 
             try:
-                self._types = infer_types(model, declared=False, outputs_declared=False)
+                # Without data propagation: it would hand the proof wrong dims (equivalence.same_computation).
+                self._types = infer_types(model, declared=False, outputs_declared=False, data_prop=False)
                 self._observe = tuple(static_tensors(model, self._types, OBSERVED_LIMIT))
             except Exception:  # noqa: BLE001 - no types, no proof: the model still runs as it is
                 self._types, self._observe = {}, ()
@@ -279,11 +289,11 @@ class Verifier:
             return None
         self._inferred.wait()
         proof = PROVED_SAME
-        if not same_computation(self._proving, candidate, self._types):
+        if not _proves(self._proving, candidate, self._types):
             if not self._observe:
                 return None
             self._observed_ready.wait()
-            if not self._observed or not same_computation(self._proving, candidate, self._types, self._observed):
+            if not self._observed or not _proves(self._proving, candidate, self._types, self._observed):
                 return None
             proof = PROVED_SAME_ON_THESE_INPUTS
         try:

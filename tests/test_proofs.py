@@ -41,8 +41,8 @@ def model(nodes, initializers=(), *, inputs=None, outputs=None, value_info=()) -
 
 def same(reference, candidate, observed=None) -> bool:
     """equivalence.same_computation with the reference's types as the verifier infers them."""
-    return same_computation(reference, candidate, infer_types(reference, declared=False, outputs_declared=False),
-                            observed)
+    return same_computation(reference, candidate, infer_types(reference, declared=False, outputs_declared=False,
+                                                               data_prop=False), observed)
 
 
 def tensor(name, values, dtype=np.float32) -> TensorProto:
@@ -474,3 +474,53 @@ def test_a_chain_collapsed_into_something_else_is_not_proved():
     assert not same(zero_first, model([helper.make_node("Reshape", ["x", "keep_first"], ["chained"]),
                                        helper.make_node("Neg", ["chained"], ["y"])],
                                       [tensor("keep_first", [0, -1], np.int64)]))
+
+
+def test_dims_data_propagation_gets_wrong_prove_nothing():
+    # The third review's counterexamples: ONNX's data propagation copies values through a Cast
+    # unchanged (258 cast to uint8 stays 258; it is 2), so a Reshape to [2, -1] looked like one
+    # to [258, 1], a no-op; and a Transpose without perm took its rank from such a dim.
+    wrapped = [helper.make_node("Shape", ["w"], ["s"]), helper.make_node("Cast", ["s"], ["s8"], to=TensorProto.UINT8),
+               helper.make_node("Cast", ["s8"], ["s64"], to=TensorProto.INT64),
+               helper.make_node("Concat", ["s64", "minus_one"], ["target"], axis=0),
+               helper.make_node("Reshape", ["z", "target"], ["y"])]
+    inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, [258, 1]),
+              helper.make_tensor_value_info("w", TensorProto.FLOAT, [258])]
+    original = model(wrapped, [tensor("minus_one", [-1], np.int64)], inputs=inputs)
+    feeds = {"z": np.zeros((258, 1), np.float32), "w": np.zeros(258, np.float32)}
+    assert onnxruntime.InferenceSession(original.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, feeds)[0].shape == (2, 129)
+    kept = model([helper.make_node("Identity", ["z"], ["y"])], inputs=inputs)
+    assert not same(original, kept)
+    assert not same(original, kept, observed_by_a_run(original, feeds))
+    verifier = Verifier(original, feeds, FP32_TOLERANCE)
+    assert verifier.prove(kept) is None and not verifier.check(kept).passed
+
+
+def test_a_cast_chain_that_starts_at_a_cast_is_neither_collapsed_nor_proved():
+    # ONNX Runtime fuses two casts in a row: float -> float16 -> int8 runs as float -> int8 (2.9999
+    # gives 2, where float16's rounding gives 3). Collapsing float16 -> float -> int8 after a
+    # cast to float16 would make such a pair.
+    nodes = [helper.make_node("Cast", ["x"], ["half"], to=TensorProto.FLOAT16),
+             helper.make_node("Cast", ["half"], ["wide"], to=TensorProto.FLOAT),
+             helper.make_node("Cast", ["wide"], ["y"], to=TensorProto.INT8)]
+    original = model(nodes, outputs=[helper.make_tensor_value_info("y", TensorProto.INT8, None)])
+    assert not CollapseChains().run(original, PassOptions()).changed
+    fused = model([nodes[0], helper.make_node("Cast", ["half"], ["y"], to=TensorProto.INT8)],
+                  outputs=[helper.make_tensor_value_info("y", TensorProto.INT8, None)])
+    feeds = {"x": np.full((2, 3), 2.9999, np.float32)}
+    outputs = [onnxruntime.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+               for m in (original, fused)]
+    assert outputs[0][0, 0] == 3 and outputs[1][0, 0] == 2  # what ONNX Runtime does with the pair
+    assert not same(original, fused)
+
+
+def test_an_invalid_model_gets_no_proof_and_no_error():
+    # A Slice whose starts and ends differ in length (ONNX Runtime refuses it), a Transpose of a
+    # Transpose whose perm is no permutation.
+    slicing = model([helper.make_node("Slice", ["x", "starts", "ends"], ["y"])],
+                    [tensor("starts", [0, 0], np.int64), tensor("ends", [2], np.int64)])
+    assert not same(slicing, model([helper.make_node("Identity", ["x"], ["y"])]))
+    twice = model([helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0]),
+                   helper.make_node("Transpose", ["t"], ["y"], perm=[0, 5])])
+    assert not same(twice, model([helper.make_node("Identity", ["x"], ["y"])]))

@@ -59,6 +59,8 @@ def passes_through(node: onnx.NodeProto, value_of: Callable[[str], np.ndarray | 
     steps = constant(4) if len(node.input) > 4 and node.input[4] else [1] * len(starts or ())
     if None in (starts, ends, axes, steps) or source is None or source.shape is None:
         return False
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        return False  # an invalid Slice: ONNX Runtime refuses it
     rank = len(source.shape)
     for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
         dim = source.shape[axis % rank] if -rank <= axis < rank else None

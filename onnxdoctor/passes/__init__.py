@@ -146,14 +146,18 @@ def compare_models(before: onnx.ModelProto, after: onnx.ModelProto, summary: str
     return PassResult(after if changed else before, changed, summary, removed, added, changed_tensors, diffed=True)
 
 
-def infer_shapes(model: onnx.ModelProto, *, declared: bool = True, outputs_declared: bool = True) -> onnx.ModelProto:
+def infer_shapes(model: onnx.ModelProto, *, declared: bool = True, outputs_declared: bool = True,
+                 data_prop: bool = True) -> onnx.ModelProto:
     """The model's types and shapes as inference sees them, on a copy without the large
     weights (so models over 2 GiB work too); where inference rejects the model, the types it
     declares (a broken model still gets the passes that need no shapes). `declared` False:
     the model's own value_info is left out first, so only what inference derives from the
     inputs counts (a model traced at batch 1 may declare its intermediates at batch 1).
     `outputs_declared` False: the graph outputs' declared shapes go too (their element types
-    stay), which inference would otherwise merge into what it derives."""
+    stay), which inference would otherwise merge into what it derives. `data_prop`: shapes
+    computed in the graph (Shape -> Gather -> Concat) followed into the Reshapes that read
+    them; it copies values through a Cast unchanged (258 cast to uint8 stays 258, not 2), so a
+    proof (equivalence) asks for it off."""
     skeleton, _ = split_weights(model)
     if not declared:
         del skeleton.graph.value_info[:]
@@ -162,14 +166,15 @@ def infer_shapes(model: onnx.ModelProto, *, declared: bool = True, outputs_decla
             if output.type.HasField("tensor_type"):
                 output.type.tensor_type.ClearField("shape")
     try:
-        return validation.infer_shapes(skeleton, data_prop=True)
+        return validation.infer_shapes(skeleton, data_prop=data_prop)
     except validation.ONNX_ERRORS:
         return skeleton
 
 
-def infer_types(model: onnx.ModelProto, *, declared: bool = True, outputs_declared: bool = True) -> dict[str, TensorType]:
+def infer_types(model: onnx.ModelProto, *, declared: bool = True, outputs_declared: bool = True,
+                data_prop: bool = True) -> dict[str, TensorType]:
     """Inferred types by tensor name, for a GraphView of the model (see infer_shapes)."""
-    inferred = infer_shapes(model, declared=declared, outputs_declared=outputs_declared)
+    inferred = infer_shapes(model, declared=declared, outputs_declared=outputs_declared, data_prop=data_prop)
     types = {}
     for graph in walk_graphs(inferred.graph):
         for value in (*graph.input, *graph.value_info, *graph.output):
