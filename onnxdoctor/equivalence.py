@@ -55,16 +55,19 @@ def static_tensors(model: onnx.ModelProto, types: Mapping[str, TensorType], limi
     order: what fold-constants may replace with constants, so what a reference run observes
     for same_computation (on its inputs: a shape may depend on values, NonZero's). A Shape or
     Size output counts whatever it reads; any other node counts when every input it reads does.
-    Weights (initializers over model.REFERENCE_THRESHOLD bytes) do not count: what is computed
-    from them is as large, and observing it would carry each across the pipe (its fold, where
+    Weights (initializers over model.REFERENCE_THRESHOLD bytes, or left on disk) count only
+    where what a node computes from them is known to hold at most `limit` elements (an
+    embedding's rows for fixed positions, which fold-constants folds): what is computed from a
+    weight is mostly as large, and observing it would carry it across the pipe (its fold, where
     one is made, is verified by a run). Only tensors `types` (inference's) gives a type ONNX
     Runtime hands back as numpy's own (_OBSERVABLE_TYPES) are listed, and not those it knows
     to hold over `limit` elements."""
     if _refuses(model):
         return []
-    static = {tensor.name for tensor in model.graph.initializer
-              if not is_reference(tensor) and data_bytes(tensor) <= REFERENCE_THRESHOLD}
-    static.difference_update(value.name for value in model.graph.input)
+    inputs = {value.name for value in model.graph.input}
+    weights = {tensor.name for tensor in model.graph.initializer
+               if is_reference(tensor) or data_bytes(tensor) > REFERENCE_THRESHOLD} - inputs
+    static = {tensor.name for tensor in model.graph.initializer} - weights - inputs
     outputs = {value.name for value in model.graph.output}
     found = []
     for node in model.graph.node:
@@ -73,7 +76,10 @@ def static_tensors(model: onnx.ModelProto, types: Mapping[str, TensorType], limi
         if node.op_type == "Constant":
             static.update(node.output)
             continue
-        if node.op_type in _SHAPE_READERS or all(name in static for name in node.input if name):
+        if node.op_type in _SHAPE_READERS or all(name in static or name in weights for name in node.input if name):
+            if node.op_type not in _SHAPE_READERS and any(name in weights for name in node.input) and not all(
+                    _small(types.get(name), limit) for name in node.output if name):
+                continue
             static.update(name for name in node.output if name)
             found.extend(name for name in node.output if name and name not in outputs
                          and _observable(types.get(name), limit))
@@ -99,6 +105,12 @@ def read_shapes_known(model: onnx.ModelProto, types: Mapping[str, TensorType], n
             continue
         pending.extend(name for name in node.input if name)
     return True
+
+
+def _small(tensor_type: TensorType | None, limit: int) -> bool:
+    """Known, by inference, to hold at most `limit` elements."""
+    count = None if tensor_type is None else tensor_type.element_count
+    return count is not None and count <= limit
 
 
 def _observable(tensor_type: TensorType | None, limit: int) -> bool:
@@ -153,10 +165,13 @@ def _declarations_backed(reference: onnx.ModelProto, candidate: onnx.ModelProto,
     shapes left out), does not give the reference tensor of its number: the reference's own for
     the tensor of that name (a declaration ONNX Runtime trusts there, dropped or moved onto
     another tensor by a merge, would change what the candidate computes), the candidate's for
-    any reference tensor of the same number."""
+    any reference tensor of the same number. A declaration of a constant (the dynamo exporter
+    declares every weight) is backed by the constant's own type and dims, as ONNX Runtime reads it."""
+    ours_constant, theirs_constant = _constant_types(reference), _constant_types(candidate)
     for value in (*reference.graph.value_info, *reference.graph.output):
         claim = _declared_type(value)
-        if claim is False or (claim is not None and value.name in ours and not _backs(types.get(value.name), claim)):
+        known = ours_constant.get(value.name) or types.get(value.name)
+        if claim is False or (claim is not None and value.name in ours and not _backs(known, claim)):
             return False
     names_of: dict[int, list[str]] = {}
     for name, number in ours.items():
@@ -166,10 +181,20 @@ def _declarations_backed(reference: onnx.ModelProto, candidate: onnx.ModelProto,
         if number is None:
             continue  # names no tensor of the candidate: nothing reads it
         claim = _declared_type(value)
-        if claim is False or (claim is not None and not any(_backs(types.get(name), claim)
-                                                            for name in names_of.get(number, ()))):
+        if claim is False:
+            return False
+        if claim is None:
+            continue
+        if value.name in theirs_constant:
+            if not _backs(theirs_constant[value.name], claim):
+                return False
+        elif not any(_backs(types.get(name), claim) for name in names_of.get(number, ())):
             return False
     return True
+
+
+def _constant_types(model: onnx.ModelProto) -> dict[str, TensorType]:
+    return {tensor.name: TensorType(tensor.data_type, tuple(tensor.dims)) for tensor in model.graph.initializer}
 
 
 def _declared_type(value: onnx.ValueInfoProto) -> TensorType | None | bool:

@@ -16,6 +16,7 @@ from onnxdoctor import api, isolation
 from onnxdoctor.cli import main
 from onnxdoctor.engines.isolated import IsolatedOnnxRuntimeRunner
 from onnxdoctor.equivalence import same_computation, static_tensors
+from onnxdoctor.model import REFERENCE_THRESHOLD, data_bytes
 from onnxdoctor.passes import PassOptions, infer_types
 from onnxdoctor.passes.collapse_chains import CollapseChains
 from onnxdoctor.passes.fold_constants import FoldConstants
@@ -524,3 +525,32 @@ def test_an_invalid_model_gets_no_proof_and_no_error():
     twice = model([helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0]),
                    helper.make_node("Transpose", ["t"], ["y"], perm=[0, 5])])
     assert not same(twice, model([helper.make_node("Identity", ["x"], ["y"])]))
+
+
+def embedding(declared=()) -> onnx.ModelProto:
+    """y = x + table[positions]: a table over model.REFERENCE_THRESHOLD (a weight), rows for fixed
+    positions, as the dynamo exporter writes BERT's position embeddings (every weight declared)."""
+    table = tensor("table", np.arange(512 * 64, dtype=np.float32).reshape(512, 64) / 1000)
+    return model([helper.make_node("Gather", ["table", "positions"], ["rows"], axis=0),
+                  helper.make_node("Add", ["x", "rows"], ["y"])],
+                 [table, tensor("positions", [[0, 1]], np.int64)],
+                 inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 64])], value_info=list(declared))
+
+
+def test_a_fold_of_rows_of_a_weight_is_proved_and_the_weight_itself_is_not_observed():
+    assert data_bytes(embedding().graph.initializer[0]) > REFERENCE_THRESHOLD
+    original = embedding([helper.make_tensor_value_info("table", TensorProto.FLOAT, [512, 64])])
+    assert static_tensors(original, infer_types(original, declared=False), 1 << 16) == ["rows"]
+    feeds = {"x": np.zeros((1, 2, 64), np.float32)}
+    observed = observed_by_a_run(original, feeds)
+    folded = model([helper.make_node("Add", ["x", "rows"], ["y"])],
+                   [tensor("rows", observed["rows"])],
+                   inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 64])])
+    assert same(original, folded, observed)
+    # A declaration of the weight that is not its shape backs nothing.
+    wrong = embedding([helper.make_tensor_value_info("table", TensorProto.FLOAT, [512, 32])])
+    assert not same(wrong, folded, observed_by_a_run(wrong, feeds))
+    # A MatMul by the weight makes a tensor as large as it: not observed.
+    wide = model([helper.make_node("MatMul", ["ones", "table"], ["y"])],
+                 [tensor("ones", np.ones((512, 512), np.float32)), embedding().graph.initializer[0]])
+    assert static_tensors(wide, infer_types(wide, declared=False), 1 << 10) == []
