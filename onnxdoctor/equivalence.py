@@ -10,11 +10,13 @@ inputs: equal on every input (up to the order in which ONNX Runtime's fused kern
 fusion being the one thing a rewrite can turn on or off there).
 
 That covers what most of fix does: Constant nodes made initializers, duplicates merged, dead
-nodes removed, Identity nodes dropped, nodes reordered. A fold replaces a computed tensor by a
+nodes removed, Identity nodes dropped, nodes reordered; the reference's no-ops its types show
+(_handed_on) and chains of layout nodes numbered by what they compute (_layout), as
+remove-identity and collapse-chains leave them. A fold replaces a computed tensor by a
 constant: a tensor the original computed from constants and input shapes (static_tensors) can
-be numbered by the value the original's reference run gave it (`observed`), which proves the
-fold on the verification's inputs, as running the rewrite would. Anything else (a Reshape found
-to be a no-op, a Cast dropped as the type it casts to) differs, and is left to a run.
+be numbered by the value the original's run gave it (`observed`), which proves the fold on the
+verification's inputs, as running the rewrite would. Anything else (a Reshape found a no-op by
+symbolic inference alone, new input shapes) differs, and is left to a run.
 
 What the rewrite declares counts too: ONNX Runtime trusts a declared shape (it folds a Shape of
 a tensor declared [5]), so every type the candidate declares must be one the reference declares
@@ -36,7 +38,7 @@ import numpy as np
 import onnx
 
 from onnxdoctor.graph import TensorType, constant_node_tensor, reshape_keeps_shape
-from onnxdoctor.model import REFERENCE_THRESHOLD, data_bytes, is_reference, read_tensor, reference_of
+from onnxdoctor.model import REFERENCE_THRESHOLD, data_bytes, holds_subgraphs, is_reference, read_tensor, reference_of
 from onnxdoctor.ops.layout import EXACT_WIDENINGS, passes_through
 from onnxdoctor.ops.roles import NONDETERMINISTIC_OPS, ONNX_DOMAINS
 
@@ -194,7 +196,17 @@ def _declarations_backed(reference: onnx.ModelProto, candidate: onnx.ModelProto,
 
 
 def _constant_types(model: onnx.ModelProto) -> dict[str, TensorType]:
-    return {tensor.name: TensorType(tensor.data_type, tuple(tensor.dims)) for tensor in model.graph.initializer}
+    return {tensor.name: _constant_type(tensor) for tensor in model.graph.initializer}
+
+
+def _constant_type(tensor: onnx.TensorProto) -> TensorType:
+    return TensorType(tensor.data_type, tuple(tensor.dims))
+
+
+def _known_type(name: str, constants: Mapping[str, onnx.TensorProto], types: Mapping[str, TensorType]) -> TensorType | None:
+    """A tensor's type: a constant's own, else inference's."""
+    tensor = constants.get(name)
+    return _constant_type(tensor) if tensor is not None else types.get(name)
 
 
 def _declared_type(value: onnx.ValueInfoProto) -> TensorType | None | bool:
@@ -231,8 +243,7 @@ def _refuses(model: onnx.ModelProto) -> bool:
         return True
     if {value.name for value in graph.input} & {tensor.name for tensor in graph.initializer}:
         return True
-    return any(attribute.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-               for node in graph.node for attribute in node.attribute)
+    return holds_subgraphs(graph)
 
 
 def _opsets(model: onnx.ModelProto) -> dict[str, int]:
@@ -270,9 +281,8 @@ def _numbering(model: onnx.ModelProto, shared: _Shared, observed: Mapping[str, t
     def typed(names) -> None:
         # The reference's types by number, as it is numbered: a layout form further on reads them.
         for name in names:
-            known = constants.get(name)
-            found = TensorType(known.data_type, tuple(known.dims)) if known is not None else types.get(name)
-            if name and found is not None:
+            found = _known_type(name, constants, types) if name else None
+            if found is not None:
                 shared.types.setdefault(values[name], found)
 
     for value in model.graph.input:
@@ -358,8 +368,9 @@ def _layout(node: onnx.NodeProto, values: dict[str, int], constants: Mapping[str
     it starts from that a chain of them shares with the one node collapse-chains makes of it:
     ("transpose", perm, source), ("cast", to, source), ("unsqueeze", axes, source) with the axes
     inserted counted in the output, ("squeeze", axes, source), ("reshape", the shape's number,
-    allowzero, source) (a chain of them only where the last shape is a constant); or a tensor's number where the chain hands its start on unchanged (permuted back,
-    cast there and back through a type that holds every value, unsqueezed and squeezed again).
+    allowzero, source) (a chain of them only where the last shape is a constant); or a tensor's
+    number where the chain hands its start on unchanged (permuted back, cast there and back
+    through a type that holds every value, unsqueezed and squeezed again).
     None for any other node, or one whose constant inputs or ranks are not known."""
     if node.domain not in ("", "ai.onnx") or not node.input or not node.input[0]:
         return None
@@ -456,11 +467,7 @@ def _handed_on(node: onnx.NodeProto, types: Mapping[str, TensorType], constants:
     if node.domain not in ("", "ai.onnx") or not node.input or not node.input[0]:
         return None
 
-    def type_of(name: str) -> TensorType | None:
-        tensor = constants.get(name)
-        return TensorType(tensor.data_type, tuple(tensor.dims)) if tensor is not None else types.get(name)
-
-    source = type_of(node.input[0])
+    source = _known_type(node.input[0], constants, types)
 
     def value_of(name: str) -> np.ndarray | None:
         return read_tensor(constants[name]) if name in constants else arrays.get(name)
@@ -473,7 +480,7 @@ def _handed_on(node: onnx.NodeProto, types: Mapping[str, TensorType], constants:
         return node.input[0] if reshape_keeps_shape(source, types.get(node.output[0])) is True else None
     if node.op_type == "Mul" and len(node.input) == 2:
         for data, factor in (node.input, reversed(node.input)):
-            tensor, data_type = constants.get(factor), type_of(data)
+            tensor, data_type = constants.get(factor), _known_type(data, constants, types)
             if tensor is None or int(np.prod(tensor.dims)) != 1:
                 continue
             if tensor.dims and (data_type is None or data_type.shape is None or len(tensor.dims) > len(data_type.shape)):

@@ -171,11 +171,10 @@ def part_computing(model, names: list[str]) -> tuple[list, set[str]]:
     """The main graph's nodes (in graph order) that the tensors `names` depend on, and every
     tensor those nodes read, `names` included. A model with a subgraph is needed whole (a
     subgraph reads outer tensors its node does not list)."""
-    from onnx import AttributeProto
+    from onnxdoctor.model import holds_subgraphs
 
     graph = model.graph
-    if any(attribute.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS)
-           for node in graph.node for attribute in node.attribute):
+    if holds_subgraphs(graph):
         return list(graph.node), {name for node in graph.node for name in node.input} | set(names)
     producer = {name: node for node in graph.node for name in node.output if name}
     needed, kept, pending = set(names), set(), list(names)

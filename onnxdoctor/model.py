@@ -120,6 +120,18 @@ def attribute_subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphP
                 yield f"{attribute.name}[{index}]", subgraph
 
 
+def holds_subgraphs(graph: onnx.GraphProto) -> bool:
+    """Whether a node of `graph` holds a body (If, Loop, Scan): one that reads outer tensors its
+    node does not list."""
+    return any(attribute.type in (_GRAPH, _GRAPHS) for node in graph.node for attribute in node.attribute)
+
+
+def attribute_value(node: onnx.NodeProto, name: str):
+    """The value of the node's attribute `name` (onnx.helper.get_attribute_value); None where it has none."""
+    found = next((attribute for attribute in node.attribute if attribute.name == name), None)
+    return onnx.helper.get_attribute_value(found) if found is not None else None
+
+
 def walk_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
     """This graph and every graph nested in its nodes, outermost first (depth first, in node
     order). A stack, not recursion: nesting depth is the model's choice, not ours."""

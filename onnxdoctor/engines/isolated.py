@@ -140,11 +140,8 @@ class IsolatedOnnxRuntimeRunner(Runner):
             serialized, weights = self._observing
         started = time.perf_counter()
         observing = {"observed_from": len(self.output_names), "observed_limit": self.observed_limit} if self.observe else {}
-        results = isolation.call(
-            isolation.run_model, serialized, weights, feed, [*self.output_names, *self.observe], providers(self.lane),
-            beside_caller=self.beside_caller, what="ONNX Runtime", time_limit=self.time_limit,
-            memory_limit=self.memory_limit, lane=self.lane, **observing,
-        )
+        results = self._call(isolation.run_model, serialized, weights, feed, [*self.output_names, *self.observe],
+                             providers(self.lane), **observing)
         elapsed = time.perf_counter() - started
         count = len(self.output_names)
         self.observed = {name: value for name, value in zip(self.observe, results[count:], strict=True)
@@ -156,9 +153,10 @@ class IsolatedOnnxRuntimeRunner(Runner):
         the model that computes them alone (isolation.observe_model); those over `limit`
         elements left out. On an active runner; `observe` (extra outputs of the whole run) is not asked for."""
         serialized, weights = self._serialized
-        results = isolation.call(
-            isolation.observe_model, serialized, weights, feed, list(names), providers(self.lane), limit,
-            beside_caller=self.beside_caller, what="ONNX Runtime", time_limit=self.time_limit,
-            memory_limit=self.memory_limit, lane=self.lane,
-        )
+        results = self._call(isolation.observe_model, serialized, weights, feed, list(names), providers(self.lane), limit)
         return {name: value for name, value in zip(names, results, strict=True) if value is not None}
+
+    def _call(self, function, *args, **kwargs):
+        """function(*args, **kwargs) in this runner's worker lane, within its bounds, its run beside the caller's or not."""
+        return isolation.call(function, *args, beside_caller=self.beside_caller, what="ONNX Runtime",
+                              time_limit=self.time_limit, memory_limit=self.memory_limit, lane=self.lane, **kwargs)

@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from onnxdoctor.model import attribute_value
+
 # Source type → the types that hold each of its values exactly (a cast there and on loses nothing).
 _INTEGERS_INTO_FLOAT16 = {TensorProto.FLOAT16, TensorProto.FLOAT, TensorProto.DOUBLE}
 EXACT_WIDENINGS = {
@@ -43,7 +45,7 @@ def passes_through(node: onnx.NodeProto, value_of: Callable[[str], np.ndarray | 
         return np.asarray(values).reshape(-1).tolist() if values is not None else None
 
     if node.op_type == "Pad":
-        pads = _attribute(node, "pads") if len(node.input) < 2 else constant(1)  # an attribute before opset 11
+        pads = attribute_value(node, "pads") if len(node.input) < 2 else constant(1)  # an attribute before opset 11
         return pads is not None and not any(pads)
     source = types.get(node.input[0])
     if node.op_type == "Reshape":
@@ -51,7 +53,7 @@ def passes_through(node: onnx.NodeProto, value_of: Callable[[str], np.ndarray | 
         # One dim of a 1-D tensor: its length, whatever the value says (0 copies it, -1 infers
         # it); only a 0 meaning zero elements (allowzero) is not.
         return (shape is not None and len(shape) == 1 and source is not None and source.shape is not None
-                and len(source.shape) == 1 and not (shape[0] == 0 and _attribute(node, "allowzero")))
+                and len(source.shape) == 1 and not (shape[0] == 0 and attribute_value(node, "allowzero")))
     if len(node.input) < 3:
         return False  # starts and ends were attributes before opset 10: left to folding
     starts, ends = constant(1), constant(2)
@@ -71,7 +73,3 @@ def passes_through(node: onnx.NodeProto, value_of: Callable[[str], np.ndarray | 
             return False
     return True
 
-
-def _attribute(node: onnx.NodeProto, name: str):
-    found = next((attribute for attribute in node.attribute if attribute.name == name), None)
-    return onnx.helper.get_attribute_value(found) if found is not None else None

@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from onnxdoctor.model import read_tensor, walk_graphs
+from onnxdoctor.model import attribute_value, read_tensor, walk_graphs
 from onnxdoctor.ops.layout import EXACT_WIDENINGS, passes_through
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, infer_types
 from onnxdoctor.passes.merge_duplicates import replace_nodes
@@ -116,13 +116,14 @@ def _collapse_in(graph: onnx.GraphProto, reads: Counter, types: dict, removed: l
     """One sweep over `graph`: each pair found collapses (a node takes part in one per sweep)."""
     outputs = {value.name for value in graph.output}
     constants = {tensor.name: tensor for tensor in graph.initializer}
+    cast_outputs = {name for node in graph.node if node.op_type == "Cast" for name in node.output}
     dropped: set[int] = set()
     renames: dict[str, str] = {}
     for first_index, second_index in list(_pairs(graph, reads)):
         if first_index in dropped or second_index in dropped:
             continue
         first, second = graph.node[first_index], graph.node[second_index]
-        outcome = _collapse(first, second, constants, types, graph)
+        outcome = _collapse(first, second, constants, types, graph, cast_outputs)
         if outcome is None:
             continue
         if outcome == "identity":
@@ -141,11 +142,15 @@ def _remove_pass_through(graph: onnx.GraphProto, types: dict, removed: list[str]
     One producing a graph output stays (the output keeps its name)."""
     outputs = {value.name for value in graph.output}
     constants = {tensor.name: tensor for tensor in graph.initializer}
+
+    def value_of(name: str):
+        return read_tensor(constants[name]) if name in constants else None
+
     renames = {}
     dropped = set()
     for index, node in enumerate(graph.node):
         if (node.op_type in _PASS_THROUGH_OPS and node.domain in ("", "ai.onnx") and node.input and node.output
-                and node.output[0] not in outputs and passes_through(node, lambda name: read_tensor(constants[name]) if name in constants else None, types)):
+                and node.output[0] not in outputs and passes_through(node, value_of, types)):
             renames[node.output[0]] = node.input[0]
             dropped.add(index)
             removed.append(node_label(node))
@@ -162,12 +167,13 @@ def _remove_nodes(graph: onnx.GraphProto, dropped: set[int], renames: dict[str, 
 
 
 def _collapse(first: onnx.NodeProto, second: onnx.NodeProto, constants: dict, types: dict,
-              graph: onnx.GraphProto) -> str | None:
+              graph: onnx.GraphProto, cast_outputs: set[str]) -> str | None:
     """Rewrite `second` to read what `first` reads, computing what the pair did: "rewired";
     "identity" where the pair computes its input unchanged (`second` untouched: it goes too);
-    None where no exact rewrite exists. New constants (merged axes) go into `graph`."""
+    None where no exact rewrite exists. New constants (merged axes) go into `graph`.
+    `cast_outputs`: the tensors a Cast of `graph` writes."""
     if first.op_type == "Transpose":
-        inner, outer = _attribute(first, "perm"), _attribute(second, "perm")
+        inner, outer = attribute_value(first, "perm"), attribute_value(second, "perm")
         if inner is None or outer is None or len(inner) != len(outer):
             return None  # no perm: reversed dims of a rank we may not know
         composed = [inner[axis] for axis in outer]
@@ -178,7 +184,7 @@ def _collapse(first: onnx.NodeProto, second: onnx.NodeProto, constants: dict, ty
         if len(second.input) < 2:
             return None  # Reshape-1 (opset < 5) holds its shape in an attribute
         shape = read_tensor(constants[second.input[1]]) if second.input[1] in constants else None
-        if shape is None or (0 in shape.tolist() and not _attribute(second, "allowzero")):
+        if shape is None or (0 in shape.tolist() and not attribute_value(second, "allowzero")):
             return None
     elif first.op_type == "Unsqueeze" and second.op_type == "Unsqueeze":
         merged = _merged_unsqueeze_axes(_axes(first, constants), _axes(second, constants))
@@ -192,10 +198,10 @@ def _collapse(first: onnx.NodeProto, second: onnx.NodeProto, constants: dict, ty
         return "identity"
     else:
         source = types.get(first.input[0])
-        middle, target = _attribute(first, "to"), _attribute(second, "to")
+        middle, target = attribute_value(first, "to"), attribute_value(second, "to")
         if source is None or middle not in EXACT_WIDENINGS.get(source.elem_type, ()):
             return None
-        if any(node.op_type == "Cast" and first.input[0] in node.output for node in graph.node):
+        if first.input[0] in cast_outputs:
             # The pair starts at a cast's output: what is left would follow that cast, and ONNX
             # Runtime fuses two casts in a row into one (float -> float16 -> int8 as float ->
             # int8: 2.9999 gives 2, not the 3 float16's rounding gives).
@@ -205,10 +211,6 @@ def _collapse(first: onnx.NodeProto, second: onnx.NodeProto, constants: dict, ty
     second.input[0] = first.input[0]
     return "rewired"
 
-
-def _attribute(node: onnx.NodeProto, name: str):
-    found = next((attribute for attribute in node.attribute if attribute.name == name), None)
-    return onnx.helper.get_attribute_value(found) if found is not None else None
 
 
 def _set_perm(node: onnx.NodeProto, perm: list[int]) -> None:
@@ -221,7 +223,7 @@ def _axes(node: onnx.NodeProto, constants: dict) -> list[int] | None:
     """Sorted axes of an Unsqueeze or Squeeze: the attribute (opset < 13) or the constant input;
     None when not known. Unsqueeze counts negative axes from its output's rank and Squeeze from
     its input's, the same tensor here: equal lists mean equal axes."""
-    axes = _attribute(node, "axes")
+    axes = attribute_value(node, "axes")
     if axes is None and len(node.input) > 1 and node.input[1] in constants:
         values = read_tensor(constants[node.input[1]])
         axes = values.tolist() if values is not None else None

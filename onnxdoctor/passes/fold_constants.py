@@ -52,7 +52,6 @@ class FoldConstants(Pass):
         result.summary = describe_folding(model, result) if result.changed else "nothing to fold"
         return result
 
-
     def evaluates(self, model: onnx.ModelProto, options: PassOptions) -> bool:
         """Whether any node but a Constant could be folded: a Shape or Size (inference may know
         its input's shape), a node reading constants alone, or one holding a subgraph (folded

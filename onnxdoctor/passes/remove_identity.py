@@ -16,13 +16,14 @@ import functools
 import logging
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnx
 
 from onnxdoctor.equivalence import read_shapes_known, static_tensors
 from onnxdoctor.graph import TensorType, reshape_keeps_shape
-from onnxdoctor.model import walk_graphs
+from onnxdoctor.model import holds_subgraphs, walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_types
 from onnxdoctor.validation import weightless
 from onnxdoctor.wording import shortened
@@ -45,17 +46,18 @@ class RemoveIdentity(Pass):
         types leave open (reshape_keeps_shape) and folding will not settle (its target shape
         hangs on a dim known only at run time): it overlaps the diagnosis and the fold's wait
         on the worker, and run() takes its shapes (a tensor's shape is the same before the
-        fold and after). Only there: a model that never asks pays nothing (a static Swin's 18
-        open Reshapes are all settled by the fold; inference on it took 1.2 s). In this
-        process, not the worker's: there the import shared one interpreter with the fold pass,
-        and a BERT export took 0.93 s instead of 0.75."""
+        fold and after). Only there: a model that never asks pays nothing; where every open
+        Reshape's target is computed from constants and shapes inference knows already, the fold
+        settles it. (A static Swin's targets read shapes known only after a Pad is folded: its
+        inference starts, 1.2 s, and is stopped when the pass finds the fold settled them all.)
+        In this process, not the worker's: there the import shared one interpreter with the fold
+        pass, and a BERT export took 0.93 s instead of 0.75."""
         self._speculation = None
         # As run() asks: a Reshape that writes a graph output stays whatever its shapes.
         outputs = {value.name for value in model.graph.output}
         reshapes = [node for node in model.graph.node
                     if node.op_type == "Reshape" and len(node.input) > 1 and node.output and node.output[0] not in outputs]
-        if not reshapes or any(attribute.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-                               for node in model.graph.node for attribute in node.attribute):
+        if not reshapes or holds_subgraphs(model.graph):
             # Inference runs a subgraph's body for each node holding one: on an unfolded Faster
             # R-CNN (If and Loop nodes) it took 67 s, on the folded one under a second.
             return
@@ -63,18 +65,20 @@ class RemoveIdentity(Pass):
         open_reshapes = [node for node in reshapes
                          if reshape_keeps_shape(types.get(node.input[0]), types.get(node.output[0])) is None]
         folded = set(static_tensors(model, types, 1 << 62)) | {tensor.name for tensor in model.graph.initializer}
-        if all(node.input[1] in folded and read_shapes_known(model, types, [node.input[1]]) for node in open_reshapes):
+        targets = [node.input[1] for node in open_reshapes]
+        if all(target in folded for target in targets) and read_shapes_known(model, types, targets):
             return  # every open one gets a constant shape from the fold, and inference settles it then
         # The model as it is now, copied here: the passes may change it while the thread reads.
         skeleton, cancelled = _skeleton(model), threading.Event()
-        self._speculation = (_interface(model), _in_a_thread(_symbolic_shapes_of, skeleton, cancelled), cancelled)
+        self._speculation = _Speculation(_interface(model), _in_a_thread(_symbolic_shapes_of, skeleton, cancelled),
+                                         cancelled)
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         # warm_up's symbolic inference, used once, by this run; stopped when it is over.
         speculation, self._speculation = getattr(self, "_speculation", None), None
         if not any(node.op_type in _CANDIDATES for graph in walk_graphs(model.graph) for node in graph.node):
             if speculation is not None:
-                speculation[2].set()
+                speculation.cancelled.set()
             return PassResult(model, False, "no no-op nodes")
         types = infer_types(model, declared=False)
         for tensor in model.graph.initializer:
@@ -85,12 +89,11 @@ class RemoveIdentity(Pass):
 
         @functools.cache
         def symbolic_shapes() -> dict[str, tuple]:
-            if speculation is not None and speculation[0] == _interface(model):
-                interface, inferred, cancelled = speculation
+            if speculation is not None and speculation.interface == _interface(model):
                 try:
-                    return inferred.result(timeout=SPECULATION_WAIT)
+                    return speculation.shapes.result(timeout=SPECULATION_WAIT)
                 except concurrent.futures.TimeoutError:
-                    cancelled.set()  # slower on the model as it came than it may be on this one
+                    speculation.cancelled.set()  # slower on the model as it came than it may be on this one
             return _symbolic_shapes(model)
 
         def same_symbolic_shape(node) -> bool:
@@ -143,7 +146,7 @@ class RemoveIdentity(Pass):
             cleaned = edit_with_graphsurgeon(model, edit)
         finally:
             if speculation is not None:
-                speculation[2].set()  # not asked for, or asked for and answered: it need not go on
+                speculation.cancelled.set()  # not asked for, or asked for and answered: it need not go on
         result = compare_models(model, cleaned, "")
         result.summary = (
             f"removed {len(removed)} no-op nodes ({shortened(removed, 6)})"
@@ -217,6 +220,15 @@ def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
 def _interface(model: onnx.ModelProto) -> tuple:
     """What warm_up's model and run()'s share, the passes between having changed neither."""
     return tuple(value.SerializeToString() for value in (*model.graph.input, *model.graph.output))
+
+
+class _Speculation(NamedTuple):
+    """warm_up's symbolic inference: the interface of the model it infers on, its shapes to come,
+    and the event that stops it."""
+
+    interface: tuple
+    shapes: concurrent.futures.Future
+    cancelled: threading.Event
 
 
 class _Cancelled(Exception):
