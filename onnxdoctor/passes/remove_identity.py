@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import onnx
 
+from onnxdoctor import isolation
 from onnxdoctor.equivalence import read_shapes_known, static_tensors
 from onnxdoctor.graph import TensorType, reshape_keeps_shape
 from onnxdoctor.model import holds_subgraphs, walk_graphs
@@ -32,6 +33,9 @@ _CANDIDATES = frozenset({"Identity", "Cast", "Reshape", "Concat", "Mul"})
 # How long run() waits for warm_up's symbolic inference before inferring on its own model: it
 # takes 0.1-0.3 s on the transformer exports, where it is mostly done by then.
 SPECULATION_WAIT = 0.5
+# The side lane's worker is held at most this long by warm_up's inference (run() infers itself
+# once it has waited SPECULATION_WAIT; the lane's next call, a reference run, waits for it).
+SPECULATION_TIME_LIMIT = 10.0
 
 
 class RemoveIdentity(Pass):
@@ -48,10 +52,12 @@ class RemoveIdentity(Pass):
         on the worker, and run() takes its shapes (a tensor's shape is the same before the
         fold and after). Only there: a model that never asks pays nothing; where every open
         Reshape's target is computed from constants and shapes inference knows already, the fold
-        settles it. (A static Swin's targets read shapes known only after a Pad is folded: its
-        inference starts, 1.2 s, and is stopped when the pass finds the fold settled them all.)
-        In this process, not the worker's: there the import shared one interpreter with the fold
-        pass, and a BERT export took 0.93 s instead of 0.75."""
+        settles it, and where every input dim is known (the fold's rounds settle them all there).
+        In the side lane's worker where it runs (fix starts it for the background reference run):
+        fix's own process is the busy one, diagnosing and running the passes, while that worker
+        mostly waits (GPT-2: 0.86 s of CPU here, 0.2 there, in a 0.95 s fix). Not in the main
+        lane's: there the import shared one interpreter with the fold pass, and a BERT export
+        took 0.93 s instead of 0.75. Elsewhere in this process, in a thread."""
         self._speculation = None
         # As run() asks: a Reshape that writes a graph output stays whatever its shapes.
         outputs = {value.name for value in model.graph.output}
@@ -60,6 +66,12 @@ class RemoveIdentity(Pass):
         if not reshapes or holds_subgraphs(model.graph):
             # Inference runs a subgraph's body for each node holding one: on an unfolded Faster
             # R-CNN (If and Loop nodes) it took 67 s, on the folded one under a second.
+            return
+        if _every_input_dim_known(model):
+            # Every input dim known: the fold's rounds make every shape a constant that inference
+            # can follow, and run() infers itself in the rare case one is left. Ahead, on a static
+            # Swin (its targets read a Pad's output shape, known only after the fold), it took
+            # 1.2 s of a core the fold needed.
             return
         types = infer_types(model, declared=False)
         open_reshapes = [node for node in reshapes
@@ -70,8 +82,11 @@ class RemoveIdentity(Pass):
             return  # every open one gets a constant shape from the fold, and inference settles it then
         # The model as it is now, copied here: the passes may change it while the thread reads.
         skeleton, cancelled = _skeleton(model), threading.Event()
-        self._speculation = _Speculation(_interface(model), _in_a_thread(_symbolic_shapes_of, skeleton, cancelled),
-                                         cancelled)
+        if isolation.running(isolation.SIDE_LANE):
+            shapes = _in_a_thread(_symbolic_shapes_beside, skeleton.SerializeToString(), cancelled)
+        else:
+            shapes = _in_a_thread(_symbolic_shapes_of, skeleton, cancelled)
+        self._speculation = _Speculation(_interface(model), shapes, cancelled)
 
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
         # warm_up's symbolic inference, used once, by this run; stopped when it is over.
@@ -94,6 +109,8 @@ class RemoveIdentity(Pass):
                     return speculation.shapes.result(timeout=SPECULATION_WAIT)
                 except concurrent.futures.TimeoutError:
                     speculation.cancelled.set()  # slower on the model as it came than it may be on this one
+                except isolation.Stopped:
+                    pass  # the worker went past its bounds or crashed: inferred here instead
             return _symbolic_shapes(model)
 
         def same_symbolic_shape(node) -> bool:
@@ -155,6 +172,12 @@ class RemoveIdentity(Pass):
         )
         result.provable = not settled_symbolically
         return result
+
+
+def _every_input_dim_known(model: onnx.ModelProto) -> bool:
+    return all(value.type.HasField("tensor_type") and value.type.tensor_type.HasField("shape")
+               and all(dim.HasField("dim_value") for dim in value.type.tensor_type.shape.dim)
+               for value in model.graph.input)
 
 
 def _times_one(node, types: dict):
@@ -247,6 +270,21 @@ def _in_a_thread(function, *args) -> concurrent.futures.Future:
 
     threading.Thread(target=work, daemon=True, name="onnxdoctor-symbolic-shapes").start()
     return future
+
+
+def _symbolic_shapes_beside(skeleton: bytes, cancelled: threading.Event) -> dict[str, tuple]:
+    """_symbolic_shapes_of a serialized skeleton in the side lane's worker, unless `cancelled`
+    before it starts (once started it runs to its end, bounded: stopping the worker could stop
+    the reference run that follows it there). Raises isolation.Stopped past the bounds."""
+    if cancelled.is_set():
+        return {}
+    return isolation.call(_symbolic_shapes_serialized, skeleton, what="symbolic shape inference",
+                          time_limit=SPECULATION_TIME_LIMIT, memory_limit=isolation.MEMORY_LIMIT,
+                          lane=isolation.SIDE_LANE)
+
+
+def _symbolic_shapes_serialized(skeleton: bytes) -> dict[str, tuple]:
+    return _symbolic_shapes_of(onnx.ModelProto.FromString(skeleton))
 
 
 def _symbolic_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
