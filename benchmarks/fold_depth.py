@@ -36,7 +36,8 @@ FAMILIES = ROOT / "benchmarks" / "work" / "families"
 
 
 def transformer_exports(folder: Path) -> list[Path]:
-    """A 2-layer ViT (dynamic batch) and a 2-stage Swin (static), random weights, TorchScript exporter."""
+    """A 2-layer ViT (dynamic batch) and a 2-stage Swin (static), random weights (torchvision's zero
+    biases and head made trained-like: onnxslim drops a Swin's 16 `x + 0`), TorchScript exporter."""
     import torch
     from torchvision.models.swin_transformer import SwinTransformer
     from torchvision.models.vision_transformer import VisionTransformer
@@ -49,8 +50,10 @@ def transformer_exports(folder: Path) -> list[Path]:
     paths = []
     for name, module, shape, dynamic_axes in exports:
         path = folder / f"{name}.onnx"
-        torch.onnx.export(module.eval(), (torch.rand(shape),), str(path), input_names=["images"],
-                          output_names=["logits"], dynamic_axes=dynamic_axes, opset_version=17, dynamo=False)
+        if not path.exists():
+            _trained_like(module)
+            torch.onnx.export(module.eval(), (torch.rand(shape),), str(path), input_names=["images"],
+                              output_names=["logits"], dynamic_axes=dynamic_axes, opset_version=17, dynamo=False)
         paths.append(path)
     return paths
 
@@ -207,7 +210,8 @@ def huggingface_exports(folder: Path) -> list[Path]:
 
 def family_exports() -> list[Path]:
     FAMILIES.mkdir(parents=True, exist_ok=True)
-    return [*torchvision_exports(FAMILIES), *ultralytics_exports(FAMILIES), *huggingface_exports(FAMILIES)]
+    return [*torchvision_exports(FAMILIES), *ultralytics_exports(FAMILIES), *huggingface_exports(FAMILIES),
+            *transformer_exports(FAMILIES)]
 
 
 def node_count(model: onnx.ModelProto) -> int:
