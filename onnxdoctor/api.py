@@ -32,7 +32,7 @@ from onnxdoctor.model import (
 )
 from onnxdoctor.passes import Pass, PassOptions, all_passes
 from onnxdoctor.passes.static_shapes import set_static_shape
-from onnxdoctor.pipeline import Observer, Verify, run_passes, verify_against, warm_up
+from onnxdoctor.pipeline import Observer, Verify, run_passes, verify_against
 from onnxdoctor.report import FixReport, Report
 from onnxdoctor.validation import validate
 from onnxdoctor.verify import VERIFICATION_LANE, ModelDoesNotRun, default_tolerance, make_inputs
@@ -216,7 +216,6 @@ def fix(
         isolation.close(VERIFICATION_LANE)
     # Weights that were outside stay outside (a model split on purpose stays split).
     split = bool(loaded.external)
-    warm_up(model, chosen, options)
     try:
         before = diagnose_model(loaded, codes, AnalysisOptions(element_limit=element_limit))
         # The passes work on `model`, a copy: the loader's proto would be held through them all for
@@ -229,7 +228,7 @@ def fix(
         steps, unverified_reason = None, None
         if background is not None:
             try:
-                fixed, steps = run_passes(model, chosen, options, [background], **limits, warmed_up=True)
+                fixed, steps = run_passes(model, chosen, options, [background], **limits)
                 if background.verifier.reference_needed or not any(
                         step.verification is not None and step.verification.proof for step in steps):
                     # Also when nothing changed: a model ONNX Runtime cannot run is said so, as before.
@@ -250,7 +249,7 @@ def fix(
             model, feeds, tolerance, unverified, {**limits, "tolerances": tolerances},
             generated=inputs is None, invalid=any(finding.rule == "OD101" for finding in before.findings))
         checks = [verification] if verification is not None else []
-        fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits, warmed_up=True)
+        fixed, steps = run_passes(model, chosen, options, [*checks, *observers], **limits)
     target = Path(output) if output is not None else source
     if not split:
         # The weights load_full_model left inside the input file go back into the model here, not

@@ -247,7 +247,7 @@ def fix(path, output, pass_names, skip, static_shapes, inputs, precision, rtol, 
     if not unverified and precision == "fp32":
         # And the worker that runs the original model beside the passes (api.fix): its run is
         # what a proved fix waits for, and it would otherwise wait for that worker's start.
-        isolation.prestart(isolation.SIDE_LANE)
+        isolation.prestart("verification")
     from onnxdoctor import api
 
     try:

@@ -42,10 +42,6 @@ EVALUATION_TIME_LIMIT = 30.0
 VERIFICATION_TIME_LIMIT = 300.0
 # The size asked of each pipe to a worker (see _Worker).
 _PIPE_BYTES = 1 << 20
-# The lane beside "main" (where the passes run): fix's background reference run
-# (verify.VERIFICATION_LANE), and remove-identity's symbolic shape inference run ahead, on the
-# core the main process leaves free.
-SIDE_LANE = "side"
 
 
 def _physical_memory() -> int:
@@ -410,12 +406,6 @@ def _with_worker(action, lane: str = "main", preload: tuple[str, ...] = ()):
             if _workers.get(lane) is worker:
                 del _workers[lane]
             raise
-
-
-def running(lane: str) -> bool:
-    """Whether the lane has a worker started (and not ended): a call there pays no start."""
-    worker = _workers.get(lane)
-    return worker is not None and not worker.stopped and worker.process.poll() is None
 
 
 def stop(lane: str) -> None:

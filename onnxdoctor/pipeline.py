@@ -142,18 +142,14 @@ def run_passes(
     *,
     time_limit: float | None = None,
     memory_limit: int | None = None,
-    warmed_up: bool = False,
 ) -> tuple[onnx.ModelProto, list[Step]]:
     """Each pass sees the model the previous accepted pass left. Without an observer that checks
     (no Verify: a model ONNX Runtime cannot run, and the user said --unverified) a changed model
     is kept as UNVERIFIED. An ISOLATED_PASSES pass stopped at `time_limit` seconds or
     `memory_limit` bytes (None: isolation.VERIFICATION_TIME_LIMIT, isolation.MEMORY_LIMIT), or
     one that crashed, is rolled back with what stopped it as its note. When a Verify is the only
-    observer that checks, the passes' combined result is verified once (see the module).
-    `warmed_up`: the caller ran warm_up on `model` already."""
+    observer that checks, the passes' combined result is verified once (see the module)."""
     observers = list(observers)
-    if not warmed_up:
-        warm_up(model, passes, options)
     limits = (
         isolation.VERIFICATION_TIME_LIMIT if time_limit is None else time_limit,
         isolation.MEMORY_LIMIT if memory_limit is None else memory_limit,
@@ -171,14 +167,6 @@ def run_passes(
         for observer in observers:
             observer.observe(step, result)
     return result, steps
-
-
-def warm_up(model: onnx.ModelProto, passes: list[Pass], options: PassOptions) -> None:
-    """Let each pass that applies start loading what it will need (Pass.warm_up); fix calls this
-    before it diagnoses the model, so the loading overlaps the diagnosis."""
-    for rewrite in passes:
-        if rewrite.applies(options):
-            rewrite.warm_up(model)
 
 
 def _each_step(model: onnx.ModelProto, passes: list[Pass], options: PassOptions, valid_before: bool,

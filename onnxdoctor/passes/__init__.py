@@ -90,13 +90,6 @@ class Pass:
         runs in the isolated worker only then); asked of those passes alone."""
         return True
 
-    def warm_up(self, model: onnx.ModelProto) -> None:
-        """Start, without waiting for it (an import, in a thread), what run() will need on this
-        model and is slow to load, so that it overlaps fix's diagnosis, the passes before this one
-        and their waits on the worker (the default: nothing). Called before any pass runs
-        (pipeline.warm_up): later passes see a model the earlier ones have only settled further."""
-
-
 
 def _node_keys(model: onnx.ModelProto) -> Counter:
     return Counter(node_label(node) for graph in walk_graphs(model.graph) for node in graph.node)

@@ -3,39 +3,32 @@ shape it already has, Concats of one input (the TorchScript exporter writes one 
 one dim) and Muls by a constant 1 that leave the shape as it is (the TorchScript exporter's
 scaled_dot_product_attention multiplies queries and keys by the square root of scale=1.0, as
 Whisper and T5 ask: x * 1 is x, bit for bit, -0.0, infinities and NaN included).
-A Reshape of a dynamic shape is a no-op where ONNX Runtime's symbolic shape inference gives its
-input and output the same dims: it follows dims through Shape → Gather → Concat into the target
-(T5's attention reshapes [batch, heads, sequence, 16] to (dim 0, -1, the queries' dim 2, 16)),
-where ONNX's own inference leaves them unknown.
+A Reshape of a dynamic shape is a no-op where its input and output have the same shape at two
+sets of concrete input dims (_probed_shapes): T5's attention reshapes [batch, heads, sequence, 16]
+to (dim 0, -1, the queries' dim 2, 16), dims ONNX's inference leaves unknown ('unk__35') where
+they are symbols, and follows through Shape → Gather → Concat once they are numbers.
 Nodes whose output is a graph output stay, so output names do not change."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
-import logging
-import threading
-from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import onnx
 
-from onnxdoctor import isolation
-from onnxdoctor.equivalence import read_shapes_known, static_tensors
+from onnxdoctor import validation
 from onnxdoctor.graph import TensorType, reshape_keeps_shape
-from onnxdoctor.model import holds_subgraphs, walk_graphs
+from onnxdoctor.model import split_weights, walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_types
-from onnxdoctor.validation import weightless
 from onnxdoctor.wording import shortened
 
 _CANDIDATES = frozenset({"Identity", "Cast", "Reshape", "Concat", "Mul"})
-# How long run() waits for warm_up's symbolic inference before inferring on its own model: it
-# takes 0.1-0.3 s on the transformer exports, where it is mostly done by then.
-SPECULATION_WAIT = 0.5
-# The side lane's worker is held at most this long by warm_up's inference (run() infers itself
-# once it has waited SPECULATION_WAIT; the lane's next call, a reference run, waits for it).
-SPECULATION_TIME_LIMIT = 10.0
+# The concrete values _probed_shapes gives dynamic input dims, for the first set and the second:
+# an axis 0 (a batch) 2 then 3; each other dim name the next multiple of 64 then the one after
+# (64, 128, ... then 128, 192, ...), so strides and downsampling by 2 to 64 still divide evenly and
+# no two names share a value in a set.
+_PROBED_BATCH = (2, 3)
+_PROBED_STEP = 64
 
 
 class RemoveIdentity(Pass):
@@ -44,78 +37,20 @@ class RemoveIdentity(Pass):
     resolves = ()
     description = "remove Identity, no-op Cast, no-op Reshape, one-input Concat and times-one Mul nodes"
 
-    def warm_up(self, model: onnx.ModelProto) -> None:
-        """Symbolic shape inference (sympy's import, 0.2 s and 33 MB, then 0.1-0.3 s on a
-        transformer export) run in a thread on the model as it comes, where a Reshape is one the
-        types leave open (reshape_keeps_shape) and folding will not settle (its target shape
-        hangs on a dim known only at run time): it overlaps the diagnosis and the fold's wait
-        on the worker, and run() takes its shapes (a tensor's shape is the same before the
-        fold and after). Only there: a model that never asks pays nothing; where every open
-        Reshape's target is computed from constants and shapes inference knows already, the fold
-        settles it, and where every input dim is known (the fold's rounds settle them all there).
-        In the side lane's worker where it runs (fix starts it for the background reference run):
-        fix's own process is the busy one, diagnosing and running the passes, while that worker
-        mostly waits (GPT-2: 0.86 s of CPU here, 0.2 there, in a 0.95 s fix). Not in the main
-        lane's: there the import shared one interpreter with the fold pass, and a BERT export
-        took 0.93 s instead of 0.75. Elsewhere in this process, in a thread."""
-        self._speculation = None
-        # As run() asks: a Reshape that writes a graph output stays whatever its shapes.
-        outputs = {value.name for value in model.graph.output}
-        reshapes = [node for node in model.graph.node
-                    if node.op_type == "Reshape" and len(node.input) > 1 and node.output and node.output[0] not in outputs]
-        if not reshapes or holds_subgraphs(model.graph):
-            # Inference runs a subgraph's body for each node holding one: on an unfolded Faster
-            # R-CNN (If and Loop nodes) it took 67 s, on the folded one under a second.
-            return
-        if _every_input_dim_known(model):
-            # Every input dim known: the fold's rounds make every shape a constant that inference
-            # can follow, and run() infers itself in the rare case one is left. Ahead, on a static
-            # Swin (its targets read a Pad's output shape, known only after the fold), it took
-            # 1.2 s of a core the fold needed.
-            return
-        types = infer_types(model, declared=False)
-        open_reshapes = [node for node in reshapes
-                         if reshape_keeps_shape(types.get(node.input[0]), types.get(node.output[0])) is None]
-        folded = set(static_tensors(model, types, 1 << 62)) | {tensor.name for tensor in model.graph.initializer}
-        targets = [node.input[1] for node in open_reshapes]
-        if all(target in folded for target in targets) and read_shapes_known(model, types, targets):
-            return  # every open one gets a constant shape from the fold, and inference settles it then
-        # The model as it is now, copied here: the passes may change it while the thread reads.
-        skeleton, cancelled = _skeleton(model), threading.Event()
-        if isolation.running(isolation.SIDE_LANE):
-            shapes = _in_a_thread(_symbolic_shapes_beside, skeleton.SerializeToString(), cancelled)
-        else:
-            shapes = _in_a_thread(_symbolic_shapes_of, skeleton, cancelled)
-        self._speculation = _Speculation(_interface(model), shapes, cancelled)
-
     def run(self, model: onnx.ModelProto, options: PassOptions) -> PassResult:
-        # warm_up's symbolic inference, used once, by this run; stopped when it is over.
-        speculation, self._speculation = getattr(self, "_speculation", None), None
         if not any(node.op_type in _CANDIDATES for graph in walk_graphs(model.graph) for node in graph.node):
-            if speculation is not None:
-                speculation.cancelled.set()
             return PassResult(model, False, "no no-op nodes")
         types = infer_types(model, declared=False)
         for tensor in model.graph.initializer:
             types[tensor.name] = TensorType(tensor.data_type, tuple(tensor.dims))
         outputs = {value.name for value in model.graph.output}
-        # Worked out once, for the first Reshape the static shapes cannot settle; by warm_up
-        # already where it was given a model of this interface.
+        # Worked out once, for the first Reshape the static shapes cannot settle.
+        probed = functools.cache(lambda: _probed_shapes(model))
 
-        @functools.cache
-        def symbolic_shapes() -> dict[str, tuple]:
-            if speculation is not None and speculation.interface == _interface(model):
-                try:
-                    return speculation.shapes.result(timeout=SPECULATION_WAIT)
-                except concurrent.futures.TimeoutError:
-                    speculation.cancelled.set()  # slower on the model as it came than it may be on this one
-                except isolation.Stopped:
-                    pass  # the worker went past its bounds or crashed: inferred here instead
-            return _symbolic_shapes(model)
-
-        def same_symbolic_shape(node) -> bool:
-            before = symbolic_shapes().get(node.inputs[0].name)
-            return before is not None and before == symbolic_shapes().get(node.outputs[0].name)
+        def same_probed_shape(node) -> bool:
+            source, result = node.inputs[0].name, node.outputs[0].name
+            return bool(probed()) and all(shapes.get(source) is not None and shapes.get(source) == shapes.get(result)
+                                          for shapes in probed())
 
         def handed_on(node):
             """The input a no-op node hands on unchanged; None for a node that computes something."""
@@ -132,17 +67,17 @@ class RemoveIdentity(Pass):
                 no_op = source is not None and source.elem_type == node.attrs.get("to")
             elif node.op == "Reshape":
                 known = reshape_keeps_shape(source, result)
-                # Symbolic inference (a second on a dynamic YOLO, and sympy's import) only where the types leave it open.
-                no_op = same_symbolic_shape(node) if known is None else known
+                # Probed only where the types leave it open.
+                no_op = same_probed_shape(node) if known is None else known
                 if no_op and known is None:
-                    settled_symbolically.append(node.name)
+                    settled_by_probes.append(node.name)
             else:
                 no_op = False
             return node.inputs[0] if no_op else None
 
         removed: list[str] = []
-        # Reshapes found no-ops by symbolic inference alone: the proof does not follow it (Pass.provable).
-        settled_symbolically: list[str] = []
+        # Reshapes found no-ops by probing alone: the proof does not follow it (Pass.provable).
+        settled_by_probes: list[str] = []
 
         def edit(graph) -> None:
             for node in list(graph.nodes):
@@ -159,18 +94,14 @@ class RemoveIdentity(Pass):
                 node.outputs.clear()
             graph.cleanup(remove_unused_graph_inputs=False, recurse_subgraphs=True)
 
-        try:
-            cleaned = edit_with_graphsurgeon(model, edit)
-        finally:
-            if speculation is not None:
-                speculation.cancelled.set()  # not asked for, or asked for and answered: it need not go on
+        cleaned = edit_with_graphsurgeon(model, edit)
         result = compare_models(model, cleaned, "")
         result.summary = (
             f"removed {len(removed)} no-op nodes ({shortened(removed, 6)})"
             if result.changed
             else "no no-op nodes"
         )
-        result.provable = not settled_symbolically
+        result.provable = not settled_by_probes
         return result
 
 
@@ -196,132 +127,55 @@ def _times_one(node, types: dict):
     return None
 
 
-# Loading symbolic inference's module is not safe twice at once (warm_up's thread, a pass's own).
-_LOADING = threading.Lock()
+def _probed_shapes(model: onnx.ModelProto) -> list[dict[str, tuple[int, ...]]]:
+    """Each tensor's shape as ONNX's inference (with data propagation) gives it with the dynamic
+    input dims set to concrete values, for two sets of them (_PROBED_BATCH, _PROBED_STEP): a dim
+    named alike takes one value, as a model's inputs promise; tensors whose shape stays unknown
+    (a dim that hangs on data) left out; [] for a model without dynamic input dims, or one
+    inference rejects at those values.
 
-
-@functools.cache
-def _symbolic_shape_inference() -> type:
-    """ONNX Runtime's SymbolicShapeInference, its module loaded from its file on its own: the
-    package `onnxruntime.tools` imports torch when torch is installed (1.3 s of a 2 s fix here),
-    and the module needs only onnx, numpy and sympy."""
-    with _LOADING:
-        return _load_symbolic_shape_inference()
-
-
-def _load_symbolic_shape_inference() -> type:
-    import importlib.util
-    import sys
-
-    name = "onnxdoctor._symbolic_shape_infer"
-    if name not in sys.modules:
-        package = importlib.util.find_spec("onnxruntime")
-        if package is None or not package.submodule_search_locations:
-            raise ImportError("onnxruntime is not installed")
-        path = Path(package.submodule_search_locations[0]) / "tools" / "symbolic_shape_infer.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        # Its warnings ("unsupported broadcast between ...") would reach the user's terminal through
-        # logging's last-resort handler: what it cannot infer only leaves a Reshape in place.
-        logging.getLogger(name).addHandler(logging.NullHandler())
-    return sys.modules[name].SymbolicShapeInference
-
-
-def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model as symbolic inference sees it: without its weights (large ones are graph
-    inputs of their type and shape, which it never tries to read; as stubs it tried, and
-    stopped: every attention Reshape of a Whisper export stayed), and without the declared
-    intermediate and output shapes (a model traced at batch 1 may declare batch 1): only what
-    it derives from the inputs counts."""
-    skeleton = weightless(model)
+    In place of symbolic shape inference (ONNX Runtime's, with sympy): on the 17 exports of
+    issue #17 the same Reshapes on GPT-2, T5 and Whisper, two more on BERT (its attention's
+    Reshape back to [batch, heads, sequence, 16]), one fewer on Faster R-CNN (a dim counted by
+    NonMaxSuppression, a symbol to it), in 0.003-0.07 s instead of 0.2-1.0 s and sympy's 0.2 s
+    import. Agreeing at two sets of values is no proof for every size, and neither was that
+    inference: the pass says it is not provable (a run verifies it)."""
+    skeleton, _ = split_weights(model)
+    # Only what inference derives from the inputs: a model traced at batch 1 may declare batch 1.
     del skeleton.graph.value_info[:]
-    return skeleton
-
-
-def _interface(model: onnx.ModelProto) -> tuple:
-    """What warm_up's model and run()'s share, the passes between having changed neither."""
-    return tuple(value.SerializeToString() for value in (*model.graph.input, *model.graph.output))
-
-
-class _Speculation(NamedTuple):
-    """warm_up's symbolic inference: the interface of the model it infers on, its shapes to come,
-    and the event that stops it."""
-
-    interface: tuple
-    shapes: concurrent.futures.Future
-    cancelled: threading.Event
-
-
-class _Cancelled(Exception):
-    """warm_up's inference, no longer wanted."""
-
-
-def _in_a_thread(function, *args) -> concurrent.futures.Future:
-    """function(*args) in a daemon thread (the CLI's exit waits for no idle pool thread), as a Future."""
-    future: concurrent.futures.Future = concurrent.futures.Future()
-
-    def work() -> None:
+    for value in skeleton.graph.output:
+        if value.type.HasField("tensor_type"):
+            value.type.tensor_type.ClearField("shape")
+    initializers = {tensor.name for tensor in skeleton.graph.initializer}
+    names: dict = {}
+    for value in skeleton.graph.input:
+        if value.name in initializers or not value.type.HasField("tensor_type"):
+            continue
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if not dim.HasField("dim_value"):
+                names.setdefault(dim.dim_param or (value.name, axis), (axis == 0, len(names)))
+    if not names:
+        return []
+    probed = []
+    for step in (0, 1):
+        probe = onnx.ModelProto()
+        probe.CopyFrom(skeleton)
+        for value in probe.graph.input:
+            if value.name in initializers or not value.type.HasField("tensor_type"):
+                continue
+            for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+                if not dim.HasField("dim_value"):
+                    batch, position = names[dim.dim_param or (value.name, axis)]
+                    dim.Clear()
+                    dim.dim_value = _PROBED_BATCH[step] if batch else _PROBED_STEP * (position + 1 + step)
         try:
-            future.set_result(function(*args))
-        except BaseException as error:  # noqa: BLE001 - handed to whoever asks for the result
-            future.set_exception(error)
-
-    threading.Thread(target=work, daemon=True, name="onnxdoctor-symbolic-shapes").start()
-    return future
-
-
-def _symbolic_shapes_beside(skeleton: bytes, cancelled: threading.Event) -> dict[str, tuple]:
-    """_symbolic_shapes_of a serialized skeleton in the side lane's worker, unless `cancelled`
-    before it starts (once started it runs to its end, bounded: stopping the worker could stop
-    the reference run that follows it there). Raises isolation.Stopped past the bounds."""
-    if cancelled.is_set():
-        return {}
-    return isolation.call(_symbolic_shapes_serialized, skeleton, what="symbolic shape inference",
-                          time_limit=SPECULATION_TIME_LIMIT, memory_limit=isolation.MEMORY_LIMIT,
-                          lane=isolation.SIDE_LANE)
-
-
-def _symbolic_shapes_serialized(skeleton: bytes) -> dict[str, tuple]:
-    return _symbolic_shapes_of(onnx.ModelProto.FromString(skeleton))
-
-
-def _symbolic_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
-    """Each tensor's shape from ONNX Runtime's symbolic shape inference (_symbolic_shapes_of)."""
-    return _symbolic_shapes_of(_skeleton(model))
-
-
-def _symbolic_shapes_of(skeleton: onnx.ModelProto, cancelled: threading.Event | None = None) -> dict[str, tuple]:
-    """Each tensor's shape from ONNX Runtime's symbolic shape inference, a dim an int or a
-    symbol (an input dim's name, or an expression of them); tensors with an unknown dim left
-    out, and all of them where it cannot read the model (a _skeleton), or where `cancelled`
-    was set before it was done (it stops at the next node)."""
-    SymbolicShapeInference = _symbolic_shape_inference()
-    # Its steps, not SymbolicShapeInference.infer_shapes: that one saves the model into the
-    # working directory (sym_shape_infer_temp.onnx and its data) when some shape stays unknown,
-    # where the shapes it did infer are what we want.
-    inference = SymbolicShapeInference(int_max=2**31 - 1, auto_merge=False, guess_output_rank=False, verbose=0)
-    if cancelled is not None:
-        infer_node = inference._onnx_infer_single_node  # called for each node, in order
-
-        def unless_cancelled(node):
-            if cancelled.is_set():
-                raise _Cancelled
-            return infer_node(node)
-
-        inference._onnx_infer_single_node = unless_cancelled
-    try:
-        inference._preprocess(skeleton)
-        while inference.run_:
-            inference._infer_impl()
-    except Exception:  # noqa: BLE001 - it raises bare Exceptions for ops it does not know and dims it cannot merge
-        return {}
-    inferred = inference.out_mp_
-    shapes = {}
-    for value in (*inferred.graph.input, *inferred.graph.value_info):
-        tensor_type = value.type.tensor_type
-        dims = tensor_type.shape.dim
-        if tensor_type.HasField("shape") and all(dim.HasField("dim_value") or dim.dim_param for dim in dims):
-            shapes[value.name] = tuple(dim.dim_value if dim.HasField("dim_value") else dim.dim_param for dim in dims)
-    return shapes
+            inferred = validation.infer_shapes(probe, data_prop=True)
+        except validation.ONNX_ERRORS:
+            return []
+        shapes = {}
+        for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+            tensor_type = value.type.tensor_type
+            if tensor_type.HasField("shape") and all(dim.HasField("dim_value") for dim in tensor_type.shape.dim):
+                shapes[value.name] = tuple(dim.dim_value for dim in tensor_type.shape.dim)
+        probed.append(shapes)
+    return probed

@@ -1,10 +1,9 @@
 import numpy as np
 import onnx
-import pytest
 from conftest import planted
 
 from onnxdoctor import api
-from onnxdoctor.passes import PassOptions, PassRefused
+from onnxdoctor.passes import PassOptions
 
 
 def fixed_alone(name: str, folder) -> onnx.ModelProto:
@@ -36,7 +35,7 @@ def test_removes_a_mul_by_one_that_keeps_the_shape(tmp_path):
     assert {"one", "ones_matrix"}.isdisjoint(tensor.name for tensor in model.graph.initializer)
 
 
-def test_removes_a_reshape_to_its_own_symbolic_shape(tmp_path):
+def test_removes_a_reshape_to_its_own_shape_found_by_probing(tmp_path):
     model = fixed_alone("symbolic_noop_reshape", tmp_path)
     nodes = {node.name: node for node in model.graph.node}
     # The queries' sequence is the context's: the Reshape and the chain that computed its target went.
@@ -46,9 +45,9 @@ def test_removes_a_reshape_to_its_own_symbolic_shape(tmp_path):
     assert list(nodes["reshape_flat"].input) == ["context", "flat_target"]
 
 
-def test_symbolic_shapes_inferred_in_part_are_used_and_nothing_is_written(tmp_path, monkeypatch):
-    # An op the symbolic inference does not know after the Reshape: its inference stays
-    # incomplete (ONNX Runtime's infer_shapes would then save the model into the working directory).
+def test_shapes_probed_in_part_are_used_and_nothing_is_written(tmp_path, monkeypatch):
+    # An op inference does not know after the Reshape: the probes' shapes stay incomplete (ONNX
+    # Runtime's symbolic inference, used before, then saved the model into the working directory).
     model = onnx.load(planted("symbolic_noop_reshape"))
     model.graph.node.append(onnx.helper.make_node("Scale", ["y"], ["scaled"], name="custom", domain="com.example"))
     model.graph.output.append(onnx.helper.make_tensor_value_info("scaled", onnx.TensorProto.FLOAT, None))
@@ -63,17 +62,17 @@ def test_symbolic_shapes_inferred_in_part_are_used_and_nothing_is_written(tmp_pa
     assert list(work.iterdir()) == []
 
 
-def test_a_reshape_the_types_settle_needs_no_symbolic_inference(tmp_path, monkeypatch):
+def test_a_reshape_the_types_settle_needs_no_probing(tmp_path, monkeypatch):
     # A Reshape keeps the element count: from ['n'] to 1-D, or from ['n', 4] to [?, 4], it keeps the
-    # shape; to [?, 2] it changes it. Symbolic inference (a second on a dynamic YOLO) is not asked.
+    # shape; to [?, 2] it changes it. The probes (two more shape inferences) are not asked for.
     from onnx import TensorProto, helper
 
     import onnxdoctor.passes.remove_identity as remove_identity
 
     def not_needed(model):
-        raise AssertionError("symbolic shape inference ran")
+        raise AssertionError("probed")
 
-    monkeypatch.setattr(remove_identity, "_symbolic_shapes", not_needed)
+    monkeypatch.setattr(remove_identity, "_probed_shapes", not_needed)
     shapes = {name: helper.make_tensor(name, TensorProto.INT64, [len(value)], value)
               for name, value in (("flat", [-1]), ("rows", [-1, 4]), ("pairs", [-1, 2]))}
     graph = helper.make_graph(
@@ -96,117 +95,81 @@ def test_a_reshape_the_types_settle_needs_no_symbolic_inference(tmp_path, monkey
     assert names == {"relu", "relu_v", "reshape_pairs", "after_flat", "after_rows", "after_pairs"}
 
 
-def reshape_of_a_static_shape(path):
-    """x [2, 4] reshaped to (Shape(x)[0], 4): the types leave the Reshape open, the fold settles it."""
+def attention_output(target_pieces: list[str], extra_inputs=(), extra_initializers=()) -> onnx.ModelProto:
+    """context [batch, 4, sequence, 16] reshaped to Concat(`target_pieces`) (from 'batch_dims', the
+    queries' 'sequence_dims', constants 'minus_one', 'four', 'sixteen', or what the extras add)."""
     from onnx import TensorProto, helper, numpy_helper
 
+    nodes = [
+        helper.make_node("Shape", ["context"], ["context_shape"], name="context_shape"),
+        helper.make_node("Gather", ["context_shape", "zero"], ["batch_dim"], name="gather_batch", axis=0),
+        helper.make_node("Unsqueeze", ["batch_dim", "axis_zero"], ["batch_dims"], name="unsqueeze_batch"),
+        helper.make_node("Shape", ["queries"], ["queries_shape"], name="queries_shape"),
+        helper.make_node("Gather", ["queries_shape", "one"], ["sequence_dim"], name="gather_sequence", axis=0),
+        helper.make_node("Unsqueeze", ["sequence_dim", "axis_zero"], ["sequence_dims"], name="unsqueeze_sequence"),
+        helper.make_node("Concat", target_pieces, ["target"], name="concat_target", axis=0),
+        helper.make_node("Reshape", ["context", "target"], ["reshaped"], name="reshape_context"),
+        helper.make_node("Relu", ["reshaped"], ["y"], name="relu"),
+    ]
+    constants = (("zero", 0), ("one", 1), ("axis_zero", [0]), ("minus_one", [-1]), ("four", [4]), ("sixteen", [16]))
     graph = helper.make_graph(
-        [helper.make_node("Shape", ["x"], ["shape"]), helper.make_node("Gather", ["shape", "zero"], ["rows"]),
-         helper.make_node("Concat", ["rows", "four"], ["target"], axis=0),
-         helper.make_node("Reshape", ["x", "target"], ["r"]), helper.make_node("Relu", ["r"], ["y"])],
-        "static_shape", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        nodes, "attention_output",
+        [helper.make_tensor_value_info("context", TensorProto.FLOAT, ["batch", 4, "sequence", 16]), *extra_inputs],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        initializer=[numpy_helper.from_array(np.array([0], np.int64), "zero"),
-                     numpy_helper.from_array(np.array([4], np.int64), "four")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
+        initializer=[*(numpy_helper.from_array(np.array(value, np.int64), name) for name, value in constants),
+                     *extra_initializers])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_symbolic_inference_runs_ahead_only_for_a_reshape_the_types_and_the_fold_leave_open(tmp_path):
-    # In a fresh interpreter: whether warm_up started symbolic inference (and imported sympy) for
-    # a model whose Reshape needs it, one whose Reshapes the types settle, and one whose Reshape
-    # the fold settles (its target computed from a static shape).
-    import subprocess
-    import sys
+def removed_alone(model: onnx.ModelProto):
+    """Whether remove-identity alone removed reshape_context, and its result."""
+    from onnxdoctor.passes.remove_identity import RemoveIdentity
 
-    script = (
-        "import sys, threading, onnx\n"
-        "from onnxdoctor.passes.remove_identity import RemoveIdentity\n"
-        "RemoveIdentity().warm_up(onnx.load(sys.argv[1]))\n"
-        "started = [thread for thread in threading.enumerate() if thread.name == 'onnxdoctor-symbolic-shapes']\n"
-        "for thread in started: thread.join()\n"
-        "print(bool(started), 'sympy' in sys.modules)\n"
-    )
-    answers = [subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
-                              check=True).stdout.split()
-               for path in (planted("symbolic_noop_reshape"), planted("noop_nodes"),
-                            reshape_of_a_static_shape(tmp_path / "static.onnx"),
-                            reshape_of_a_padded_shape(tmp_path / "padded.onnx"))]
-    # The last: a Reshape the types leave open and the fold's first round too, but every input
-    # dim known (a static Swin's fold settles such Reshapes in its later rounds; ahead, its
-    # inference took 1.2 s of a core the fold needed).
-    assert answers == [["True", "True"], ["False", "False"], ["False", "False"], ["False", "False"]]
+    result = RemoveIdentity().run(model, PassOptions())
+    return "reshape_context" not in {node.name for node in result.model.graph.node}, result
 
 
-def reshape_of_a_padded_shape(path):
-    """x [2, 4] padded by pads computed from its shape (Mod, which inference does not follow:
-    the Pad's output shape is unknown until a fold), then reshaped to that output's own shape."""
-    from onnx import TensorProto, helper, numpy_helper
+def test_a_reshape_settled_by_probing_is_left_to_a_run_to_verify():
+    from onnx import TensorProto, helper
 
-    graph = helper.make_graph(
-        [helper.make_node("Shape", ["x"], ["shape"]), helper.make_node("Mod", ["shape", "three"], ["rest"]),
-         helper.make_node("Concat", ["zeros", "rest"], ["pads"], axis=0),
-         helper.make_node("Pad", ["x", "pads"], ["padded"]),
-         helper.make_node("Shape", ["padded"], ["target"]),
-         helper.make_node("Reshape", ["padded", "target"], ["r"]), helper.make_node("Relu", ["r"], ["y"])],
-        "padded_shape", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        initializer=[numpy_helper.from_array(np.array([3, 3], np.int64), "three"),
-                     numpy_helper.from_array(np.array([0, 0], np.int64), "zeros")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
+    queries = helper.make_tensor_value_info("queries", TensorProto.FLOAT, ["batch", "sequence", 64])
+    removed, result = removed_alone(attention_output(["batch_dims", "minus_one", "sequence_dims", "sixteen"],
+                                                     [queries]))
+    assert removed
+    assert not result.provable  # agreeing at two sets of dims is no proof: only a run verifies it
 
 
-def test_symbolic_inference_ahead_runs_in_the_side_worker_where_fix_started_one(tmp_path):
-    # fix's own process is the busy one (diagnosis, passes); the side lane's worker, started for
-    # the background reference run, mostly waits: inference ahead runs there, and sympy is never
-    # imported here.
-    import subprocess
-    import sys
+def test_dims_named_apart_are_probed_apart():
+    # The queries' length is named otherwise: it may differ from the context's sequence, and the
+    # Reshape is no no-op then (with every dim probed at one value, the two would agree).
+    from onnx import TensorProto, helper
 
-    script = (
-        "import sys, threading, onnx\n"
-        "from onnxdoctor import isolation\n"
-        "from onnxdoctor.passes import PassOptions\n"
-        "from onnxdoctor.passes.remove_identity import RemoveIdentity\n"
-        "isolation.prestart(isolation.SIDE_LANE)\n"
-        "model = onnx.load(sys.argv[1])\n"
-        "rewrite = RemoveIdentity()\n"
-        "rewrite.warm_up(model)\n"
-        "shapes = rewrite._speculation.shapes.result()\n"
-        "result = rewrite.run(model, PassOptions())\n"
-        "print(bool(shapes), 'sympy' in sys.modules,\n"
-        "      'reshape_context' in {node.name for node in result.model.graph.node})\n"
-    )
-    answer = subprocess.run([sys.executable, "-c", script, str(planted("symbolic_noop_reshape"))],
-                            capture_output=True, text=True, check=True).stdout.split()
-    assert answer == ["True", "False", "False"]
+    queries = helper.make_tensor_value_info("queries", TensorProto.FLOAT, ["batch", "length", 64])
+    removed, _ = removed_alone(attention_output(["batch_dims", "minus_one", "sequence_dims", "sixteen"], [queries]))
+    assert not removed
 
 
-def test_the_pass_takes_the_shapes_warm_up_inferred(monkeypatch):
-    import onnxdoctor.passes.remove_identity as remove_identity
+def test_a_size_the_export_baked_in_agrees_at_one_probe_and_not_the_other():
+    # A traced sequence of 128 written into the target as a constant: the Reshape is a no-op at
+    # sequence 128 alone, which the first probe gives the first dim name after the batch.
+    from onnx import numpy_helper
 
-    model = onnx.load(planted("symbolic_noop_reshape"))
-    rewrite = remove_identity.RemoveIdentity()
-    rewrite.warm_up(model)
+    from onnxdoctor.passes.remove_identity import _PROBED_STEP
 
-    def not_again(model):
-        raise AssertionError("symbolic shape inference ran again")
+    baked = numpy_helper.from_array(np.array([2 * _PROBED_STEP], np.int64), "baked")
+    model = attention_output(["batch_dims", "four", "baked", "sixteen"], extra_initializers=[baked])
+    from onnxdoctor.passes.remove_identity import _probed_shapes
 
-    monkeypatch.setattr(remove_identity, "_symbolic_shapes", not_again)
-    result = rewrite.run(model, PassOptions())
-    assert "reshape_context" not in {node.name for node in result.model.graph.node}
-    assert not result.provable  # a Reshape settled by symbolic inference alone: only a run verifies it
-    # Once: a second run (a model it was not warmed up on) infers for itself.
-    with pytest.raises(PassRefused, match="ran again"):
-        rewrite.run(model, PassOptions())
+    first, second = _probed_shapes(model)
+    assert first["context"] == first["reshaped"] and second["context"] != second["reshaped"]
+    removed, _ = removed_alone(model)
+    assert not removed
 
 
-def test_symbolic_inference_reads_no_weight_on_its_way_to_the_reshape(tmp_path):
-    # An Add with a 2 KiB constant comes first: symbolic inference reads the values of an Add's
-    # constant inputs, and read a weight left out of its copy as a stub, which stopped it before
-    # the Reshape (every attention Reshape of a Whisper export stayed). It gets the weight as an
-    # input of its type and shape now.
+def test_probing_reads_no_weight_on_its_way_to_the_reshape(tmp_path):
+    # An Add with a 2 KiB constant comes first: ONNX Runtime's symbolic inference, used before,
+    # read the values of an Add's constant inputs, and a weight left out of its copy as a stub
+    # stopped it before the Reshape (every attention Reshape of a Whisper export stayed).
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -221,16 +184,3 @@ def test_symbolic_inference_reads_no_weight_on_its_way_to_the_reshape(tmp_path):
     report = api.fix(tmp_path / "table.onnx", tmp_path / "fixed.onnx", passes=["remove-identity"])
     assert report.steps[0].status == "applied" and report.steps[0].verification.passed
     assert "reshape_context" not in {node.name for node in onnx.load(tmp_path / "fixed.onnx").graph.node}
-
-
-def test_an_inference_ahead_not_done_in_time_is_stopped_and_the_pass_infers_on_its_own(monkeypatch):
-    import onnxdoctor.passes.remove_identity as remove_identity
-
-    model = onnx.load(planted("symbolic_noop_reshape"))
-    rewrite = remove_identity.RemoveIdentity()
-    rewrite.warm_up(model)
-    _, _, cancelled = rewrite._speculation
-    monkeypatch.setattr(remove_identity, "SPECULATION_WAIT", 0.0)
-    result = rewrite.run(model, PassOptions())
-    assert "reshape_context" not in {node.name for node in result.model.graph.node}
-    assert cancelled.is_set()
