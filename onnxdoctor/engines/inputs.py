@@ -91,6 +91,12 @@ def zero_inputs(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: np.zeros_like(value) for name, value in feeds.items()}
 
 
+def dim_terms(dim_param: str) -> list[str]:
+    """The names (or numbers) a dim name adds up: ['past', 'sequence'] for 'past + sequence' (an
+    exporter's name for a dim that is their sum), [name] for any other name."""
+    return _SUM.split(dim_param.strip())
+
+
 def _dim_values(inputs, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
     """A value for each named dynamic dim: from --static-shape where an input given one names it,
     else the default for the first axis it appears at; a sum of names, the sum of their values."""
@@ -102,11 +108,11 @@ def _dim_values(inputs, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
                 named.setdefault(dim.dim_param, shapes[name][axis])
     for _, dims in declared:
         for axis, dim in enumerate(dims):
-            if dim.dim_param and len(_SUM.split(dim.dim_param)) == 1:
+            if dim.dim_param and len(dim_terms(dim.dim_param)) == 1:
                 named.setdefault(dim.dim_param, 1 if axis == 0 else DEFAULT_DYNAMIC_DIM)
     for _, dims in declared:
         for dim in dims:
-            terms = _SUM.split(dim.dim_param.strip()) if dim.dim_param else []
+            terms = dim_terms(dim.dim_param) if dim.dim_param else []
             if len(terms) > 1:
                 named.setdefault(dim.dim_param, sum(
                     int(term) if term.isdigit() else named.setdefault(term, DEFAULT_DYNAMIC_DIM) for term in terms))

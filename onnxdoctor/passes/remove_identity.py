@@ -3,7 +3,7 @@ shape it already has, Concats of one input (the TorchScript exporter writes one 
 one dim) and Muls by a constant 1 that leave the shape as it is (the TorchScript exporter's
 scaled_dot_product_attention multiplies queries and keys by the square root of scale=1.0, as
 Whisper and T5 ask: x * 1 is x, bit for bit, -0.0, infinities and NaN included).
-A Reshape of a dynamic shape is a no-op where its input and output have the same shape at two
+A Reshape of a dynamic shape is a no-op where its input and output have the same shape at three
 sets of concrete input dims (_probed_shapes): T5's attention reshapes [batch, heads, sequence, 16]
 to (dim 0, -1, the queries' dim 2, 16), dims ONNX's inference leaves unknown ('unk__35') where
 they are symbols, and follows through Shape → Gather → Concat once they are numbers.
@@ -17,18 +17,13 @@ import numpy as np
 import onnx
 
 from onnxdoctor import validation
+from onnxdoctor.engines.inputs import dim_terms
 from onnxdoctor.graph import TensorType, reshape_keeps_shape
 from onnxdoctor.model import split_weights, walk_graphs
 from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_types
 from onnxdoctor.wording import shortened
 
 _CANDIDATES = frozenset({"Identity", "Cast", "Reshape", "Concat", "Mul"})
-# The concrete values _probed_shapes gives dynamic input dims, for the first set and the second:
-# an axis 0 (a batch) 2 then 3; each other dim name the next multiple of 64 then the one after
-# (64, 128, ... then 128, 192, ...), so strides and downsampling by 2 to 64 still divide evenly and
-# no two names share a value in a set.
-_PROBED_BATCH = (2, 3)
-_PROBED_STEP = 64
 
 
 class RemoveIdentity(Pass):
@@ -105,12 +100,6 @@ class RemoveIdentity(Pass):
         return result
 
 
-def _every_input_dim_known(model: onnx.ModelProto) -> bool:
-    return all(value.type.HasField("tensor_type") and value.type.tensor_type.HasField("shape")
-               and all(dim.HasField("dim_value") for dim in value.type.tensor_type.shape.dim)
-               for value in model.graph.input)
-
-
 def _times_one(node, types: dict):
     """The input a Mul by a constant 1 hands on: the factor holds one element and adds no dim
     (a scalar, or a rank the other input has too); None for any other Mul."""
@@ -129,17 +118,16 @@ def _times_one(node, types: dict):
 
 def _probed_shapes(model: onnx.ModelProto) -> list[dict[str, tuple[int, ...]]]:
     """Each tensor's shape as ONNX's inference (with data propagation) gives it with the dynamic
-    input dims set to concrete values, for two sets of them (_PROBED_BATCH, _PROBED_STEP): a dim
-    named alike takes one value, as a model's inputs promise; tensors whose shape stays unknown
-    (a dim that hangs on data) left out; [] for a model without dynamic input dims, or one
-    inference rejects at those values.
+    input dims set to concrete values, for three sets of them (_probe_values); tensors whose
+    shape stays unknown (a dim that hangs on data) left out; [] for a model without dynamic
+    input dims, or one inference rejects at those values.
 
     In place of symbolic shape inference (ONNX Runtime's, with sympy): on the 17 exports of
     issue #17 the same Reshapes on GPT-2, T5 and Whisper, two more on BERT (its attention's
     Reshape back to [batch, heads, sequence, 16]), one fewer on Faster R-CNN (a dim counted by
-    NonMaxSuppression, a symbol to it), in 0.003-0.07 s instead of 0.2-1.0 s and sympy's 0.2 s
-    import. Agreeing at two sets of values is no proof for every size, and neither was that
-    inference: the pass says it is not provable (a run verifies it)."""
+    NonMaxSuppression, a symbol to it), in 0.003-0.14 s instead of 0.2-1.0 s and sympy's 0.2 s
+    import. Agreeing at three sets of values is no proof for every size, and neither was that
+    inference: the pass says it is not provable (a run verifies it, at a fourth)."""
     skeleton, _ = split_weights(model)
     # Only what inference derives from the inputs: a model traced at batch 1 may declare batch 1.
     del skeleton.graph.value_info[:]
@@ -147,27 +135,21 @@ def _probed_shapes(model: onnx.ModelProto) -> list[dict[str, tuple[int, ...]]]:
         if value.type.HasField("tensor_type"):
             value.type.tensor_type.ClearField("shape")
     initializers = {tensor.name for tensor in skeleton.graph.initializer}
-    names: dict = {}
-    for value in skeleton.graph.input:
-        if value.name in initializers or not value.type.HasField("tensor_type"):
-            continue
-        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
-            if not dim.HasField("dim_value"):
-                names.setdefault(dim.dim_param or (value.name, axis), (axis == 0, len(names)))
-    if not names:
+    dynamic = [(value.name, axis, dim)
+               for value in skeleton.graph.input
+               if value.name not in initializers and value.type.HasField("tensor_type")
+               for axis, dim in enumerate(value.type.tensor_type.shape.dim) if not dim.HasField("dim_value")]
+    if not dynamic:
         return []
     probed = []
-    for step in (0, 1):
+    for values in _probe_values(dynamic):
         probe = onnx.ModelProto()
         probe.CopyFrom(skeleton)
-        for value in probe.graph.input:
-            if value.name in initializers or not value.type.HasField("tensor_type"):
-                continue
-            for axis, dim in enumerate(value.type.tensor_type.shape.dim):
-                if not dim.HasField("dim_value"):
-                    batch, position = names[dim.dim_param or (value.name, axis)]
-                    dim.Clear()
-                    dim.dim_value = _PROBED_BATCH[step] if batch else _PROBED_STEP * (position + 1 + step)
+        dims = {(value.name, axis): dim for value in probe.graph.input if value.HasField("type")
+                for axis, dim in enumerate(value.type.tensor_type.shape.dim)}
+        for place, value in values.items():
+            dims[place].Clear()
+            dims[place].dim_value = value
         try:
             inferred = validation.infer_shapes(probe, data_prop=True)
         except validation.ONNX_ERRORS:
@@ -179,3 +161,29 @@ def _probed_shapes(model: onnx.ModelProto) -> list[dict[str, tuple[int, ...]]]:
                 shapes[value.name] = tuple(dim.dim_value for dim in tensor_type.shape.dim)
         probed.append(shapes)
     return probed
+
+
+def _probe_values(dynamic: list[tuple]) -> list[dict[tuple[str, int], int]]:
+    """Three sets of values for the dynamic input dims `dynamic` ((input, axis, dim) each), by
+    (input, axis). A dim named alike takes one value, as a model's inputs promise, and a sum of
+    names ('past + sequence') their sum, as the verification's inputs have it; an unnamed dim is
+    a name of its own. A name first met at axis 0 (a batch) takes 2, 3, then 4 + 2j (the j-th
+    such name); any other 64 (k + 1), 64 (k + 2), then 64 (2k + 3) (the k-th): multiples of 64,
+    so strides and downsampling by 2 to 64 divide evenly. The third set parts what the first two
+    join: every batch the same, and a first sequence 64 times its batch in both (and at the
+    verification's 1 and 64), which a review found Reshapes wrongly taken for no-ops on."""
+    kinds: dict = {}
+    for name, axis, dim in dynamic:
+        for term in dim_terms(dim.dim_param) if dim.dim_param else [(name, axis)]:
+            if not (isinstance(term, str) and term.isdigit()):
+                kinds.setdefault(term, axis == 0)
+    batches = [term for term, batch in kinds.items() if batch]
+    others = [term for term, batch in kinds.items() if not batch]
+    sets = []
+    for step in range(3):
+        named = {term: (2, 3, 4 + 2 * index)[step] for index, term in enumerate(batches)}
+        named.update({term: 64 * (index + 1, index + 2, 2 * index + 3)[step] for index, term in enumerate(others)})
+        sets.append({(name, axis): sum(int(term) if isinstance(term, str) and term.isdigit() else named[term]
+                                       for term in (dim_terms(dim.dim_param) if dim.dim_param else [(name, axis)]))
+                     for name, axis, dim in dynamic})
+    return sets

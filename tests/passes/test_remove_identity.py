@@ -149,21 +149,79 @@ def test_dims_named_apart_are_probed_apart():
     assert not removed
 
 
-def test_a_size_the_export_baked_in_agrees_at_one_probe_and_not_the_other():
-    # A traced sequence of 128 written into the target as a constant: the Reshape is a no-op at
-    # sequence 128 alone, which the first probe gives the first dim name after the batch.
+def test_a_size_the_export_baked_in_agrees_at_one_probe_and_not_the_others():
+    # A traced sequence of 64 written into the target as a constant: the Reshape is a no-op at
+    # sequence 64 alone, which the first probe gives the first dim name after the batch.
     from onnx import numpy_helper
 
-    from onnxdoctor.passes.remove_identity import _PROBED_STEP
-
-    baked = numpy_helper.from_array(np.array([2 * _PROBED_STEP], np.int64), "baked")
-    model = attention_output(["batch_dims", "four", "baked", "sixteen"], extra_initializers=[baked])
     from onnxdoctor.passes.remove_identity import _probed_shapes
 
-    first, second = _probed_shapes(model)
-    assert first["context"] == first["reshaped"] and second["context"] != second["reshaped"]
+    baked = numpy_helper.from_array(np.array([64], np.int64), "baked")
+    model = attention_output(["batch_dims", "four", "baked", "sixteen"], extra_initializers=[baked])
+    first, *others = _probed_shapes(model)
+    assert first["context"] == first["reshaped"]
+    assert all(shapes["context"] != shapes["reshaped"] for shapes in others)
     removed, _ = removed_alone(model)
     assert not removed
+
+
+def reshaped_by(inputs: list, target_nodes: list) -> onnx.ModelProto:
+    """The first input reshaped (reshape_context) to the tensor 'target' that `target_nodes`
+    compute from the inputs' shapes and the constants minus_one, sixty_four."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [*target_nodes, helper.make_node("Reshape", [inputs[0].name, "target"], ["r"], name="reshape_context"),
+             helper.make_node("Relu", ["r"], ["y"], name="relu")]
+    constants = [numpy_helper.from_array(np.array([value], np.int64), name)
+                 for name, value in (("minus_one", -1), ("sixty_four", 64))]
+    graph = helper.make_graph(nodes, "reshaped_by", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=constants)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_two_batch_dims_named_apart_are_probed_apart():
+    # a [N, 4] reshaped to (b's dim 0, -1): a no-op only where N == M, though both are a batch
+    # (a review's counterexample: the first two probes give every batch one value).
+    from onnx import TensorProto, helper
+
+    model = reshaped_by(
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 4]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, ["M", 4])],
+        [helper.make_node("Shape", ["b"], ["rows"], start=0, end=1),
+         helper.make_node("Concat", ["rows", "minus_one"], ["target"], axis=0)])
+    assert not removed_alone(model)[0]
+
+
+def test_a_sequence_64_times_its_batch_at_two_probes_is_no_rule():
+    # x [B, S] reshaped to (-1, 64 B): a no-op only where S == 64 B, as the first two probes and
+    # the verification's inputs (1, 64) all have it (a review's counterexample).
+    from onnx import TensorProto, helper
+
+    model = reshaped_by(
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "S"])],
+        [helper.make_node("Shape", ["x"], ["rows"], start=0, end=1),
+         helper.make_node("Mul", ["rows", "sixty_four"], ["width"]),
+         helper.make_node("Concat", ["minus_one", "width"], ["target"], axis=0)])
+    assert not removed_alone(model)[0]
+
+
+def test_a_dim_named_as_a_sum_is_probed_as_that_sum():
+    # A mask [B, 'P + S'] beside ids [B, S] and past [B, P] (a KV-cache decoder's): reshaped to
+    # (B, P + S) it is a no-op and goes; to (-1, P + 64) it is one only where S == 64, and stays.
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["B", "P + S"]),
+              helper.make_tensor_value_info("ids", TensorProto.FLOAT, ["B", "S"]),
+              helper.make_tensor_value_info("past", TensorProto.FLOAT, ["B", "P"])]
+    shapes = [helper.make_node("Shape", ["ids"], ["batch"], start=0, end=1),
+              helper.make_node("Shape", ["ids"], ["sequence"], start=1, end=2),
+              helper.make_node("Shape", ["past"], ["length"], start=1, end=2)]
+    own = reshaped_by(inputs, [*shapes, helper.make_node("Add", ["length", "sequence"], ["total"]),
+                               helper.make_node("Concat", ["batch", "total"], ["target"], axis=0)])
+    assert removed_alone(own)[0]
+    other = reshaped_by(inputs, [*shapes, helper.make_node("Add", ["length", "sixty_four"], ["total"]),
+                                 helper.make_node("Concat", ["minus_one", "total"], ["target"], axis=0)])
+    assert not removed_alone(other)[0]
 
 
 def test_probing_reads_no_weight_on_its_way_to_the_reshape(tmp_path):
