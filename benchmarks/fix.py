@@ -87,6 +87,8 @@ def print_targets(rows: list[dict], pins: dict[str, str]) -> None:
     for model, pin in pins.items():
         print(f"- {model}: `{FIX_STATIC}` pins `{pin}`")
     for model in dict.fromkeys(row["model"] for row in rows):
+        if (model, FIX) not in by_key or (model, SLIM) not in by_key:
+            continue  # --tools left one out: no ratio
         fix, slim = by_key[model, FIX], by_key[model, SLIM]
         if not (succeeded(fix) and succeeded(slim)):
             print(f"- {model}: ratio n/a (onnxdoctor fix exit {fix['codes']}, onnxslim exit {slim['codes']})")
