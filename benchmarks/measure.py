@@ -127,14 +127,18 @@ def measure(command: list[str], work: Path) -> tuple[float, float, int, str]:
 def measure_all(plan: dict[str, dict[str, list[str]]], repeat: int, work: Path,
                 tools: list[str] | None = None) -> list[dict]:
     """Run each command of plan (model name → tool → command) `repeat` times, only `tools` when
-    given; one row per model and tool."""
+    given; one row per model and tool. A model's tools take turns, run by run: this machine's
+    speed drifts by 10-30% over a minute, and a tool's runs all made in one stretch carried that
+    into the ratio (BERT's fix / onnxslim came out 0.58 and 0.82 in two runs ten minutes apart)."""
     _compiled()
     rows = []
     for name, commands in plan.items():
-        for tool, command in commands.items():
-            if tools is not None and tool not in tools:
-                continue
-            runs = [measure(command, work) for _ in range(repeat)]
+        chosen = {tool: command for tool, command in commands.items() if tools is None or tool in tools}
+        measured: dict[str, list] = {tool: [] for tool in chosen}
+        for _ in range(repeat):
+            for tool, command in chosen.items():
+                measured[tool].append(measure(command, work))
+        for tool, runs in measured.items():
             codes = sorted({code for _, _, code, _ in runs})
             rows.append({"model": name, "tool": tool, "wall": statistics.median(run[0] for run in runs),
                          "peak": max(run[1] for run in runs), "codes": codes,
