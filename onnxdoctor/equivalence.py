@@ -16,7 +16,7 @@ remove-identity and collapse-chains leave them. A fold replaces a computed tenso
 constant: a tensor the original computed from constants and input shapes (static_tensors) can
 be numbered by the value the original's run gave it (`observed`), which proves the fold on the
 verification's inputs, as running the rewrite would. Anything else (a Reshape found a no-op by
-symbolic inference alone, new input shapes) differs, and is left to a run.
+probing its shapes at concrete input dims alone, new input shapes) differs, and is left to a run.
 
 What the rewrite declares counts too: ONNX Runtime trusts a declared shape (it folds a Shape of
 a tensor declared [5]), so every type the candidate declares must be one the reference declares
