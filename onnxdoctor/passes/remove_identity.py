@@ -3,7 +3,7 @@ shape it already has, Concats of one input (the TorchScript exporter writes one 
 one dim) and Muls by a constant 1 that leave the shape as it is (the TorchScript exporter's
 scaled_dot_product_attention multiplies queries and keys by the square root of scale=1.0, as
 Whisper and T5 ask: x * 1 is x, bit for bit, -0.0, infinities and NaN included).
-A Reshape of a dynamic shape is a no-op where its input and output have the same shape at three
+A Reshape of a dynamic shape is a no-op where its input and output have the same shape at four
 sets of concrete input dims (_probed_shapes): T5's attention reshapes [batch, heads, sequence, 16]
 to (dim 0, -1, the queries' dim 2, 16), dims ONNX's inference leaves unknown ('unk__35') where
 they are symbols, and follows through Shape → Gather → Concat once they are numbers.
@@ -12,6 +12,7 @@ Nodes whose output is a graph output stay, so output names do not change."""
 from __future__ import annotations
 
 import functools
+import random
 
 import numpy as np
 import onnx
@@ -24,6 +25,9 @@ from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edi
 from onnxdoctor.wording import shortened
 
 _CANDIDATES = frozenset({"Identity", "Cast", "Reshape", "Concat", "Mul"})
+# _probe_values: the step of the round values, and the seed of the drawn ones.
+_PROBE_STEP = 64
+_PROBE_SEED = 17
 
 
 class RemoveIdentity(Pass):
@@ -118,7 +122,7 @@ def _times_one(node, types: dict):
 
 def _probed_shapes(model: onnx.ModelProto) -> list[dict[str, tuple[int, ...]]]:
     """Each tensor's shape as ONNX's inference (with data propagation) gives it with the dynamic
-    input dims set to concrete values, for three sets of them (_probe_values); tensors whose
+    input dims set to concrete values, for four sets of them (_probe_values); tensors whose
     shape stays unknown (a dim that hangs on data) left out; [] for a model without dynamic
     input dims, or one inference rejects at those values.
 
@@ -126,8 +130,8 @@ def _probed_shapes(model: onnx.ModelProto) -> list[dict[str, tuple[int, ...]]]:
     issue #17 the same Reshapes on GPT-2, T5 and Whisper, two more on BERT (its attention's
     Reshape back to [batch, heads, sequence, 16]), one fewer on Faster R-CNN (a dim counted by
     NonMaxSuppression, a symbol to it), in 0.003-0.14 s instead of 0.2-1.0 s and sympy's 0.2 s
-    import. Agreeing at three sets of values is no proof for every size, and neither was that
-    inference: the pass says it is not provable (a run verifies it, at a fourth)."""
+    import. Agreeing at four sets of values is no proof for every size, and neither was that
+    inference: the pass says it is not provable (a run verifies it, at a fifth)."""
     skeleton, _ = split_weights(model)
     # Only what inference derives from the inputs: a model traced at batch 1 may declare batch 1.
     del skeleton.graph.value_info[:]
@@ -164,14 +168,16 @@ def _probed_shapes(model: onnx.ModelProto) -> list[dict[str, tuple[int, ...]]]:
 
 
 def _probe_values(dynamic: list[tuple]) -> list[dict[tuple[str, int], int]]:
-    """Three sets of values for the dynamic input dims `dynamic` ((input, axis, dim) each), by
+    """Four sets of values for the dynamic input dims `dynamic` ((input, axis, dim) each), by
     (input, axis). A dim named alike takes one value, as a model's inputs promise, and a sum of
     names ('past + sequence') their sum, as the verification's inputs have it; an unnamed dim is
-    a name of its own. A name first met at axis 0 (a batch) takes 2, 3, then 4 + 2j (the j-th
-    such name); any other 64 (k + 1), 64 (k + 2), then 64 (2k + 3) (the k-th): multiples of 64,
-    so strides and downsampling by 2 to 64 divide evenly. The third set parts what the first two
-    join: every batch the same, and a first sequence 64 times its batch in both (and at the
-    verification's 1 and 64), which a review found Reshapes wrongly taken for no-ops on."""
+    a name of its own. A name first met at axis 0 (a batch) takes 2, then 3; any other 64 (k + 1),
+    then 64 (k + 2) (the k-th such name): round values, multiples of 64 so that strides and
+    downsampling by 2 to 64 divide evenly. Then two sets drawn at random (seeded: the same for a
+    model every time), a batch from 4-63, any other 64 times 3-63, no two names alike: the round
+    sets lie on a line (every batch one value; a first sequence 64 times its batch, as at the
+    verification's 1x64; a + c = 2 b for names in a row), and two reviews built Reshapes that
+    are no-ops only along such a line, which the removal then passed."""
     kinds: dict = {}
     for name, axis, dim in dynamic:
         for term in dim_terms(dim.dim_param) if dim.dim_param else [(name, axis)]:
@@ -179,11 +185,25 @@ def _probe_values(dynamic: list[tuple]) -> list[dict[tuple[str, int], int]]:
                 kinds.setdefault(term, axis == 0)
     batches = [term for term, batch in kinds.items() if batch]
     others = [term for term, batch in kinds.items() if not batch]
+    draws = random.Random(_PROBE_SEED)
     sets = []
-    for step in range(3):
-        named = {term: (2, 3, 4 + 2 * index)[step] for index, term in enumerate(batches)}
-        named.update({term: 64 * (index + 1, index + 2, 2 * index + 3)[step] for index, term in enumerate(others)})
+    for step in range(4):
+        if step < 2:
+            named = {term: 2 + step for term in batches}
+            named.update({term: _PROBE_STEP * (index + 1 + step) for index, term in enumerate(others)})
+        else:
+            named = dict(zip(batches, _distinct(draws, range(4, 64), len(batches)), strict=True))
+            named.update(zip(others, (_PROBE_STEP * value for value in _distinct(draws, range(3, 64), len(others))),
+                             strict=True))
         sets.append({(name, axis): sum(int(term) if isinstance(term, str) and term.isdigit() else named[term]
                                        for term in (dim_terms(dim.dim_param) if dim.dim_param else [(name, axis)]))
                      for name, axis, dim in dynamic})
     return sets
+
+
+def _distinct(draws: random.Random, values: range, count: int) -> list[int]:
+    """`count` different values drawn from `values` (repeating them, shuffled anew, past its length)."""
+    drawn: list[int] = []
+    while len(drawn) < count:
+        drawn.extend(draws.sample(values, min(len(values), count - len(drawn))))
+    return drawn

@@ -205,6 +205,25 @@ def test_a_sequence_64_times_its_batch_at_two_probes_is_no_rule():
     assert not removed_alone(model)[0]
 
 
+def test_names_in_a_row_are_not_probed_along_a_line():
+    # x ['A + C', 64] reshaped to (2 B, -1): a no-op only where A + C == 2 B, which values spaced
+    # evenly by a name's position (and the verification's, every such dim 64) all have (a second
+    # review's counterexample); unnamed dims, each a name of its own, likewise.
+    from onnx import TensorProto, helper
+
+    model = reshaped_by(
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["A + C", 64]),
+         *(helper.make_tensor_value_info(name.lower(), TensorProto.FLOAT, [1, name]) for name in "ABC")],
+        [helper.make_node("Shape", ["b"], ["width"], start=1, end=2),
+         helper.make_node("Add", ["width", "width"], ["rows"]),
+         helper.make_node("Concat", ["rows", "minus_one"], ["target"], axis=0)])
+    # Names are met in input order: A, B and C first, then x's sum of them.
+    inputs = list(model.graph.input)
+    del model.graph.input[:]
+    model.graph.input.extend([*inputs[1:], inputs[0]])
+    assert not removed_alone(model)[0]
+
+
 def test_a_dim_named_as_a_sum_is_probed_as_that_sum():
     # A mask [B, 'P + S'] beside ids [B, S] and past [B, P] (a KV-cache decoder's): reshaped to
     # (B, P + S) it is a no-op and goes; to (-1, P + 64) it is one only where S == 64, and stays.
