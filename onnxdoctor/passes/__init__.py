@@ -151,6 +151,16 @@ def infer_shapes(model: onnx.ModelProto, *, declared: bool = True, outputs_decla
     computed in the graph (Shape -> Gather -> Concat) followed into the Reshapes that read
     them; it copies values through a Cast unchanged (258 cast to uint8 stays 258, not 2), so a
     proof (equivalence) asks for it off."""
+    skeleton = inference_skeleton(model, declared=declared, outputs_declared=outputs_declared)
+    try:
+        return validation.infer_shapes(skeleton, data_prop=data_prop)
+    except validation.ONNX_ERRORS:
+        return skeleton
+
+
+def inference_skeleton(model: onnx.ModelProto, *, declared: bool, outputs_declared: bool) -> onnx.ModelProto:
+    """The copy infer_shapes infers on: the large weights stubs; without the model's value_info
+    unless `declared`, without the outputs' declared shapes unless `outputs_declared`."""
     skeleton, _ = split_weights(model)
     if not declared:
         del skeleton.graph.value_info[:]
@@ -158,10 +168,7 @@ def infer_shapes(model: onnx.ModelProto, *, declared: bool = True, outputs_decla
         for output in skeleton.graph.output:
             if output.type.HasField("tensor_type"):
                 output.type.tensor_type.ClearField("shape")
-    try:
-        return validation.infer_shapes(skeleton, data_prop=data_prop)
-    except validation.ONNX_ERRORS:
-        return skeleton
+    return skeleton
 
 
 def infer_types(model: onnx.ModelProto, *, declared: bool = True, outputs_declared: bool = True,

@@ -20,8 +20,16 @@ import onnx
 from onnxdoctor import validation
 from onnxdoctor.engines.inputs import dim_terms
 from onnxdoctor.graph import TensorType, reshape_keeps_shape
-from onnxdoctor.model import split_weights, walk_graphs
-from onnxdoctor.passes import Pass, PassOptions, PassResult, compare_models, edit_with_graphsurgeon, infer_types
+from onnxdoctor.model import walk_graphs
+from onnxdoctor.passes import (
+    Pass,
+    PassOptions,
+    PassResult,
+    compare_models,
+    edit_with_graphsurgeon,
+    infer_types,
+    inference_skeleton,
+)
 from onnxdoctor.wording import shortened
 
 _CANDIDATES = frozenset({"Identity", "Cast", "Reshape", "Concat", "Mul"})
@@ -132,12 +140,8 @@ def _probed_shapes(model: onnx.ModelProto) -> list[dict[str, tuple[int, ...]]]:
     NonMaxSuppression, a symbol to it), in 0.003-0.14 s instead of 0.2-1.0 s and sympy's 0.2 s
     import. Agreeing at four sets of values is no proof for every size, and neither was that
     inference: the pass says it is not provable (a run verifies it, at a fifth)."""
-    skeleton, _ = split_weights(model)
     # Only what inference derives from the inputs: a model traced at batch 1 may declare batch 1.
-    del skeleton.graph.value_info[:]
-    for value in skeleton.graph.output:
-        if value.type.HasField("tensor_type"):
-            value.type.tensor_type.ClearField("shape")
+    skeleton = inference_skeleton(model, declared=False, outputs_declared=False)
     initializers = {tensor.name for tensor in skeleton.graph.initializer}
     dynamic = [(value.name, axis, dim)
                for value in skeleton.graph.input
@@ -178,10 +182,17 @@ def _probe_values(dynamic: list[tuple]) -> list[dict[tuple[str, int], int]]:
     sets lie on a line (every batch one value; a first sequence 64 times its batch, as at the
     verification's 1x64; a + c = 2 b for names in a row), and two reviews built Reshapes that
     are no-ops only along such a line, which the removal then passed."""
+    def terms(name: str, axis: int, dim) -> list:
+        """What the dim adds up: names, numbers (digits), or the unnamed dim itself."""
+        return dim_terms(dim.dim_param) if dim.dim_param else [(name, axis)]
+
+    def is_number(term) -> bool:
+        return isinstance(term, str) and term.isdigit()
+
     kinds: dict = {}
     for name, axis, dim in dynamic:
-        for term in dim_terms(dim.dim_param) if dim.dim_param else [(name, axis)]:
-            if not (isinstance(term, str) and term.isdigit()):
+        for term in terms(name, axis, dim):
+            if not is_number(term):
                 kinds.setdefault(term, axis == 0)
     batches = [term for term, batch in kinds.items() if batch]
     others = [term for term, batch in kinds.items() if not batch]
@@ -195,8 +206,7 @@ def _probe_values(dynamic: list[tuple]) -> list[dict[tuple[str, int], int]]:
             named = dict(zip(batches, _distinct(draws, range(4, 64), len(batches)), strict=True))
             named.update(zip(others, (_PROBE_STEP * value for value in _distinct(draws, range(3, 64), len(others))),
                              strict=True))
-        sets.append({(name, axis): sum(int(term) if isinstance(term, str) and term.isdigit() else named[term]
-                                       for term in (dim_terms(dim.dim_param) if dim.dim_param else [(name, axis)]))
+        sets.append({(name, axis): sum(int(term) if is_number(term) else named[term] for term in terms(name, axis, dim))
                      for name, axis, dim in dynamic})
     return sets
 

@@ -95,30 +95,26 @@ def test_a_reshape_the_types_settle_needs_no_probing(tmp_path, monkeypatch):
     assert names == {"relu", "relu_v", "reshape_pairs", "after_flat", "after_rows", "after_pairs"}
 
 
-def attention_output(target_pieces: list[str], extra_inputs=(), extra_initializers=()) -> onnx.ModelProto:
-    """context [batch, 4, sequence, 16] reshaped to Concat(`target_pieces`) (from 'batch_dims', the
-    queries' 'sequence_dims', constants 'minus_one', 'four', 'sixteen', or what the extras add)."""
-    from onnx import TensorProto, helper, numpy_helper
+def attention_output(target_pieces: list[str], queries_dims=("batch", "sequence", 64),
+                     extra_initializers=()) -> onnx.ModelProto:
+    """The planted symbolic_noop_reshape with its context [batch, 4, sequence, 16] reshaped to
+    Concat(`target_pieces`) (from 'batch_dims', the queries' 'sequence_dims', the constants
+    'minus_one', 'four', 'sixteen', or what the extras add), its queries of `queries_dims`."""
+    from onnx import numpy_helper
 
-    nodes = [
-        helper.make_node("Shape", ["context"], ["context_shape"], name="context_shape"),
-        helper.make_node("Gather", ["context_shape", "zero"], ["batch_dim"], name="gather_batch", axis=0),
-        helper.make_node("Unsqueeze", ["batch_dim", "axis_zero"], ["batch_dims"], name="unsqueeze_batch"),
-        helper.make_node("Shape", ["queries"], ["queries_shape"], name="queries_shape"),
-        helper.make_node("Gather", ["queries_shape", "one"], ["sequence_dim"], name="gather_sequence", axis=0),
-        helper.make_node("Unsqueeze", ["sequence_dim", "axis_zero"], ["sequence_dims"], name="unsqueeze_sequence"),
-        helper.make_node("Concat", target_pieces, ["target"], name="concat_target", axis=0),
-        helper.make_node("Reshape", ["context", "target"], ["reshaped"], name="reshape_context"),
-        helper.make_node("Relu", ["reshaped"], ["y"], name="relu"),
-    ]
-    constants = (("zero", 0), ("one", 1), ("axis_zero", [0]), ("minus_one", [-1]), ("four", [4]), ("sixteen", [16]))
-    graph = helper.make_graph(
-        nodes, "attention_output",
-        [helper.make_tensor_value_info("context", TensorProto.FLOAT, ["batch", 4, "sequence", 16]), *extra_inputs],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        initializer=[*(numpy_helper.from_array(np.array(value, np.int64), name) for name, value in constants),
-                     *extra_initializers])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = onnx.load(planted("symbolic_noop_reshape"))
+    (concat,) = [node for node in model.graph.node if node.name == "concat_target"]
+    del concat.input[:]
+    concat.input.extend(target_pieces)
+    (queries,) = [value for value in model.graph.input if value.name == "queries"]
+    for dim, value in zip(queries.type.tensor_type.shape.dim, queries_dims, strict=True):
+        dim.Clear()
+        if isinstance(value, int):
+            dim.dim_value = value
+        else:
+            dim.dim_param = value
+    model.graph.initializer.extend([numpy_helper.from_array(np.array([4], np.int64), "four"), *extra_initializers])
+    return model
 
 
 def removed_alone(model: onnx.ModelProto):
@@ -130,11 +126,7 @@ def removed_alone(model: onnx.ModelProto):
 
 
 def test_a_reshape_settled_by_probing_is_left_to_a_run_to_verify():
-    from onnx import TensorProto, helper
-
-    queries = helper.make_tensor_value_info("queries", TensorProto.FLOAT, ["batch", "sequence", 64])
-    removed, result = removed_alone(attention_output(["batch_dims", "minus_one", "sequence_dims", "sixteen"],
-                                                     [queries]))
+    removed, result = removed_alone(attention_output(["batch_dims", "minus_one", "sequence_dims", "sixteen"]))
     assert removed
     assert not result.provable  # agreeing at two sets of dims is no proof: only a run verifies it
 
@@ -142,10 +134,8 @@ def test_a_reshape_settled_by_probing_is_left_to_a_run_to_verify():
 def test_dims_named_apart_are_probed_apart():
     # The queries' length is named otherwise: it may differ from the context's sequence, and the
     # Reshape is no no-op then (with every dim probed at one value, the two would agree).
-    from onnx import TensorProto, helper
-
-    queries = helper.make_tensor_value_info("queries", TensorProto.FLOAT, ["batch", "length", 64])
-    removed, _ = removed_alone(attention_output(["batch_dims", "minus_one", "sequence_dims", "sixteen"], [queries]))
+    removed, _ = removed_alone(attention_output(["batch_dims", "minus_one", "sequence_dims", "sixteen"],
+                                                ("batch", "length", 64)))
     assert not removed
 
 
